@@ -1,0 +1,67 @@
+//! The configuration snapshot the proxy serves from, and the handle that swaps it.
+//!
+//! A snapshot is immutable. The agent builds a whole new one on every change and
+//! publishes it with [`ConfigHandle::store`]; each new request (also on connections that
+//! are already open) reads the current snapshot, in-flight requests keep the one they
+//! started with.
+
+mod service;
+mod route_set;
+
+pub use route_set::{Decision, RouteSet};
+pub use service::{AppProtocol, EndpointSet, ServicePort, ServiceRef};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::identity::{CgroupId, Workload};
+
+/// One immutable view of everything the proxy needs.
+#[derive(Debug, Default)]
+pub struct ProxyConfig {
+    /// Service ports by cluster IP and port (IPv4 addresses as plain IPv4).
+    pub services: HashMap<SocketAddr, Arc<ServicePort>>,
+    /// Enrolled workloads by pod cgroup id.
+    pub workloads: HashMap<CgroupId, Arc<Workload>>,
+    /// Increases with every published snapshot.
+    pub version: u64,
+}
+
+impl ProxyConfig {
+    pub fn service(&self, dialled: SocketAddr) -> Option<&Arc<ServicePort>> {
+        self.services.get(&crate::identity::canonical(dialled))
+    }
+
+    pub fn workload(&self, cgroup: CgroupId) -> Option<&Arc<Workload>> {
+        self.workloads.get(&cgroup)
+    }
+}
+
+/// Shared, lock-free access to the current [`ProxyConfig`].
+#[derive(Clone, Debug)]
+pub struct ConfigHandle(Arc<ArcSwap<ProxyConfig>>);
+
+impl Default for ConfigHandle {
+    fn default() -> Self {
+        Self::new(ProxyConfig::default())
+    }
+}
+
+impl ConfigHandle {
+    pub fn new(initial: ProxyConfig) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(initial)))
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<ProxyConfig> {
+        self.0.load_full()
+    }
+
+    /// Publishes a new snapshot; new requests see it at once.
+    pub fn store(&self, config: ProxyConfig) {
+        self.0.store(Arc::new(config));
+    }
+}

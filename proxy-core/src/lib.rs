@@ -1,0 +1,12 @@
+//! Ambit's data plane as a library.
+//!
+//! The agent feeds it a [`config::ProxyConfig`] snapshot (Services, their endpoints,
+//! the compiled GAMMA routes per caller scope, and the workloads known by cgroup) and
+//! an [`identity::OriginResolver`] that tells, for an accepted connection, which
+//! Service address the caller dialled and which pod cgroup it came from. Nothing in
+//! here knows about Kubernetes or eBPF.
+
+pub mod config;
+pub mod identity;
+pub mod proxy;
+pub mod routes;

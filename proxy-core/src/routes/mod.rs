@@ -1,0 +1,15 @@
+//! GAMMA routes compiled for the data path: matches, precedence, rules, filters and
+//! weighted backends. Built by the agent from HTTPRoute/GRPCRoute resources; evaluated
+//! per request by the proxy.
+
+mod backend;
+mod filters;
+mod list;
+mod matching;
+mod rule;
+
+pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
+pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
+pub use list::{MatchedRule, RouteList};
+pub use matching::{HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch};
+pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};
