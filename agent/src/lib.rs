@@ -1,0 +1,24 @@
+//! Ambit's node agent as a library (the `ambit-agent` binary is a thin CLI over it).
+//!
+//! - [`cluster`]: the Kubernetes objects the agent reads, held in one store that both
+//!   standalone (manifests directory) and Kubernetes (watch) modes fill.
+//! - [`manifests`]: reading and watching a directory of Kubernetes YAML.
+//! - [`cgroups`]: finding the cgroup2 mount and each pod's cgroup from its UID.
+//! - [`translate`]: turning the store into proxy-core's configuration, the eBPF maps'
+//!   contents and route status.
+//! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
+
+pub mod cgroups;
+pub mod cluster;
+pub mod manifests;
+pub mod redirect;
+pub mod translate;
+
+/// Namespace label that opts a namespace into the mesh.
+pub const MESH_LABEL: &str = "ambit.dev/mesh";
+/// Value of [`MESH_LABEL`] that enrolls a namespace.
+pub const MESH_ENABLED: &str = "enabled";
+/// Pod annotation that opts a single pod out of the mesh when set to "disabled".
+pub const MESH_POD_ANNOTATION: &str = "ambit.dev/mesh";
+/// The controllerName written in route status.
+pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
