@@ -1,0 +1,134 @@
+//! One accepted connection: origin, caller, protocol, then HTTP or TCP handling.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::detect::{self, Detected};
+use super::{http, tcp, Proxy};
+use crate::config::{AppProtocol, ProxyConfig};
+use crate::identity::{Origin, Workload};
+
+/// What is known about a connection once it is accepted.
+#[derive(Debug)]
+pub struct ConnContext {
+    pub origin: Origin,
+    pub peer: SocketAddr,
+    /// The caller, as known when the connection was accepted.
+    pub caller: Option<Arc<Workload>>,
+    service: String,
+}
+
+impl ConnContext {
+    /// The caller as of `config` (falls back to the one known at accept time).
+    pub fn caller_in(&self, config: &ProxyConfig) -> Option<Arc<Workload>> {
+        config.workload(self.origin.pod_cgroup).cloned().or_else(|| self.caller.clone())
+    }
+
+    pub fn caller_namespace(&self) -> Option<Arc<str>> {
+        self.caller.as_ref().map(|w| w.namespace.clone())
+    }
+
+    pub fn caller_name(&self) -> Option<Arc<str>> {
+        self.caller.as_ref().map(|w| w.name.clone())
+    }
+
+    pub fn service_label(&self) -> &str {
+        &self.service
+    }
+}
+
+pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let local = match stream.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            tracing::debug!(%error, "accepted socket has no local address");
+            return;
+        }
+    };
+    let origin = match proxy.resolver.resolve(peer, local) {
+        Ok(origin) => origin,
+        Err(error) => {
+            // Not a redirected connection (or its record is gone): never guess.
+            tracing::warn!(%error, "rejecting connection without a kernel redirect record");
+            tcp::reset(stream);
+            return;
+        }
+    };
+    let config = proxy.config.load();
+    let Some(service) = config.service(origin.destination).cloned() else {
+        tracing::warn!(dialled = %origin.destination, "dialled address is not a known Service port; resetting");
+        tcp::reset(stream);
+        return;
+    };
+    let caller = config.workload(origin.pod_cgroup).cloned();
+    let ctx = Arc::new(ConnContext {
+        origin,
+        peer,
+        caller,
+        service: format!("{}:{}", service.service, service.port),
+    });
+    if proxy.access_log.enabled() {
+        tracing::info!(
+            target: "ambit::access",
+            kind = "connection",
+            caller_namespace = ctx.caller_namespace().as_deref().unwrap_or(""),
+            caller_pod = ctx.caller_name().as_deref().unwrap_or(""),
+            caller_cgroup = origin.pod_cgroup.0,
+            client = %peer,
+            service = %ctx.service,
+            dialled = %origin.destination,
+        );
+    }
+    drop(config);
+
+    let http = match service.protocol {
+        AppProtocol::Http | AppProtocol::H2c => true,
+        AppProtocol::Tcp => false,
+        AppProtocol::Detect => match detect::detect(&stream, proxy.options.detect_timeout).await {
+            Ok(Detected::Http1 | Detected::Http2) => true,
+            Ok(Detected::Opaque) => false,
+            Err(error) => {
+                tracing::debug!(%error, "connection failed during protocol detection");
+                return;
+            }
+        },
+    };
+    if http {
+        serve_http(proxy, ctx, stream, shutdown).await;
+    } else {
+        let endpoint = service.endpoints.pick();
+        tcp::passthrough(&proxy, &ctx, stream, endpoint).await;
+    }
+}
+
+async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(proxy.options.max_header_bytes.max(8192)).keep_alive(true);
+    builder.http2().max_header_list_size(proxy.options.max_header_bytes as u32);
+    let service = hyper::service::service_fn({
+        let proxy = proxy.clone();
+        move |request| {
+            let proxy = proxy.clone();
+            let ctx = ctx.clone();
+            async move { Ok::<_, std::convert::Infallible>(http::handle(proxy, ctx, request).await) }
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,375 @@
+//! Routing one HTTP request: decide by the caller's scope, apply the rule's filters,
+//! and forward to a backend endpoint (or answer locally).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::body::{self, Body};
+use super::connection::ConnContext;
+use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
+use super::local_reply::{self, LocalReply};
+use super::upstream::UpstreamVersion;
+use super::Proxy;
+use crate::config::{AppProtocol, Decision, EndpointSet};
+use crate::routes::{
+    BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
+};
+
+/// Where a request is sent once routing is done.
+struct Target<'a> {
+    endpoints: &'a EndpointSet,
+    protocol: AppProtocol,
+    label: String,
+}
+
+/// Facts about the routing outcome, for the access log.
+#[derive(Default)]
+struct Routed {
+    route: Option<String>,
+    rule: Option<String>,
+    backend: Option<String>,
+    endpoint: Option<SocketAddr>,
+}
+
+pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let grpc = is_grpc(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let mut routed = Routed::default();
+    let response = route(&proxy, &ctx, request, grpc, &mut routed).await;
+    if proxy.access_log.enabled() {
+        let config = proxy.config.load();
+        let caller = ctx.caller_in(&config);
+        tracing::info!(
+            target: "ambit::access",
+            kind = "http",
+            caller_namespace = caller.as_ref().map(|w| &*w.namespace).unwrap_or(""),
+            caller_pod = caller.as_ref().map(|w| &*w.name).unwrap_or(""),
+            client = %ctx.peer,
+            service = %ctx.service_label(),
+            dialled = %ctx.origin.destination,
+            method = %method,
+            path = %path,
+            grpc,
+            route = routed.route.as_deref().unwrap_or(""),
+            rule = routed.rule.as_deref().unwrap_or(""),
+            backend = routed.backend.as_deref().unwrap_or(""),
+            endpoint = routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+    response
+}
+
+async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>, grpc: bool, routed: &mut Routed) -> Response<Body> {
+    // Each request reads the current configuration, so changes apply to open connections.
+    let config = proxy.config.load();
+    let Some(service) = config.service(ctx.origin.destination).cloned() else {
+        return LocalReply::ServiceGone.response(grpc);
+    };
+    let caller = ctx.caller_in(&config);
+    let caller_namespace = caller.as_ref().map(|w| &*w.namespace).unwrap_or("");
+    let (mut parts, body) = request.into_parts();
+    let decision = service.routes.decide(caller_namespace, &RequestView::from_parts(&parts));
+    match decision {
+        Decision::NoRoutes => {
+            let target = Target {
+                endpoints: &service.endpoints,
+                protocol: service.protocol,
+                label: format!("{}:{}", service.service, service.port),
+            };
+            routed.backend = Some(target.label.clone());
+            forward(proxy, parts, body, &target, Timeouts::default(), grpc, routed).await
+        }
+        Decision::NoMatch => LocalReply::NoRouteMatched.response(grpc),
+        Decision::Matched(matched) => {
+            routed.route = Some(matched.rule.route().to_string());
+            routed.rule = Some(match &matched.rule.name {
+                Some(name) => name.to_string(),
+                None => matched.rule.index.to_string(),
+            });
+            apply_rule(proxy, &mut parts, body, matched, grpc, routed).await
+        }
+    }
+}
+
+async fn apply_rule(
+    proxy: &Arc<Proxy>,
+    parts: &mut http::request::Parts,
+    body: Incoming,
+    matched: MatchedRule<'_>,
+    grpc: bool,
+    routed: &mut Routed,
+) -> Response<Body> {
+    let rule = matched.rule;
+    if let Some(modifier) = &rule.filters.request_headers {
+        modifier.apply(&mut parts.headers);
+    }
+    let response = match &rule.action {
+        RuleAction::Redirect(redirect) => {
+            let authority = request_authority(parts).unwrap_or_default();
+            let location = redirect.location(
+                "http",
+                &authority,
+                parts.uri.path(),
+                parts.uri.query(),
+                matched.path_match(),
+            );
+            local_reply::redirect(redirect.status.status(), &location)
+        }
+        RuleAction::Forward(forward_action) => {
+            let Some(backend) = forward_action.backends.pick() else {
+                return finish(LocalReply::NoBackend.response(grpc), &rule.filters.response_headers, None);
+            };
+            let BackendTarget::Service(service_backend) = &backend.target else {
+                return finish(LocalReply::NoBackend.response(grpc), &rule.filters.response_headers, None);
+            };
+            if let Some(rewrite) = &forward_action.rewrite {
+                if let Some(hostname) = &rewrite.hostname {
+                    set_authority(parts, hostname);
+                }
+                if let Some(path) = &rewrite.path {
+                    let new_path = path.apply(parts.uri.path(), matched.path_match());
+                    set_path(parts, &new_path);
+                }
+            }
+            if let Some(modifier) = &backend.filters.request_headers {
+                modifier.apply(&mut parts.headers);
+            }
+            for mirror in &rule.filters.mirrors {
+                if mirror.fraction > 0.0 && rand::random::<f64>() < mirror.fraction {
+                    spawn_mirror(proxy, parts, &mirror.backend);
+                }
+            }
+            let target = Target {
+                endpoints: &service_backend.endpoints,
+                protocol: service_backend.protocol,
+                label: format!("{}:{}", service_backend.service, service_backend.port),
+            };
+            routed.backend = Some(target.label.clone());
+            let parts_owned = take_parts(parts);
+            let response = forward(proxy, parts_owned, body, &target, rule.timeouts, grpc, routed).await;
+            return finish(response, &rule.filters.response_headers, backend.filters.response_headers.as_ref());
+        }
+    };
+    finish(response, &rule.filters.response_headers, None)
+}
+
+/// Applies the rule's, then the backend's, response header modifiers.
+fn finish(mut response: Response<Body>, rule: &Option<HeaderModifier>, backend: Option<&HeaderModifier>) -> Response<Body> {
+    if let Some(modifier) = rule {
+        modifier.apply(response.headers_mut());
+    }
+    if let Some(modifier) = backend {
+        modifier.apply(response.headers_mut());
+    }
+    response
+}
+
+fn take_parts(parts: &mut http::request::Parts) -> http::request::Parts {
+    let (mut empty, _) = Request::new(()).into_parts();
+    std::mem::swap(&mut empty, parts);
+    empty
+}
+
+/// The authority the client addressed: `:authority` for HTTP/2, `Host` for HTTP/1.1.
+fn request_authority(parts: &http::request::Parts) -> Option<String> {
+    if let Some(authority) = parts.uri.authority() {
+        return Some(authority.to_string());
+    }
+    parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned)
+}
+
+fn set_authority(parts: &mut http::request::Parts, host: &str) {
+    if let Ok(value) = HeaderValue::from_str(host) {
+        parts.headers.insert(header::HOST, value);
+    }
+    if parts.uri.authority().is_some() {
+        if let Ok(authority) = host.parse::<Authority>() {
+            let mut uri_parts = parts.uri.clone().into_parts();
+            uri_parts.authority = Some(authority);
+            if let Ok(uri) = Uri::from_parts(uri_parts) {
+                parts.uri = uri;
+            }
+        }
+    }
+}
+
+fn set_path(parts: &mut http::request::Parts, path: &str) {
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let Ok(pq) = path_and_query.parse::<PathAndQuery>() else { return };
+    let mut uri_parts = parts.uri.clone().into_parts();
+    uri_parts.path_and_query = Some(pq);
+    if let Ok(uri) = Uri::from_parts(uri_parts) {
+        parts.uri = uri;
+    }
+}
+
+fn upstream_version(protocol: AppProtocol, downstream: Version) -> UpstreamVersion {
+    match protocol {
+        AppProtocol::H2c => UpstreamVersion::Http2,
+        AppProtocol::Http => UpstreamVersion::Http1,
+        AppProtocol::Tcp | AppProtocol::Detect => {
+            if downstream == Version::HTTP_2 {
+                UpstreamVersion::Http2
+            } else {
+                UpstreamVersion::Http1
+            }
+        }
+    }
+}
+
+/// Builds the upstream request: origin-form URI and `Host` for HTTP/1.1; absolute URI
+/// (which carries `:authority`) for HTTP/2.
+fn upstream_request(mut parts: http::request::Parts, body: Body, version: UpstreamVersion, upgrade: bool) -> Request<Body> {
+    let authority = request_authority(&parts);
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match version {
+        UpstreamVersion::Http1 => {
+            parts.version = Version::HTTP_11;
+            parts.uri = Uri::from(path_and_query);
+            if let Some(value) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+                parts.headers.insert(header::HOST, value);
+            }
+        }
+        UpstreamVersion::Http2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            let mut uri_parts = http::uri::Parts::default();
+            uri_parts.scheme = Some(Scheme::HTTP);
+            uri_parts.authority = authority.as_deref().and_then(|a| a.parse().ok());
+            uri_parts.path_and_query = Some(path_and_query.clone());
+            parts.uri = Uri::from_parts(uri_parts).unwrap_or_else(|_| Uri::from(path_and_query));
+        }
+    }
+    Request::from_parts(parts, body)
+}
+
+async fn forward(
+    proxy: &Arc<Proxy>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    target: &Target<'_>,
+    timeouts: Timeouts,
+    grpc: bool,
+    routed: &mut Routed,
+) -> Response<Body> {
+    let Some(endpoint) = target.endpoints.pick() else {
+        tracing::debug!(backend = %target.label, "no ready endpoints");
+        return LocalReply::NoEndpoints.response(grpc);
+    };
+    routed.endpoint = Some(endpoint);
+    let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
+    if upgrade {
+        return forward_upgrade(proxy, parts, body, endpoint).await;
+    }
+    let version = upstream_version(target.protocol, parts.version);
+    // The response keeps no reference to the downstream's extensions.
+    parts.extensions = http::Extensions::new();
+    let request = upstream_request(parts, body::boxed(body), version, false);
+    let attempt = proxy.upstream.send(endpoint, version, request);
+    let attempt = with_timeout(timeouts.backend_request, attempt);
+    let result = with_timeout(timeouts.request, attempt).await;
+    match result {
+        None | Some(None) => LocalReply::Timeout.response(grpc),
+        Some(Some(Ok(response))) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers, false);
+            Response::from_parts(parts, body::boxed(body))
+        }
+        Some(Some(Err(error))) => {
+            tracing::info!(%error, backend = %target.label, "upstream request failed");
+            if error.is_connect() {
+                LocalReply::ConnectFailed.response(grpc)
+            } else {
+                LocalReply::UpstreamError.response(grpc)
+            }
+        }
+    }
+}
+
+/// Runs `future` under an optional timeout: `None` when it passed.
+async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
+/// Forwards an HTTP/1.1 upgrade (e.g. WebSocket) and, on `101 Switching Protocols`,
+/// splices the two upgraded connections together.
+async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, body: Incoming, endpoint: SocketAddr) -> Response<Body> {
+    let downstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let request = upstream_request(parts, body::boxed(body), UpstreamVersion::Http1, true);
+    let mut response = match proxy.upstream.send_upgrade(endpoint, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::info!(%error, "upstream upgrade request failed");
+            return if error.is_connect() {
+                LocalReply::ConnectFailed.response(false)
+            } else {
+                LocalReply::UpstreamError.response(false)
+            };
+        }
+    };
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream_upgrade) = downstream_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(downstream_upgrade, upstream_upgrade) {
+                    Ok((down, up)) => {
+                        let mut down = hyper_util::rt::TokioIo::new(down);
+                        let mut up = hyper_util::rt::TokioIo::new(up);
+                        if let Err(error) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                            tracing::debug!(%error, "upgraded connection ended");
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "upgrade failed"),
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
+        return Response::from_parts(parts, body::boxed(body));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::boxed(body))
+}
+
+/// Sends a copy of the request head (with an empty body) to a mirror backend and
+/// discards the answer.
+fn spawn_mirror(proxy: &Arc<Proxy>, parts: &http::request::Parts, backend: &BackendTarget) {
+    let Some(endpoint) = backend.pick_endpoint() else { return };
+    let protocol = match backend {
+        BackendTarget::Service(s) => s.protocol,
+        BackendTarget::Invalid { .. } => return,
+    };
+    let mut copy = Request::new(());
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy.headers_mut().remove(header::CONTENT_LENGTH);
+    let (copy_parts, ()) = copy.into_parts();
+    let version = upstream_version(protocol, copy_parts.version);
+    let request = upstream_request(copy_parts, body::empty(), version, false);
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        match proxy.upstream.send(endpoint, version, request).await {
+            Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
+            Err(error) => tracing::debug!(%error, "mirror request failed"),
+        }
+    });
+}

@@ -1,0 +1,105 @@
+//! Responses the proxy produces itself (no route, no backend, timeouts, redirects).
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::{self, Body};
+
+/// Why the proxy answered a request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalReply {
+    /// Routes are attached to the Service but none matched the request.
+    NoRouteMatched,
+    /// The matched rule has no usable backend (none listed, all weights 0, or unresolved).
+    NoBackend,
+    /// The chosen backend has no ready endpoints.
+    NoEndpoints,
+    /// Connecting to the backend failed.
+    ConnectFailed,
+    /// The backend failed mid-exchange.
+    UpstreamError,
+    /// A GEP-1742 timeout passed.
+    Timeout,
+    /// The dialled Service no longer exists.
+    ServiceGone,
+}
+
+impl LocalReply {
+    pub fn status(self) -> StatusCode {
+        match self {
+            LocalReply::NoRouteMatched => StatusCode::NOT_FOUND,
+            LocalReply::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
+            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            LocalReply::UpstreamError => StatusCode::BAD_GATEWAY,
+            LocalReply::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            LocalReply::NoRouteMatched => "no route matched",
+            LocalReply::NoBackend => "no backend for route",
+            LocalReply::NoEndpoints => "no healthy upstream",
+            LocalReply::ConnectFailed => "upstream connect error",
+            LocalReply::UpstreamError => "upstream error",
+            LocalReply::Timeout => "upstream request timeout",
+            LocalReply::ServiceGone => "service not found",
+        }
+    }
+
+    /// The gRPC status code that carries the same meaning.
+    fn grpc_status(self) -> u32 {
+        match self {
+            LocalReply::NoRouteMatched => 12, // UNIMPLEMENTED
+            LocalReply::NoBackend | LocalReply::UpstreamError => 13, // INTERNAL
+            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone => 14, // UNAVAILABLE
+            LocalReply::Timeout => 4, // DEADLINE_EXCEEDED
+        }
+    }
+
+    /// The response: plain text for HTTP callers, a trailers-only gRPC response (HTTP 200
+    /// with `grpc-status`) for gRPC callers.
+    pub fn response(self, grpc: bool) -> Response<Body> {
+        let mut response = if grpc {
+            let mut r = Response::new(body::empty());
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(self.grpc_status()));
+            h.insert("grpc-message", HeaderValue::from_static(self.message()));
+            r
+        } else {
+            let mut r = Response::new(body::full(format!("{}\n", self.message())));
+            *r.status_mut() = self.status();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        };
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A redirect answered by the proxy.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, value);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_grpc_forms() {
+        let r = LocalReply::NoRouteMatched.response(false);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let g = LocalReply::NoRouteMatched.response(true);
+        assert_eq!(g.status(), StatusCode::OK);
+        assert_eq!(g.headers()["grpc-status"], "12");
+        assert_eq!(LocalReply::Timeout.response(false).status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+}

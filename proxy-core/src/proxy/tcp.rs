@@ -1,0 +1,56 @@
+//! Opaque TCP passthrough to one endpoint of the dialled Service.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use super::connection::ConnContext;
+use super::Proxy;
+
+/// Connects to a ready endpoint of the Service and copies bytes both ways. Half-close is
+/// propagated (a FIN from one side is forwarded as a shutdown to the other); an
+/// unreachable backend resets the client connection at once.
+pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream, endpoint: Option<SocketAddr>) {
+    let started = Instant::now();
+    let Some(endpoint) = endpoint else {
+        tracing::info!(service = %ctx.service_label(), "no ready endpoint for TCP connection; resetting");
+        reset(client);
+        return;
+    };
+    let mut upstream = match proxy.upstream.connect(endpoint).await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::info!(%error, "backend unreachable; resetting client connection");
+            reset(client);
+            return;
+        }
+    };
+    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let (sent, received) = result.as_ref().map(|(a, b)| (*a, *b)).unwrap_or((0, 0));
+    if proxy.access_log.enabled() {
+        tracing::info!(
+            target: "ambit::access",
+            kind = "tcp",
+            caller_namespace = ctx.caller_namespace().as_deref().unwrap_or(""),
+            caller_pod = ctx.caller_name().as_deref().unwrap_or(""),
+            client = %ctx.peer,
+            service = %ctx.service_label(),
+            dialled = %ctx.origin.destination,
+            backend = %endpoint,
+            bytes_sent = sent,
+            bytes_received = received,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            error = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+        );
+    }
+    if let Err(error) = result {
+        tracing::debug!(%error, "TCP passthrough ended with an error");
+    }
+}
+
+/// Closes a connection with RST instead of FIN, so the client fails at once.
+pub fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+    drop(stream);
+}
