@@ -70,6 +70,32 @@ impl BackendSet {
     /// Picks a backend with probability weight/total. None when there are no backends
     /// or every weight is 0 (the request then gets 500).
     pub fn pick(&self) -> Option<&WeightedBackend> {
-        todo!("{}", self.total_weight)
+        self.pick_with(&mut rand::rng())
+    }
+
+    /// [`pick`](Self::pick) with a caller-supplied random source (for deterministic tests).
+    pub fn pick_with<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<&WeightedBackend> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        let mut ticket = rng.random_range(0..self.total_weight);
+        for backend in &self.backends {
+            let weight = u64::from(backend.weight);
+            if ticket < weight {
+                return Some(backend);
+            }
+            ticket -= weight;
+        }
+        // The tickets cover exactly the sum of the weights.
+        None
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    /// Sum of all weights; 0 means every request gets 500.
+    pub fn total_weight(&self) -> u64 {
+        self.total_weight
     }
 }

@@ -11,5 +11,7 @@ mod rule;
 pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
 pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
 pub use list::{MatchedRule, RouteList};
-pub use matching::{HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch};
+pub use matching::{
+    grpc_method_match, query_param, HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch,
+};
 pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};
