@@ -5,6 +5,7 @@
 //! are already open) reads the current snapshot, in-flight requests keep the one they
 //! started with.
 
+mod dump;
 mod service;
 mod route_set;
 

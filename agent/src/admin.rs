@@ -1,0 +1,114 @@
+//! The admin API (loopback by default): health, readiness, configuration dump, live
+//! log level and access-log switches.
+//!
+//! | path | method | what |
+//! |---|---|---|
+//! | `/healthz` | GET | liveness: 200 while the agent runs |
+//! | `/ready` | GET | 200 once redirection is attached and the first configuration is served, else 503 |
+//! | `/config_dump` | GET | JSON: served configuration (workloads, Services, routes per scope), route status, problems |
+//! | `/redirect` | GET | JSON: eBPF counters and tracked connection counts |
+//! | `/logging` | GET/POST | current filter; `POST /logging?level=debug` changes it |
+//! | `/access_log` | GET/POST | `POST /access_log?enabled=true` switches access logs |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::logging::LogControl;
+use crate::node::Node;
+
+pub struct Admin {
+    pub node: Arc<Node>,
+    pub logs: Option<LogControl>,
+}
+
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => { tracing::warn!(%error, "admin accept failed"); continue; }
+            },
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(handle(&admin, req)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding the admin API to {addr}: {e}"))
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .unwrap_or_default()
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    reply(StatusCode::OK, "application/json", serde_json::to_vec_pretty(value).unwrap_or_default())
+}
+
+fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = "text/plain; charset=utf-8";
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => reply(StatusCode::OK, text, "ok\n"),
+        (&Method::GET, "/ready") => {
+            if admin.node.is_ready() {
+                reply(StatusCode::OK, text, "ready\n")
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n")
+            }
+        }
+        (&Method::GET, "/config_dump") => json(&admin.node.config_dump()),
+        (&Method::GET, "/redirect") => json(&admin.node.redirect_dump()),
+        (&Method::GET, "/logging") => match &admin.logs {
+            Some(logs) => reply(StatusCode::OK, text, format!("{}\n", logs.current())),
+            None => reply(StatusCode::NOT_FOUND, text, "log control unavailable\n"),
+        },
+        (&Method::POST, "/logging") => match (&admin.logs, query_param(&req, "level")) {
+            (Some(logs), Some(level)) => match logs.set(level) {
+                Ok(()) => reply(StatusCode::OK, text, format!("{}\n", logs.current())),
+                Err(e) => reply(StatusCode::BAD_REQUEST, text, format!("invalid level: {e}\n")),
+            },
+            (None, _) => reply(StatusCode::NOT_FOUND, text, "log control unavailable\n"),
+            (_, None) => reply(StatusCode::BAD_REQUEST, text, "missing ?level=\n"),
+        },
+        (&Method::GET, "/access_log") => {
+            reply(StatusCode::OK, text, format!("{}\n", admin.node.proxy().access_log().enabled()))
+        }
+        (&Method::POST, "/access_log") => match query_param(&req, "enabled") {
+            Some(v @ ("true" | "false")) => {
+                admin.node.proxy().access_log().set_enabled(v == "true");
+                reply(StatusCode::OK, text, format!("{v}\n"))
+            }
+            _ => reply(StatusCode::BAD_REQUEST, text, "use ?enabled=true or ?enabled=false\n"),
+        },
+        _ => reply(StatusCode::NOT_FOUND, text, "not found\n"),
+    }
+}
