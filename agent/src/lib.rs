@@ -22,3 +22,8 @@ pub const MESH_ENABLED: &str = "enabled";
 pub const MESH_POD_ANNOTATION: &str = "ambit.dev/mesh";
 /// The controllerName written in route status.
 pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
+
+pub mod admin;
+pub mod logging;
+pub mod node;
+pub mod standalone;
