@@ -282,3 +282,285 @@ pub(crate) fn grpc_specificity(path: Option<&PathMatch>) -> (usize, usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn request<'a>(method: &'a Method, path: &'a str, query: Option<&'a str>, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView { method, path, query, headers }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    fn exact(v: &str) -> StringMatch {
+        StringMatch::Exact(v.to_owned())
+    }
+
+    #[test]
+    fn regexes_are_anchored() {
+        let m = StringMatch::regex("v[0-9]").unwrap();
+        assert!(m.matches("v1"));
+        assert!(!m.matches("v12"));
+        assert!(!m.matches("xv1"));
+        // Alternation must not escape the anchors.
+        let m = StringMatch::regex("a|b").unwrap();
+        assert!(m.matches("a") && m.matches("b"));
+        assert!(!m.matches("ab") && !m.matches("xa") && !m.matches("bx"));
+        let p = PathMatch::regex("/api/.*|/v2").unwrap();
+        assert!(p.matches("/api/x") && p.matches("/v2"));
+        assert!(!p.matches("/v2/x") && !p.matches("/x/api/y"));
+    }
+
+    #[test]
+    fn bad_regex_is_an_error() {
+        let err = StringMatch::regex("(").unwrap_err();
+        assert!(err.to_string().contains("unclosed"), "{err}");
+        assert!(PathMatch::regex("[").is_err());
+    }
+
+    #[test]
+    fn exact_string_match_is_case_sensitive() {
+        assert!(exact("One").matches("One"));
+        assert!(!exact("One").matches("one"));
+        assert!(!exact("One").matches("One "));
+    }
+
+    #[test]
+    fn exact_path() {
+        let p = PathMatch::Exact("/abc".into());
+        assert!(p.matches("/abc"));
+        for other in ["/abc/", "/Abc", "/abcd", "/ab", "/"] {
+            assert!(!p.matches(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn prefix_path_is_element_wise() {
+        let p = PathMatch::Prefix("/abc".into());
+        for ok in ["/abc", "/abc/", "/abc/def", "/abc/def/"] {
+            assert!(p.matches(ok), "{ok}");
+        }
+        for no in ["/abcd", "/ab", "/", "/Abc", "/x/abc"] {
+            assert!(!p.matches(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn prefix_trailing_slash_is_ignored() {
+        let p = PathMatch::Prefix("/abc/".into());
+        for ok in ["/abc", "/abc/", "/abc/def"] {
+            assert!(p.matches(ok), "{ok}");
+        }
+        assert!(!p.matches("/abcd"));
+    }
+
+    #[test]
+    fn root_prefix_matches_everything() {
+        let p = PathMatch::Prefix("/".into());
+        for ok in ["/", "/a", "/a/b/", "//"] {
+            assert!(p.matches(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive_values_exact() {
+        let m = RouteMatch {
+            headers: vec![HeaderMatch { name: HeaderName::from_static("version"), value: exact("one") }],
+            ..Default::default()
+        };
+        let get = Method::GET;
+        let h = headers(&[("version", "one")]);
+        assert!(m.matches(&request(&get, "/", None, &h)));
+        // HeaderMap normalises names; a header sent as "Version" is the same header.
+        let mut h2 = HeaderMap::new();
+        h2.insert(HeaderName::from_bytes(b"Version").unwrap(), HeaderValue::from_static("one"));
+        assert!(m.matches(&request(&get, "/", None, &h2)));
+        let h3 = headers(&[("version", "One")]);
+        assert!(!m.matches(&request(&get, "/", None, &h3)));
+        let none = HeaderMap::new();
+        assert!(!m.matches(&request(&get, "/", None, &none)));
+    }
+
+    #[test]
+    fn repeated_header_is_matched_on_the_comma_joined_value() {
+        let get = Method::GET;
+        let h = headers(&[("x-v", "a"), ("x-v", "b")]);
+        let joined = RouteMatch {
+            headers: vec![HeaderMatch { name: HeaderName::from_static("x-v"), value: exact("a,b") }],
+            ..Default::default()
+        };
+        assert!(joined.matches(&request(&get, "/", None, &h)));
+        let first = RouteMatch {
+            headers: vec![HeaderMatch { name: HeaderName::from_static("x-v"), value: exact("a") }],
+            ..Default::default()
+        };
+        assert!(!first.matches(&request(&get, "/", None, &h)));
+        let re = RouteMatch {
+            headers: vec![HeaderMatch { name: HeaderName::from_static("x-v"), value: StringMatch::regex("a,.*").unwrap() }],
+            ..Default::default()
+        };
+        assert!(re.matches(&request(&get, "/", None, &h)));
+    }
+
+    #[test]
+    fn only_the_first_match_entry_per_header_name_counts() {
+        let m = RouteMatch {
+            headers: vec![
+                HeaderMatch { name: HeaderName::from_static("x-v"), value: exact("a") },
+                HeaderMatch { name: HeaderName::from_static("x-v"), value: exact("b") },
+            ],
+            query: vec![
+                QueryMatch { name: "q".into(), value: exact("1") },
+                QueryMatch { name: "q".into(), value: exact("2") },
+                QueryMatch { name: "Q".into(), value: exact("3") },
+            ],
+            ..Default::default()
+        };
+        let get = Method::GET;
+        let h = headers(&[("x-v", "a")]);
+        assert!(m.matches(&request(&get, "/", Some("q=1&Q=3"), &h)));
+        assert!(!m.matches(&request(&get, "/", Some("q=1"), &h)), "Q is a different (case-sensitive) name");
+        assert_eq!(m.effective_headers().count(), 1);
+        assert_eq!(m.effective_query().count(), 2);
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("animal=whale&otherparam=irrelevant"), "animal").as_deref(), Some("whale"));
+        assert_eq!(query_param(Some("animal=whale"), "Animal"), None, "names are case-sensitive");
+        assert_eq!(query_param(Some("a=1&a=2"), "a").as_deref(), Some("1"), "first value wins");
+        assert_eq!(query_param(Some("flag&b=2"), "flag").as_deref(), Some(""));
+        assert_eq!(query_param(Some("x=a%20b&y%5B%5D=1"), "x").as_deref(), Some("a b"));
+        assert_eq!(query_param(Some("x=a%20b&y%5B%5D=1"), "y[]").as_deref(), Some("1"));
+        assert_eq!(query_param(Some("x=100%"), "x").as_deref(), Some("100%"), "bad escape kept");
+        assert_eq!(query_param(Some("x=a+b"), "x").as_deref(), Some("a+b"));
+        assert_eq!(query_param(Some("x=1=2"), "x").as_deref(), Some("1=2"));
+        assert_eq!(query_param(Some(""), "x"), None);
+        assert_eq!(query_param(None, "x"), None);
+    }
+
+    #[test]
+    fn method_and_all_conditions_are_anded() {
+        let m = RouteMatch {
+            path: Some(PathMatch::Prefix("/api".into())),
+            method: Some(Method::POST),
+            headers: vec![HeaderMatch { name: HeaderName::from_static("x-v"), value: exact("1") }],
+            query: vec![QueryMatch { name: "q".into(), value: exact("y") }],
+        };
+        let (post, get) = (Method::POST, Method::GET);
+        let h = headers(&[("x-v", "1")]);
+        let empty = HeaderMap::new();
+        assert!(m.matches(&request(&post, "/api/x", Some("q=y"), &h)));
+        assert!(!m.matches(&request(&get, "/api/x", Some("q=y"), &h)));
+        assert!(!m.matches(&request(&post, "/apix", Some("q=y"), &h)));
+        assert!(!m.matches(&request(&post, "/api/x", Some("q=n"), &h)));
+        assert!(!m.matches(&request(&post, "/api/x", None, &h)));
+        assert!(!m.matches(&request(&post, "/api/x", Some("q=y"), &empty)));
+    }
+
+    #[test]
+    fn match_without_conditions_matches_everything() {
+        let h = HeaderMap::new();
+        for path in ["/", "/a/b", "/x?y"] {
+            assert!(RouteMatch::catch_all().matches(&request(&Method::DELETE, path, Some("a=b"), &h)));
+        }
+    }
+
+    #[test]
+    fn grpc_both_exact_is_an_exact_path() {
+        let p = grpc_method_match(Some("echo.Echo"), Some("Call"), false).unwrap();
+        assert!(matches!(&p, PathMatch::Exact(v) if v == "/echo.Echo/Call"));
+        assert_eq!(grpc_specificity(Some(&p)), (9, 4));
+    }
+
+    #[test]
+    fn grpc_service_only() {
+        let p = grpc_method_match(Some("a.B"), None, false).unwrap();
+        assert!(p.matches("/a.B/Call") && p.matches("/a.B/Other"));
+        assert!(!p.matches("/aXB/Call"), "the dot is literal");
+        assert!(!p.matches("/a.B/") && !p.matches("/a.B") && !p.matches("/a.Bc/Call") && !p.matches("/a.B/x/y"));
+        assert_eq!(grpc_specificity(Some(&p)), (3, 0));
+        // An empty method is unset too.
+        let p2 = grpc_method_match(Some("a.B"), Some(""), false).unwrap();
+        assert!(p2.matches("/a.B/Call"));
+    }
+
+    #[test]
+    fn grpc_method_only() {
+        let p = grpc_method_match(None, Some("Call"), false).unwrap();
+        assert!(p.matches("/a.B/Call") && p.matches("/x/Call"));
+        assert!(!p.matches("/a.B/Calls") && !p.matches("//Call") && !p.matches("/a/b/Call"));
+        assert_eq!(grpc_specificity(Some(&p)), (0, 4));
+    }
+
+    #[test]
+    fn grpc_regex() {
+        let p = grpc_method_match(Some(r"foo\..*"), Some("Get|List"), true).unwrap();
+        assert!(p.matches("/foo.Bar/Get") && p.matches("/foo.Baz/List"));
+        assert!(!p.matches("/foo.Bar/Put") && !p.matches("/fooXBar/Get"));
+        assert_eq!(grpc_specificity(Some(&p)), (6, 8), "backslashes are not counted");
+        let both = grpc_method_match(Some("a.B"), Some("C"), true).unwrap();
+        assert!(both.matches("/a.B/C") && both.matches("/aXB/C"), "regex type: the dot is a regex dot");
+        assert!(grpc_method_match(Some("("), None, true).is_err());
+    }
+
+    #[test]
+    fn grpc_neither_matches_any_call() {
+        let p = grpc_method_match(None, None, false).unwrap();
+        assert!(p.matches("/a.B/C"));
+        assert!(!p.matches("/"));
+        assert_eq!(grpc_specificity(Some(&p)), (0, 0));
+        assert_eq!(grpc_specificity(None), (0, 0));
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        "[a-z]{1,4}"
+    }
+
+    proptest! {
+        /// PathPrefix p matches exactly the paths whose leading elements equal p's elements.
+        #[test]
+        fn prefix_matches_iff_leading_segments_equal(
+            prefix in prop::collection::vec(segment(), 0..4),
+            path in prop::collection::vec(segment(), 0..5),
+            prefix_slash in any::<bool>(),
+            path_slash in any::<bool>(),
+        ) {
+            let mut prefix_str = format!("/{}", prefix.join("/"));
+            if prefix_slash && !prefix.is_empty() { prefix_str.push('/'); }
+            let mut path_str = format!("/{}", path.join("/"));
+            if path_slash && !path.is_empty() { path_str.push('/'); }
+            let expected = path.len() >= prefix.len() && path[..prefix.len()] == prefix[..];
+            prop_assert_eq!(PathMatch::Prefix(prefix_str.clone()).matches(&path_str), expected, "{} vs {}", prefix_str, path_str);
+        }
+
+        /// Extending a matching path by more elements keeps it matching; glueing
+        /// characters onto the last element does not.
+        #[test]
+        fn prefix_never_matches_partial_element(prefix in prop::collection::vec(segment(), 1..4), tail in "[a-z]{1,3}") {
+            let p = PathMatch::Prefix(format!("/{}", prefix.join("/")));
+            let base = format!("/{}", prefix.join("/"));
+            let deeper = format!("{}/{}", base, tail);
+            let glued = format!("{}{}", base, tail);
+            prop_assert!(p.matches(&deeper));
+            prop_assert!(!p.matches(&glued));
+        }
+
+        /// Exact regex of an escaped literal behaves like an exact match.
+        #[test]
+        fn escaped_regex_equals_exact(value in "[ -~]{0,12}", other in "[ -~]{0,12}") {
+            let re = StringMatch::regex(&regex::escape(&value)).unwrap();
+            prop_assert_eq!(re.matches(&other), value == other);
+            prop_assert!(re.matches(&value));
+        }
+    }
+}
