@@ -7,6 +7,8 @@ mod filters;
 mod list;
 mod matching;
 mod rule;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
 pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
