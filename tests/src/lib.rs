@@ -1,1 +1,30 @@
+//! Ambit's network-namespace test bed.
+//!
+//! A [`TestBed`](bed::TestBed) plays the cluster's part for the agent under test:
+//! it turns Deployments into pods (each a network namespace plus a kubelet-style
+//! cgroup running the echo server), allocates Service cluster IPs, builds
+//! EndpointSlices, writes every object as Kubernetes YAML into a manifests
+//! directory, and lets tests run clients inside pods.
+//!
+//! There is no kube-proxy: the node namespace has `unreachable` routes for the
+//! cluster-IP ranges, so a cluster-IP connection that the agent does not
+//! redirect fails at once with EHOSTUNREACH.
 
+pub mod bed;
+pub mod binaries;
+pub mod cgroup;
+pub mod client;
+pub mod cluster;
+pub mod echo_client;
+pub mod echo_server;
+pub mod grpc_wire;
+pub mod join;
+pub mod manifests;
+pub mod netns;
+pub mod pod;
+pub mod resolve;
+
+pub use bed::{BedOptions, TestBed};
+pub use cgroup::CgroupLayout;
+pub use client::{ClientOutput, ClientRequest, ClientTarget, RequestResult};
+pub use pod::{Pod, PodSpec};

@@ -1,0 +1,297 @@
+//! The echo server a bed pod runs (`ambit-pod serve`): HTTP/1.1 + h2c on 8080,
+//! HTTP over TLS on 8443, TCP echo on 9090 and gRPC (h2c) on 7070, all on
+//! every address of the pod (IPv4 and IPv6).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::grpc_wire;
+
+/// Echo ports, as the conformance echo containers listen.
+pub const HTTP_PORT: u16 = 8080;
+/// TLS port.
+pub const TLS_PORT: u16 = 8443;
+/// TCP echo port.
+pub const TCP_PORT: u16 = 9090;
+/// gRPC port.
+pub const GRPC_PORT: u16 = 7070;
+
+/// Request header: sleep this many milliseconds before answering.
+pub const DELAY_HEADER: &str = "x-echo-delay-ms";
+/// Request header: answer with this status code.
+pub const STATUS_HEADER: &str = "x-echo-status";
+/// Response header carrying the pod name.
+pub const POD_HEADER: &str = "x-echo-pod";
+/// Response header carrying the namespace.
+pub const NAMESPACE_HEADER: &str = "x-echo-namespace";
+/// Response header carrying the server port that answered.
+pub const PORT_HEADER: &str = "x-echo-port";
+
+/// Identity of the pod the server runs in.
+#[derive(Debug, Clone)]
+pub struct EchoIdentity {
+    /// Pod name (reported as `pod` / `Hostname=`).
+    pub pod: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Binds every port, prints `READY` on stdout, then serves forever.
+pub async fn serve(id: EchoIdentity) -> Result<()> {
+    let id = Arc::new(id);
+    let http = bind(HTTP_PORT)?;
+    let tls = bind(TLS_PORT)?;
+    let tcp = bind(TCP_PORT)?;
+    let grpc = bind(GRPC_PORT)?;
+    let acceptor = tls_acceptor(&id.pod)?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        writeln!(out, "READY")?;
+        out.flush()?;
+    }
+    let a = tokio::spawn(serve_http(http, id.clone(), None));
+    let b = tokio::spawn(serve_http(tls, id.clone(), Some(acceptor)));
+    let c = tokio::spawn(serve_tcp(tcp));
+    let d = tokio::spawn(serve_http(grpc, id.clone(), None));
+    let _ = tokio::join!(a, b, c, d);
+    Ok(())
+}
+
+/// A dual-stack listener on `[::]:port`.
+fn bind(port: u16) -> Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+    s.set_only_v6(false)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())
+        .with_context(|| format!("binding port {port}"))?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into())?)
+}
+
+fn tls_acceptor(pod: &str) -> Result<tokio_rustls::TlsAcceptor> {
+    let cert = rcgen::generate_simple_self_signed(vec![pod.to_string(), "localhost".to_string()])?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key.into())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    id: Arc<EchoIdentity>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let local = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+        let id = id.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(req, id.clone(), peer, local));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_tcp(listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Facts about one received request.
+struct Seen {
+    host: String,
+    method: String,
+    path: String,
+    proto: String,
+    caller: IpAddr,
+    headers: BTreeMap<String, Vec<String>>,
+}
+
+fn seen(req: &Request<Incoming>, peer: SocketAddr) -> Seen {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in req.headers() {
+        headers
+            .entry(canonical_name(name.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    Seen {
+        host,
+        method: req.method().to_string(),
+        path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into()),
+        proto: format!("{:?}", req.version()),
+        caller: peer.ip().to_canonical(),
+        headers,
+    }
+}
+
+/// `x-foo-bar` → `X-Foo-Bar`, the way Go's echo servers report names.
+fn canonical_name(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    id: Arc<EchoIdentity>,
+    peer: SocketAddr,
+    port: u16,
+) -> Result<Response<Body>, Infallible> {
+    let is_grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let facts = seen(&req, peer);
+    let delay = header_num(req.headers(), DELAY_HEADER);
+    let status = header_num(req.headers(), STATUS_HEADER);
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    let mut resp = if is_grpc {
+        grpc_reply(&facts, &id, port, &body)
+    } else {
+        http_reply(&facts, &id, status)
+    };
+    let h = resp.headers_mut();
+    h.insert(POD_HEADER, hv(&id.pod));
+    h.insert(NAMESPACE_HEADER, hv(&id.namespace));
+    h.insert(PORT_HEADER, hv(&port.to_string()));
+    Ok(resp)
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn header_num(h: &HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn http_reply(s: &Seen, id: &EchoIdentity, status: Option<u64>) -> Response<Body> {
+    let json = serde_json::json!({
+        "path": s.path,
+        "host": s.host,
+        "method": s.method,
+        "proto": s.proto,
+        "headers": s.headers,
+        "namespace": id.namespace,
+        "pod": id.pod,
+        "ip": s.caller.to_string(),
+    });
+    let status = status
+        .and_then(|c| u16::try_from(c).ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json.to_string())).boxed())
+        .expect("valid response")
+}
+
+fn grpc_reply(s: &Seen, id: &EchoIdentity, port: u16, body: &[u8]) -> Response<Body> {
+    let (code, text, reply) = if s.path != grpc_wire::ECHO_METHOD_PATH {
+        (12, format!("unknown method {}", s.path), None)
+    } else {
+        match grpc_wire::decode_frame(body) {
+            Err(e) => (3, e.to_string(), None),
+            Ok(message) => {
+                let mut lines = Vec::new();
+                if !message.is_empty() {
+                    lines.push(format!("Echo={message}"));
+                }
+                lines.push(format!("Hostname={}", id.pod));
+                lines.push(format!("Namespace={}", id.namespace));
+                lines.push(format!("ServicePort={port}"));
+                lines.push(format!("Host={}", s.host));
+                lines.push(format!("Method={}", s.method));
+                lines.push(format!("URL={}", s.path));
+                lines.push("Proto=GRPC".to_string());
+                lines.push(format!("IP={}", s.caller));
+                for (name, values) in &s.headers {
+                    for v in values {
+                        lines.push(format!("RequestHeader={name}:{v}"));
+                    }
+                }
+                lines.push("StatusCode=200".to_string());
+                (0, String::new(), Some(lines.join("\n") + "\n"))
+            }
+        }
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", hv(&code.to_string()));
+    if !text.is_empty() {
+        trailers.insert("grpc-message", hv(&text.replace(['\r', '\n'], " ")));
+    }
+    let mut frames: Vec<Result<Frame<Bytes>, Infallible>> = Vec::new();
+    if let Some(reply) = reply {
+        frames.push(Ok(Frame::data(Bytes::from(grpc_wire::encode_frame(&reply)))));
+    }
+    frames.push(Ok(Frame::trailers(trailers)));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(StreamBody::new(futures::stream::iter(frames)).boxed())
+        .expect("valid response")
+}
