@@ -323,3 +323,22 @@ fn fails_clearly_without_the_pod_binary() {
     std::env::remove_var("AMBIT_POD_BIN");
     assert!(format!("{err:#}").contains("/nonexistent/ambit-pod"), "{err:#}");
 }
+
+#[test]
+fn conformance_base_manifests_apply_quickly() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/base-manifests.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bed = bed();
+    let start = Instant::now();
+    bed.apply_yaml(&yaml).unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(5), "applying base manifests took {took:?}");
+    assert_eq!(bed.pods().len(), 3);
+    let client = bed.first_pod("gateway-conformance-mesh-consumer", &[("app", "echo"), ("version", "v1")]).unwrap();
+    assert!(client.name.starts_with("echo-v1-"));
+    let v2 = bed.first_pod("gateway-conformance-mesh", &[("version", "v2")]).unwrap();
+    let out = client.run_client(&ClientRequest::grpc(format!("{}:7070", v2.ipv4))).unwrap();
+    assert_eq!(out.only().echo_pod(), Some(v2.name.as_str()), "{out:#?}");
+    assert!(bed.service_ip("gateway-conformance-mesh", "echo").is_some());
+    eprintln!("base manifests applied in {took:?}");
+}
