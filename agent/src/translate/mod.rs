@@ -1,1 +1,437 @@
-//! TODO
+//! Turning the cluster store into proxy-core's configuration, the eBPF maps' contents
+//! (enrolled pod cgroups, Service addresses) and route status.
+//!
+//! - Workloads: pods of namespaces labelled `ambit.dev/mesh: enabled` (unless annotated
+//!   `ambit.dev/mesh: disabled`) running on this node, whose pod cgroup is found.
+//! - Services: one [`ServicePort`] per cluster IP and TCP port, with the ready endpoints
+//!   of the matching EndpointSlice ports.
+//! - Routes: HTTPRoutes and GRPCRoutes whose parentRef is a core Service (GEP-1426):
+//!   a producer route (same namespace as the Service) applies to every caller, a
+//!   consumer route (other namespace) only to callers in the route's namespace. All
+//!   accepted routes of one kind for one Service port and scope merge into one
+//!   [`RouteList`]. A GRPCRoute wins over an HTTPRoute on the same port and scope; the
+//!   HTTPRoute reports `Accepted=False` with reason `Conflicted`.
+//! - Validation: see [`rules`] (invalid rules are dropped, `PartiallyInvalid`).
+
+mod backends;
+mod rules;
+mod services;
+mod spec;
+mod status;
+
+pub use backends::RefProblem;
+pub use rules::{DroppedRule, RuleError};
+pub use services::{PortInfo, ServiceIndex, ServiceInfo};
+pub use status::{Condition, ConditionType, ParentRef, ParentStatus, Reason, RouteStatus};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ambit_proxy_core::config::{ProxyConfig, RouteSet, ServicePort};
+use ambit_proxy_core::identity::{CgroupId, Workload};
+use ambit_proxy_core::routes::{RouteKind, RouteList, RouteMeta, RouteRef, Rule};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::cgroups::{PodCgroup, PodCgroupResolver};
+use crate::cluster::{ClusterState, ObjectKey};
+use crate::{CONTROLLER_NAME, MESH_POD_ANNOTATION};
+use rules::{compile_route, CompiledRoute, RuleCtx};
+use spec::{mirror, GrpcMatchSpec, HttpMatchSpec, PathSpec, RuleSpec};
+
+/// Finds a pod's cgroup on this node (fake it in tests with a closure).
+pub trait CgroupLookup {
+    fn find(&self, pod_uid: &str, qos: Option<&str>) -> Option<PodCgroup>;
+}
+
+impl CgroupLookup for PodCgroupResolver {
+    fn find(&self, pod_uid: &str, qos: Option<&str>) -> Option<PodCgroup> {
+        PodCgroupResolver::find(self, pod_uid, qos)
+    }
+}
+
+impl<F: Fn(&str, Option<&str>) -> Option<PodCgroup>> CgroupLookup for F {
+    fn find(&self, pod_uid: &str, qos: Option<&str>) -> Option<PodCgroup> {
+        self(pod_uid, qos)
+    }
+}
+
+/// What translation needs to know about the node it runs for.
+pub struct NodeView<'a> {
+    /// This node's name: pods scheduled elsewhere are not enrolled (None: every pod is local).
+    pub node_name: Option<&'a str>,
+    pub cgroups: &'a dyn CgroupLookup,
+}
+
+/// Everything derived from one [`ClusterState`].
+#[derive(Debug, Default)]
+pub struct Translation {
+    /// The proxy configuration (`version` is left 0 for the caller to set).
+    pub config: ProxyConfig,
+    /// Pod cgroup ids to enroll in the connect hooks.
+    pub enrolled_cgroups: BTreeSet<u64>,
+    /// Enrolled pods on this node whose cgroup was not found (yet).
+    pub pending_cgroups: usize,
+    /// Every cluster IP × TCP port of every Service: connects to these are redirected
+    /// (when the caller is enrolled).
+    pub service_addrs: BTreeSet<SocketAddr>,
+    pub route_status: Vec<RouteStatus>,
+    /// Things that are wrong in the input but do not belong to a route's status.
+    pub problems: Vec<String>,
+}
+
+/// Which callers a route applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// The route is in the Service's namespace: every caller.
+    Producer,
+    /// The route is in this other namespace: only callers from it.
+    Consumer(Arc<str>),
+}
+
+#[derive(Default)]
+struct ScopeRules {
+    grpc: Vec<Arc<Rule>>,
+    http: Vec<Arc<Rule>>,
+}
+
+type PortKey = (ObjectKey, u16);
+
+/// Whether a pod opts out with `ambit.dev/mesh: disabled`.
+pub fn pod_opted_out(pod: &Pod) -> bool {
+    pod.metadata.annotations.as_ref().and_then(|a| a.get(MESH_POD_ANNOTATION)).is_some_and(|v| v == "disabled")
+}
+
+/// Whether a pod belongs to the mesh (namespace enrolled, not opted out, not finished).
+pub fn pod_in_mesh(state: &ClusterState, pod: &Pod) -> bool {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let finished = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+    state.namespace_enrolled(ns) && !pod_opted_out(pod) && !finished
+}
+
+/// Translates the whole store for one node.
+pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
+    let mut out = Translation::default();
+    workloads(state, node, &mut out);
+    let index = ServiceIndex::build(state, &mut out.problems);
+
+    let mut buckets: HashMap<PortKey, BTreeMap<Scope, ScopeRules>> = HashMap::new();
+    let mut grpc_owned: HashSet<(PortKey, Scope)> = HashSet::new();
+
+    for (key, route) in &state.grpc_routes {
+        let parents = route.spec.parent_refs.iter().flatten().map(|p| ParentRef {
+            group: p.group.clone(),
+            kind: p.kind.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            port: p.port,
+            section_name: p.section_name.clone(),
+        });
+        let parents: Vec<ParentRef> = parents.collect();
+        let meta = route_meta(RouteKind::Grpc, key, &route.metadata);
+        let ctx = RuleCtx { kind: RouteKind::Grpc, services: &index, route_ns: &key.namespace, meta: &meta };
+        let rules: Result<Vec<RuleSpec<GrpcMatchSpec>>, String> = match &route.spec.rules {
+            None => Ok(vec![]),
+            Some(r) => mirror(r),
+        };
+        let compiled = compile_route(&ctx, rules);
+        attach(key, &route.metadata, parents, compiled, &index, &mut buckets, &mut grpc_owned, &mut out);
+    }
+    for (key, route) in &state.http_routes {
+        let parents: Vec<ParentRef> = route
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| ParentRef {
+                group: p.group.clone(),
+                kind: p.kind.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                port: p.port,
+                section_name: p.section_name.clone(),
+            })
+            .collect();
+        let meta = route_meta(RouteKind::Http, key, &route.metadata);
+        let ctx = RuleCtx { kind: RouteKind::Http, services: &index, route_ns: &key.namespace, meta: &meta };
+        let rules: Result<Vec<RuleSpec<HttpMatchSpec>>, String> = match &route.spec.rules {
+            // The API default: one rule matching every path, with no backends.
+            None => Ok(vec![RuleSpec {
+                name: None,
+                matches: vec![HttpMatchSpec {
+                    path: Some(PathSpec { type_: Some("PathPrefix".into()), value: Some("/".into()) }),
+                    ..Default::default()
+                }],
+                filters: vec![],
+                backend_refs: vec![],
+                timeouts: None,
+            }]),
+            Some(r) => mirror(r),
+        };
+        let compiled = compile_route(&ctx, rules);
+        attach(key, &route.metadata, parents, compiled, &index, &mut buckets, &mut grpc_owned, &mut out);
+    }
+
+    for (key, info) in &index.services {
+        let headless = state
+            .services
+            .get(key)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.cluster_ip.as_deref())
+            .is_some_and(|ip| ip.eq_ignore_ascii_case("none"));
+        if info.ips.is_empty() {
+            if !headless {
+                out.problems.push(format!("Service {key} has no cluster IP: its traffic is not redirected"));
+            }
+            continue;
+        }
+        for port in info.ports.iter().filter(|p| p.tcp) {
+            let mut routes = RouteSet::default();
+            if let Some(scopes) = buckets.remove(&(key.clone(), port.port)) {
+                for (scope, rules) in scopes {
+                    let list = if !rules.grpc.is_empty() {
+                        RouteList::new(RouteKind::Grpc, rules.grpc)
+                    } else {
+                        RouteList::new(RouteKind::Http, rules.http)
+                    };
+                    match scope {
+                        Scope::Producer => routes.producer = Some(Arc::new(list)),
+                        Scope::Consumer(ns) => {
+                            routes.consumers.insert(ns, Arc::new(list));
+                        }
+                    }
+                }
+            }
+            let sp = Arc::new(ServicePort {
+                service: info.service.clone(),
+                port: port.port,
+                port_name: port.name.clone(),
+                protocol: port.protocol,
+                endpoints: port.endpoints.clone(),
+                routes,
+            });
+            for ip in &info.ips {
+                let addr = SocketAddr::new(*ip, port.port);
+                out.service_addrs.insert(addr);
+                out.config.services.insert(addr, sp.clone());
+            }
+        }
+    }
+    out
+}
+
+fn route_meta(kind: RouteKind, key: &ObjectKey, meta: &ObjectMeta) -> RouteMeta {
+    RouteMeta {
+        route: Arc::new(RouteRef { kind, namespace: key.namespace.as_str().into(), name: key.name.as_str().into() }),
+        created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
+    }
+}
+
+fn workloads(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {
+    for (key, pod) in &state.pods {
+        if !pod_in_mesh(state, pod) {
+            continue;
+        }
+        let spec = pod.spec.as_ref();
+        let pod_node = spec.and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
+        if let (Some(this), Some(theirs)) = (node.node_name, pod_node) {
+            if this != theirs {
+                continue;
+            }
+        }
+        let Some(uid) = pod.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+            out.problems.push(format!("pod {key} has no metadata.uid: cannot find its cgroup"));
+            continue;
+        };
+        let qos = pod.status.as_ref().and_then(|s| s.qos_class.as_deref());
+        let Some(cgroup) = node.cgroups.find(uid, qos) else {
+            tracing::debug!(pod = %key, uid, "pod cgroup not found (yet)");
+            out.pending_cgroups += 1;
+            continue;
+        };
+        let service_account = spec.and_then(|s| s.service_account_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or("default");
+        out.enrolled_cgroups.insert(cgroup.id.0);
+        out.config.workloads.insert(
+            CgroupId(cgroup.id.0),
+            Arc::new(Workload {
+                namespace: key.namespace.as_str().into(),
+                name: key.name.as_str().into(),
+                uid: uid.into(),
+                service_account: service_account.into(),
+                cgroup: cgroup.id,
+            }),
+        );
+    }
+}
+
+/// The Service ports a parentRef selects: `port` (that port), `sectionName` (the port
+/// with that name), both (must agree), or neither (every TCP port).
+fn select_ports(info: &ServiceInfo, parent: &ParentRef) -> Result<Vec<u16>, String> {
+    let svc = &info.service;
+    let mut ports: Vec<&PortInfo> = info.ports.iter().filter(|p| p.tcp).collect();
+    if let Some(port) = parent.port {
+        ports.retain(|p| i32::from(p.port) == port);
+        if ports.is_empty() {
+            return Err(format!("Service {svc} has no TCP port {port}"));
+        }
+    }
+    if let Some(section) = &parent.section_name {
+        ports.retain(|p| p.name.as_deref() == Some(section.as_str()));
+        if ports.is_empty() {
+            return Err(format!("Service {svc} has no TCP port named {section:?}{}", match parent.port {
+                Some(p) => format!(" with number {p}"),
+                None => String::new(),
+            }));
+        }
+    }
+    if ports.is_empty() {
+        return Err(format!("Service {svc} has no TCP ports"));
+    }
+    Ok(ports.iter().map(|p| p.port).collect())
+}
+
+fn dropped_message(compiled: &CompiledRoute) -> String {
+    if let Some(e) = &compiled.unreadable {
+        return e.clone();
+    }
+    compiled
+        .dropped
+        .iter()
+        .map(|d| match &d.name {
+            Some(name) => format!("rule {} ({name}): {}", d.index, d.error.message),
+            None => format!("rule {}: {}", d.index, d.error.message),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    key: &ObjectKey,
+    meta: &ObjectMeta,
+    parents: Vec<ParentRef>,
+    compiled: CompiledRoute,
+    index: &ServiceIndex,
+    buckets: &mut HashMap<PortKey, BTreeMap<Scope, ScopeRules>>,
+    grpc_owned: &mut HashSet<(PortKey, Scope)>,
+    out: &mut Translation,
+) {
+    let kind = compiled.kind;
+    let mut statuses = Vec::new();
+    let mut attached_here: HashSet<(PortKey, Scope)> = HashSet::new();
+    let resolved = match compiled.ref_problems.first() {
+        None => Condition::new(ConditionType::ResolvedRefs, true, Reason::ResolvedRefs, "all references resolved"),
+        Some(first) => Condition::new(
+            ConditionType::ResolvedRefs,
+            false,
+            first.reason,
+            compiled.ref_problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "),
+        ),
+    };
+    for parent in parents {
+        if !backends::is_service(parent.group.as_deref(), parent.kind.as_deref().or(Some("Gateway"))) {
+            // Not a Service (a Gateway, ...): another controller's business.
+            continue;
+        }
+        let svc_ns = parent.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| key.namespace.clone());
+        let mut conditions = Vec::new();
+        let accepted = match index.get(&svc_ns, &parent.name) {
+            None => Condition::new(
+                ConditionType::Accepted,
+                false,
+                Reason::NoMatchingParent,
+                format!("Service {svc_ns}/{} not found", parent.name),
+            ),
+            Some(info) if info.ips.is_empty() => Condition::new(
+                ConditionType::Accepted,
+                false,
+                Reason::NoMatchingParent,
+                format!("Service {svc_ns}/{} has no cluster IP", parent.name),
+            ),
+            Some(info) => match select_ports(info, &parent) {
+                Err(message) => Condition::new(ConditionType::Accepted, false, Reason::NoMatchingParent, message),
+                Ok(_) if compiled.all_dropped() => Condition::new(
+                    ConditionType::Accepted,
+                    false,
+                    Reason::UnsupportedValue,
+                    format!("every rule is invalid: {}", dropped_message(&compiled)),
+                ),
+                Ok(ports) => {
+                    let scope = if svc_ns == key.namespace {
+                        Scope::Producer
+                    } else {
+                        Scope::Consumer(key.namespace.as_str().into())
+                    };
+                    let svc_key = ObjectKey::new(svc_ns.clone(), parent.name.clone());
+                    let mut conflicted = Vec::new();
+                    let mut attached = Vec::new();
+                    for port in ports {
+                        let pk = (svc_key.clone(), port);
+                        if kind == RouteKind::Http && grpc_owned.contains(&(pk.clone(), scope.clone())) {
+                            conflicted.push(port);
+                            continue;
+                        }
+                        attached.push(port);
+                        if !attached_here.insert((pk.clone(), scope.clone())) {
+                            continue;
+                        }
+                        if kind == RouteKind::Grpc {
+                            grpc_owned.insert((pk.clone(), scope.clone()));
+                        }
+                        let bucket = buckets.entry(pk).or_default().entry(scope.clone()).or_default();
+                        let rules = if kind == RouteKind::Grpc { &mut bucket.grpc } else { &mut bucket.http };
+                        rules.extend(compiled.rules.iter().cloned());
+                    }
+                    let scope_text = match &scope {
+                        Scope::Producer => "producer route (all callers)".to_string(),
+                        Scope::Consumer(ns) => format!("consumer route (callers in namespace {ns})"),
+                    };
+                    if attached.is_empty() {
+                        Condition::new(
+                            ConditionType::Accepted,
+                            false,
+                            Reason::Conflicted,
+                            format!("a GRPCRoute already routes port(s) {conflicted:?} of Service {svc_key} for this scope"),
+                        )
+                    } else if conflicted.is_empty() {
+                        Condition::new(
+                            ConditionType::Accepted,
+                            true,
+                            Reason::Accepted,
+                            format!("{scope_text} on Service {svc_key} port(s) {attached:?}"),
+                        )
+                    } else {
+                        Condition::new(
+                            ConditionType::Accepted,
+                            true,
+                            Reason::Accepted,
+                            format!("{scope_text} on Service {svc_key} port(s) {attached:?}; not on {conflicted:?}, where a GRPCRoute takes precedence"),
+                        )
+                    }
+                }
+            },
+        };
+        let is_accepted = accepted.status;
+        conditions.push(accepted);
+        conditions.push(resolved.clone());
+        if is_accepted && !compiled.dropped.is_empty() {
+            conditions.push(Condition::new(
+                ConditionType::PartiallyInvalid,
+                true,
+                Reason::UnsupportedValue,
+                format!("Dropped Rule(s): {}", dropped_message(&compiled)),
+            ));
+        }
+        statuses.push(ParentStatus { parent_ref: parent, controller_name: CONTROLLER_NAME.to_string(), conditions });
+    }
+    if !statuses.is_empty() {
+        out.route_status.push(RouteStatus {
+            kind,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            generation: meta.generation,
+            parents: statuses,
+        });
+    }
+}
