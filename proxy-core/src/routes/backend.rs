@@ -22,7 +22,9 @@ pub enum BackendTarget {
     Service(ServiceBackend),
     /// The backendRef could not be resolved (unknown Service or port, unsupported kind):
     /// requests sent to it get 500, and the route reports `ResolvedRefs=False`.
-    Invalid { reason: Arc<str> },
+    Invalid {
+        reason: Arc<str>,
+    },
 }
 
 impl BackendTarget {

@@ -354,7 +354,10 @@ mod tests {
             ),
             "/prefix/one"
         );
-        assert_eq!(replace_prefix("/original-prefix/lemon", "/original-prefix", "/replacement-prefix"), "/replacement-prefix/lemon");
+        assert_eq!(
+            replace_prefix("/original-prefix/lemon", "/original-prefix", "/replacement-prefix"),
+            "/replacement-prefix/lemon"
+        );
         assert_eq!(replace_prefix("/path-and-host", "/path-and-host", "/replacement-prefix"), "/replacement-prefix");
     }
 
@@ -389,7 +392,14 @@ mod tests {
     /// Checks a Location against a conformance `redirect` block, as the README's
     /// "What the declared redirect block means" describes, for an original request
     /// `http://echo<path>`.
-    fn check_declared(location: &str, scheme: Option<&str>, host: Option<&str>, port: Option<&str>, path: Option<&str>, request_path: &str) {
+    fn check_declared(
+        location: &str,
+        scheme: Option<&str>,
+        host: Option<&str>,
+        port: Option<&str>,
+        path: Option<&str>,
+        request_path: &str,
+    ) {
         let (got_scheme, rest) = location.split_once("://").expect("absolute Location");
         let (authority, got_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -439,26 +449,175 @@ mod tests {
         let s301 = RedirectStatus::MovedPermanently;
         vec![
             // MeshHTTPRouteRedirectPath
-            Case { path: "/original-prefix/lemon", prefix: "/original-prefix", filter: with(|r| r.path = rp()), declared: (None, None, None, Some("/replacement-prefix/lemon")), status: 302, location: "http://echo/replacement-prefix/lemon" },
-            Case { path: "/full/path/original", prefix: "/full", filter: with(|r| r.path = Some(PathModifier::ReplaceFullPath("/full-path-replacement".into()))), declared: (None, None, None, Some("/full-path-replacement")), status: 302, location: "http://echo/full-path-replacement" },
-            Case { path: "/path-and-host", prefix: "/path-and-host", filter: with(|r| { r.hostname = host(); r.path = rp(); }), declared: (None, Some("example.org"), None, Some("/replacement-prefix")), status: 302, location: "http://example.org/replacement-prefix" },
-            Case { path: "/path-and-status", prefix: "/path-and-status", filter: with(|r| { r.path = rp(); r.status = s301; }), declared: (None, None, None, Some("/replacement-prefix")), status: 301, location: "http://echo/replacement-prefix" },
-            Case { path: "/full-path-and-host", prefix: "/full-path-and-host", filter: with(|r| { r.hostname = host(); r.path = Some(PathModifier::ReplaceFullPath("/replacement-full".into())); }), declared: (None, Some("example.org"), None, Some("/replacement-full")), status: 302, location: "http://example.org/replacement-full" },
-            Case { path: "/full-path-and-status", prefix: "/full-path-and-status", filter: with(|r| { r.path = Some(PathModifier::ReplaceFullPath("/replacement-full".into())); r.status = s301; }), declared: (None, None, None, Some("/replacement-full")), status: 301, location: "http://echo/replacement-full" },
+            Case {
+                path: "/original-prefix/lemon",
+                prefix: "/original-prefix",
+                filter: with(|r| r.path = rp()),
+                declared: (None, None, None, Some("/replacement-prefix/lemon")),
+                status: 302,
+                location: "http://echo/replacement-prefix/lemon",
+            },
+            Case {
+                path: "/full/path/original",
+                prefix: "/full",
+                filter: with(|r| r.path = Some(PathModifier::ReplaceFullPath("/full-path-replacement".into()))),
+                declared: (None, None, None, Some("/full-path-replacement")),
+                status: 302,
+                location: "http://echo/full-path-replacement",
+            },
+            Case {
+                path: "/path-and-host",
+                prefix: "/path-and-host",
+                filter: with(|r| {
+                    r.hostname = host();
+                    r.path = rp();
+                }),
+                declared: (None, Some("example.org"), None, Some("/replacement-prefix")),
+                status: 302,
+                location: "http://example.org/replacement-prefix",
+            },
+            Case {
+                path: "/path-and-status",
+                prefix: "/path-and-status",
+                filter: with(|r| {
+                    r.path = rp();
+                    r.status = s301;
+                }),
+                declared: (None, None, None, Some("/replacement-prefix")),
+                status: 301,
+                location: "http://echo/replacement-prefix",
+            },
+            Case {
+                path: "/full-path-and-host",
+                prefix: "/full-path-and-host",
+                filter: with(|r| {
+                    r.hostname = host();
+                    r.path = Some(PathModifier::ReplaceFullPath("/replacement-full".into()));
+                }),
+                declared: (None, Some("example.org"), None, Some("/replacement-full")),
+                status: 302,
+                location: "http://example.org/replacement-full",
+            },
+            Case {
+                path: "/full-path-and-status",
+                prefix: "/full-path-and-status",
+                filter: with(|r| {
+                    r.path = Some(PathModifier::ReplaceFullPath("/replacement-full".into()));
+                    r.status = s301;
+                }),
+                declared: (None, None, None, Some("/replacement-full")),
+                status: 301,
+                location: "http://echo/replacement-full",
+            },
             // MeshHTTPRouteRedirectPort
-            Case { path: "/port", prefix: "/port", filter: with(|r| r.port = Some(8083)), declared: (None, None, Some("8083"), None), status: 302, location: "http://echo:8083/port" },
-            Case { path: "/port-and-host", prefix: "/port-and-host", filter: with(|r| { r.hostname = host(); r.port = Some(8083); }), declared: (None, Some("example.org"), Some("8083"), None), status: 302, location: "http://example.org:8083/port-and-host" },
-            Case { path: "/port-and-status", prefix: "/port-and-status", filter: with(|r| { r.port = Some(8083); r.status = s301; }), declared: (None, None, Some("8083"), None), status: 301, location: "http://echo:8083/port-and-status" },
-            Case { path: "/port-and-host-and-status", prefix: "/port-and-host-and-status", filter: with(|r| { r.port = Some(8083); r.hostname = host(); }), declared: (None, Some("example.org"), Some("8083"), None), status: 302, location: "http://example.org:8083/port-and-host-and-status" },
+            Case {
+                path: "/port",
+                prefix: "/port",
+                filter: with(|r| r.port = Some(8083)),
+                declared: (None, None, Some("8083"), None),
+                status: 302,
+                location: "http://echo:8083/port",
+            },
+            Case {
+                path: "/port-and-host",
+                prefix: "/port-and-host",
+                filter: with(|r| {
+                    r.hostname = host();
+                    r.port = Some(8083);
+                }),
+                declared: (None, Some("example.org"), Some("8083"), None),
+                status: 302,
+                location: "http://example.org:8083/port-and-host",
+            },
+            Case {
+                path: "/port-and-status",
+                prefix: "/port-and-status",
+                filter: with(|r| {
+                    r.port = Some(8083);
+                    r.status = s301;
+                }),
+                declared: (None, None, Some("8083"), None),
+                status: 301,
+                location: "http://echo:8083/port-and-status",
+            },
+            Case {
+                path: "/port-and-host-and-status",
+                prefix: "/port-and-host-and-status",
+                filter: with(|r| {
+                    r.port = Some(8083);
+                    r.hostname = host();
+                }),
+                declared: (None, Some("example.org"), Some("8083"), None),
+                status: 302,
+                location: "http://example.org:8083/port-and-host-and-status",
+            },
             // MeshHTTPRouteSchemeRedirect
-            Case { path: "/scheme", prefix: "/scheme", filter: with(|r| r.scheme = https()), declared: (Some("https"), None, None, None), status: 302, location: "https://echo/scheme" },
-            Case { path: "/scheme-and-host", prefix: "/scheme-and-host", filter: with(|r| { r.scheme = https(); r.hostname = host(); }), declared: (Some("https"), Some("example.org"), None, None), status: 302, location: "https://example.org/scheme-and-host" },
-            Case { path: "/scheme-and-status", prefix: "/scheme-and-status", filter: with(|r| { r.scheme = https(); r.status = s301; }), declared: (Some("https"), None, None, None), status: 301, location: "https://echo/scheme-and-status" },
-            Case { path: "/scheme-and-host-and-status", prefix: "/scheme-and-host-and-status", filter: with(|r| { r.scheme = https(); r.hostname = host(); }), declared: (Some("https"), Some("example.org"), None, None), status: 302, location: "https://example.org/scheme-and-host-and-status" },
+            Case {
+                path: "/scheme",
+                prefix: "/scheme",
+                filter: with(|r| r.scheme = https()),
+                declared: (Some("https"), None, None, None),
+                status: 302,
+                location: "https://echo/scheme",
+            },
+            Case {
+                path: "/scheme-and-host",
+                prefix: "/scheme-and-host",
+                filter: with(|r| {
+                    r.scheme = https();
+                    r.hostname = host();
+                }),
+                declared: (Some("https"), Some("example.org"), None, None),
+                status: 302,
+                location: "https://example.org/scheme-and-host",
+            },
+            Case {
+                path: "/scheme-and-status",
+                prefix: "/scheme-and-status",
+                filter: with(|r| {
+                    r.scheme = https();
+                    r.status = s301;
+                }),
+                declared: (Some("https"), None, None, None),
+                status: 301,
+                location: "https://echo/scheme-and-status",
+            },
+            Case {
+                path: "/scheme-and-host-and-status",
+                prefix: "/scheme-and-host-and-status",
+                filter: with(|r| {
+                    r.scheme = https();
+                    r.hostname = host();
+                }),
+                declared: (Some("https"), Some("example.org"), None, None),
+                status: 302,
+                location: "https://example.org/scheme-and-host-and-status",
+            },
             // MeshHTTPRoute303/307/308Redirect
-            Case { path: "/redirect", prefix: "/redirect", filter: with(|r| r.status = RedirectStatus::SeeOther), declared: (None, None, None, Some("/redirect")), status: 303, location: "http://echo/redirect" },
-            Case { path: "/temporary", prefix: "/temporary", filter: with(|r| r.status = RedirectStatus::TemporaryRedirect), declared: (None, None, None, Some("/temporary")), status: 307, location: "http://echo/temporary" },
-            Case { path: "/permanent", prefix: "/permanent", filter: with(|r| r.status = RedirectStatus::PermanentRedirect), declared: (None, None, None, Some("/permanent")), status: 308, location: "http://echo/permanent" },
+            Case {
+                path: "/redirect",
+                prefix: "/redirect",
+                filter: with(|r| r.status = RedirectStatus::SeeOther),
+                declared: (None, None, None, Some("/redirect")),
+                status: 303,
+                location: "http://echo/redirect",
+            },
+            Case {
+                path: "/temporary",
+                prefix: "/temporary",
+                filter: with(|r| r.status = RedirectStatus::TemporaryRedirect),
+                declared: (None, None, None, Some("/temporary")),
+                status: 307,
+                location: "http://echo/temporary",
+            },
+            Case {
+                path: "/permanent",
+                prefix: "/permanent",
+                filter: with(|r| r.status = RedirectStatus::PermanentRedirect),
+                declared: (None, None, None, Some("/permanent")),
+                status: 308,
+                location: "http://echo/permanent",
+            },
         ]
     }
 
@@ -489,7 +648,10 @@ mod tests {
         let http = with(|r| r.scheme = Some("http".into()));
         assert_eq!(http.location("https", "svc:8443", "/p", None, None), "http://svc/p");
         // Port set: always used, omitted only when it is the scheme's well-known port.
-        let p443 = with(|r| { r.scheme = Some("https".into()); r.port = Some(443); });
+        let p443 = with(|r| {
+            r.scheme = Some("https".into());
+            r.port = Some(443);
+        });
         assert_eq!(p443.location("http", "svc", "/p", None, None), "https://svc/p");
         let p80 = with(|r| r.port = Some(80));
         assert_eq!(p80.location("http", "svc:8080", "/p", None, None), "http://svc/p");
@@ -522,10 +684,7 @@ mod tests {
     fn mirror_sampling() {
         use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mirror = |fraction| Mirror {
-            backend: BackendTarget::Invalid { reason: "test".into() },
-            fraction,
-        };
+        let mirror = |fraction| Mirror { backend: BackendTarget::Invalid { reason: "test".into() }, fraction };
         assert!((0..100).all(|_| mirror(1.0).sampled_with(&mut rng)));
         assert!((0..100).all(|_| !mirror(0.0).sampled_with(&mut rng)));
         assert!(!mirror(f64::NAN).sampled());

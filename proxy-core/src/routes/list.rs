@@ -117,7 +117,11 @@ fn precedence(kind: RouteKind, a: &Entry, b: &Entry) -> Ordering {
                 r.namespace.bytes().chain(std::iter::once(b'/')).chain(r.name.bytes())
             }
             let (ra, rb) = (&a.rule.meta.route, &b.rule.meta.route);
-            if Arc::ptr_eq(ra, rb) { Ordering::Equal } else { full(ra).cmp(full(rb)) }
+            if Arc::ptr_eq(ra, rb) {
+                Ordering::Equal
+            } else {
+                full(ra).cmp(full(rb))
+            }
         })
         .then_with(|| a.rule.index.cmp(&b.rule.index))
         .then_with(|| a.match_index.cmp(&b.match_index))
@@ -210,14 +214,22 @@ mod tests {
             http_rule(
                 "qp",
                 3,
-                vec![RouteMatch { headers: vec![header("version", "one")], query: vec![q("animal", "whale")], ..Default::default() }],
+                vec![RouteMatch {
+                    headers: vec![header("version", "one")],
+                    query: vec![q("animal", "whale")],
+                    ..Default::default()
+                }],
             ),
             http_rule(
                 "qp",
                 4,
                 vec![
                     RouteMatch { query: vec![q("animal", "shark")], ..prefix("/path3") },
-                    RouteMatch { headers: vec![header("version", "three")], query: vec![q("animal", "kraken")], ..prefix("/path4") },
+                    RouteMatch {
+                        headers: vec![header("version", "three")],
+                        query: vec![q("animal", "kraken")],
+                        ..prefix("/path4")
+                    },
                 ],
             ),
             http_rule("qp", 5, vec![prefix("/path5")]),
@@ -225,7 +237,8 @@ mod tests {
         ];
         let backend = ["echo-v1", "echo-v2", "echo-v1", "echo-v2", "echo-v1", "echo-v1", "echo-v2"];
         let list = RouteList::new(RouteKind::Http, rules);
-        let cases: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             ("/?animal=whale", &[], Some("echo-v1")),
             ("/?animal=dolphin", &[], Some("echo-v2")),
             ("/?animal=whale&otherparam=irrelevant", &[], Some("echo-v1")),
@@ -340,14 +353,20 @@ mod tests {
                 rule(RouteKind::Http, "c", "c", Some(3), 2, m()),
             ],
         );
-        let order: Vec<_> = list.matches().map(|m| {
-            let r = m.rule.route();
-            let mi = m.route_match.map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
-            format!("{}/{}#{}.{}", r.namespace, r.name, m.rule.index, mi.unwrap())
-        }).collect();
+        let order: Vec<_> = list
+            .matches()
+            .map(|m| {
+                let r = m.rule.route();
+                let mi = m.route_match.map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
+                format!("{}/{}#{}.{}", r.namespace, r.name, m.rule.index, mi.unwrap())
+            })
+            .collect();
         assert_eq!(
             order,
-            ["c/c#2.0", "c/c#2.1", "b/q#0.0", "b/q#0.1", "b/q#1.0", "b/q#1.1", "b/r#0.0", "b/r#0.1", "a/z#0.0", "a/z#0.1"]
+            [
+                "c/c#2.0", "c/c#2.1", "b/q#0.0", "b/q#0.1", "b/q#1.0", "b/q#1.1", "b/r#0.0", "b/r#0.1", "a/z#0.0",
+                "a/z#0.1"
+            ]
         );
         assert_eq!(list.rules().count(), 5);
         assert_eq!(name_of(&list, "/x").as_deref(), Some("c#2"));
@@ -403,9 +422,8 @@ mod tests {
                 grule("longer-svc", g(Some("pkg.Svc2"), None, vec![])),
             ],
         );
-        let pick = |path: &str, headers: &[(&str, &str)]| {
-            chosen(&list, &Req::new(Method::POST, path, headers)).map(|c| c.0)
-        };
+        let pick =
+            |path: &str, headers: &[(&str, &str)]| chosen(&list, &Req::new(Method::POST, path, headers)).map(|c| c.0);
         assert_eq!(pick("/pkg.Svc/Echo", &[("h", "1"), ("i", "1")]).as_deref(), Some("svc-and-method-hdr"));
         assert_eq!(pick("/pkg.Svc/Echo", &[]).as_deref(), Some("svc-and-method"));
         assert_eq!(pick("/pkg.Svc/Other", &[]).as_deref(), Some("svc-only"));
@@ -450,7 +468,12 @@ mod tests {
             .prop_map(|hs| hs.into_iter().map(|(n, v)| header(["h", "i"][n], ["1", "2"][v])).collect::<Vec<_>>());
         let queries = prop::collection::vec((0..2usize, 0..2usize), 0..3)
             .prop_map(|qs| qs.into_iter().map(|(n, v)| query(["q", "r"][n], ["1", "2"][v])).collect::<Vec<_>>());
-        (path, method, headers, queries).prop_map(|(path, method, headers, query)| RouteMatch { path, method, headers, query })
+        (path, method, headers, queries).prop_map(|(path, method, headers, query)| RouteMatch {
+            path,
+            method,
+            headers,
+            query,
+        })
     }
 
     /// Rules with unique (route, index); routes "r0".."r2" in two namespaces, each route

@@ -231,11 +231,7 @@ fn hex(b: u8) -> Option<u8> {
 ///   method only "this method of any service", neither "any gRPC call".
 ///
 /// Empty strings count as unset, as the spec says.
-pub fn grpc_method_match(
-    service: Option<&str>,
-    method: Option<&str>,
-    regex: bool,
-) -> Result<PathMatch, regex::Error> {
+pub fn grpc_method_match(service: Option<&str>, method: Option<&str>, regex: bool) -> Result<PathMatch, regex::Error> {
     let service = service.filter(|s| !s.is_empty());
     let method = method.filter(|m| !m.is_empty());
     if let (false, Some(s), Some(m)) = (regex, service, method) {
@@ -257,7 +253,11 @@ const GRPC_WILDCARD: &str = "[^/]+";
 /// without escaping backslashes; a wildcard part counts 0.
 pub(crate) fn grpc_specificity(path: Option<&PathMatch>) -> (usize, usize) {
     fn count(part: &str) -> usize {
-        if part == GRPC_WILDCARD { 0 } else { part.chars().filter(|c| *c != '\\').count() }
+        if part == GRPC_WILDCARD {
+            0
+        } else {
+            part.chars().filter(|c| *c != '\\').count()
+        }
     }
     match path {
         None => (0, 0),
@@ -271,10 +271,8 @@ pub(crate) fn grpc_specificity(path: Option<&PathMatch>) -> (usize, usize) {
         Some(PathMatch::Prefix(p)) => (prefix_core(p).trim_start_matches('/').chars().count(), 0),
         Some(PathMatch::Regex(re)) => {
             let inner = unanchored(re);
-            let parts = inner
-                .strip_prefix("/(?:")
-                .and_then(|r| r.strip_suffix(')'))
-                .and_then(|r| r.split_once(")/(?:"));
+            let parts =
+                inner.strip_prefix("/(?:").and_then(|r| r.strip_suffix(')')).and_then(|r| r.split_once(")/(?:"));
             match parts {
                 Some((s, m)) => (count(s), count(m)),
                 None => (count(inner), 0),
@@ -289,7 +287,12 @@ mod tests {
     use http::HeaderValue;
     use proptest::prelude::*;
 
-    fn request<'a>(method: &'a Method, path: &'a str, query: Option<&'a str>, headers: &'a HeaderMap) -> RequestView<'a> {
+    fn request<'a>(
+        method: &'a Method,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> RequestView<'a> {
         RequestView { method, path, query, headers }
     }
 
@@ -405,7 +408,10 @@ mod tests {
         };
         assert!(!first.matches(&request(&get, "/", None, &h)));
         let re = RouteMatch {
-            headers: vec![HeaderMatch { name: HeaderName::from_static("x-v"), value: StringMatch::regex("a,.*").unwrap() }],
+            headers: vec![HeaderMatch {
+                name: HeaderName::from_static("x-v"),
+                value: StringMatch::regex("a,.*").unwrap(),
+            }],
             ..Default::default()
         };
         assert!(re.matches(&request(&get, "/", None, &h)));

@@ -16,10 +16,7 @@ pub(crate) fn rule(
     matches: Vec<RouteMatch>,
 ) -> Arc<Rule> {
     Arc::new(Rule {
-        meta: RouteMeta {
-            route: Arc::new(RouteRef { kind, namespace: namespace.into(), name: name.into() }),
-            created,
-        },
+        meta: RouteMeta { route: Arc::new(RouteRef { kind, namespace: namespace.into(), name: name.into() }), created },
         index,
         name: None,
         matches,
@@ -84,9 +81,9 @@ impl Req {
 /// Which rule a lookup chose: `(route name, rule index, match index)`.
 pub(crate) fn chosen(list: &RouteList, req: &Req) -> Option<(String, usize, Option<usize>)> {
     list.find(&req.view()).map(|m| {
-        let match_index = m.route_match.map(|rm| {
-            m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).expect("match belongs to its rule")
-        });
+        let match_index = m
+            .route_match
+            .map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).expect("match belongs to its rule"));
         (m.rule.route().name.to_string(), m.rule.index, match_index)
     })
 }
