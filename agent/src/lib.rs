@@ -9,7 +9,9 @@
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 
 pub mod cgroups;
+pub mod check;
 pub mod cluster;
+pub mod explain;
 pub mod manifests;
 pub mod redirect;
 pub mod translate;
