@@ -1,0 +1,408 @@
+//! Kernel test of the eBPF redirection: real cgroups, a real network namespace, the
+//! real programs. Needs root, cgroup v2 and `ip`; it fails (never skips) without them.
+//!
+//! Run: `cargo test -p ambit-agent --test redirect_kernel` (as root).
+//!
+//! Layout: a temporary attach cgroup `<cgroup2>/ambit-redirect-test-<pid>` with
+//! `pod/` (enrolled) holding `pod/ctr/` (where the "pod's" processes run, to exercise
+//! the ancestor walk) and `other/` (not enrolled); a network namespace with only `lo`,
+//! carrying the proxy addresses 10.55.0.1 and fd55::1. The fake VIPs are never routed
+//! anywhere: clients dial them only from inside that namespace.
+//!
+//! The test binary re-executes itself as the client (`AMBIT_REDIRECT_TEST_CLIENT`):
+//! the child joins its cgroup, enters the namespace, performs one operation and
+//! reports the outcome on stdout.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ambit_agent::redirect::{self, Redirector, RedirectorConfig, Tracked};
+use ambit_ebpf_common::Stat;
+use ambit_proxy_core::identity::CgroupId;
+
+const CLIENT_ENV: &str = "AMBIT_REDIRECT_TEST_CLIENT";
+const PROXY_V4: Ipv4Addr = Ipv4Addr::new(10, 55, 0, 1);
+const PROXY_V6: Ipv6Addr = Ipv6Addr::new(0xfd55, 0, 0, 0, 0, 0, 0, 1);
+const PROXY_PORT: u16 = 15001;
+const MANY: usize = 10_000;
+
+fn vip4() -> SocketAddr {
+    "10.96.55.10:80".parse().unwrap()
+}
+fn vip4_mapped() -> SocketAddr {
+    "[::ffff:10.96.55.10]:80".parse().unwrap()
+}
+fn vip6() -> SocketAddr {
+    "[fd96::10]:80".parse().unwrap()
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CLIENT_ENV) {
+        client_main(&spec);
+        return;
+    }
+    // libtest-style arguments (filters, --list) are accepted and ignored, except that
+    // a listing must not run the test.
+    if std::env::args().any(|a| a == "--list") {
+        println!("redirect_kernel: test");
+        return;
+    }
+    scenario();
+    println!("test redirect_kernel ... ok");
+}
+
+// ---------------------------------------------------------------- client side
+
+/// `op|cgroup.procs path|netns path|address|count`
+fn client_main(spec: &str) {
+    let parts: Vec<&str> = spec.split('|').collect();
+    let [op, procs, netns, addr, count] = parts[..] else {
+        panic!("bad client spec {spec:?}");
+    };
+    fs::write(procs, std::process::id().to_string()).expect("joining cgroup");
+    let ns = fs::File::open(netns).expect("opening netns");
+    nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+    let addr: SocketAddr = addr.parse().expect("address");
+    let timeout = Duration::from_secs(3);
+    match op {
+        "connect" => match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(mut s) => {
+                println!("ok {} {}", s.local_addr().unwrap(), s.peer_addr().unwrap());
+                // Hold the connection until the test closes its end.
+                let mut buf = [0u8; 16];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let _ = s.read(&mut buf);
+            }
+            Err(e) => println!("err {}", e.raw_os_error().unwrap_or(-1)),
+        },
+        "udp" => {
+            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+            let s = UdpSocket::bind(bind).expect("udp bind");
+            match s.connect(addr) {
+                Ok(()) => println!("ok {}", s.peer_addr().unwrap()),
+                Err(e) => println!("err {}", e.raw_os_error().unwrap_or(-1)),
+            }
+        }
+        "many" => {
+            let n: usize = count.parse().expect("count");
+            for i in 0..n {
+                if let Err(e) = TcpStream::connect_timeout(&addr, timeout) {
+                    println!("err {} at {i}", e.raw_os_error().unwrap_or(-1));
+                    return;
+                }
+            }
+            println!("ok {n}");
+        }
+        other => panic!("unknown client op {other}"),
+    }
+}
+
+/// A running client and its first output line.
+struct Client {
+    child: Child,
+    line: String,
+}
+
+impl Client {
+    fn finish(mut self) {
+        let status = self.child.wait().expect("waiting for client");
+        assert!(status.success(), "client failed: {status}");
+    }
+}
+
+fn run_client(env: &Env, cgroup: &Path, op: &str, addr: SocketAddr, count: usize) -> Client {
+    let spec = format!(
+        "{op}|{}|{}|{addr}|{count}",
+        cgroup.join("cgroup.procs").display(),
+        env.netns.path().display()
+    );
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(CLIENT_ENV, spec)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning client");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("client output");
+    Client { child, line: line.trim().to_string() }
+}
+
+/// Runs an operation expected to fail; returns the errno.
+fn client_errno(env: &Env, cgroup: &Path, op: &str, addr: SocketAddr) -> i32 {
+    let c = run_client(env, cgroup, op, addr, 1);
+    let errno = c
+        .line
+        .strip_prefix("err ")
+        .unwrap_or_else(|| panic!("{op} {addr} from {} should fail, got {:?}", cgroup.display(), c.line))
+        .parse()
+        .unwrap();
+    c.finish();
+    errno
+}
+
+// ---------------------------------------------------------------- fixtures
+
+fn cgroup2_mount() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("no cgroup2 mount in /proc/self/mounts")
+}
+
+/// Temporary cgroup tree, removed on drop.
+struct CgroupTree {
+    root: PathBuf,
+}
+
+impl CgroupTree {
+    fn new(name: &str) -> Self {
+        let root = cgroup2_mount().join(name);
+        for d in ["", "pod", "pod/ctr", "other"] {
+            fs::create_dir(root.join(d)).unwrap_or_else(|e| panic!("creating cgroup {d}: {e}"));
+        }
+        Self { root }
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        for d in ["pod/ctr", "pod", "other", ""] {
+            let dir = self.root.join(d);
+            // Clients may still be exiting: retry briefly.
+            for _ in 0..50 {
+                if fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Network namespace with only loopback and the proxy addresses, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("running ip");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+impl Netns {
+    fn new(name: &str) -> Self {
+        ip(&["netns", "add", name]);
+        let ns = Self { name: name.to_string() };
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ip(&["-n", name, "addr", "add", "10.55.0.1/32", "dev", "lo"]);
+        ip(&["-n", name, "-6", "addr", "add", "fd55::1/128", "dev", "lo", "nodad"]);
+        ns
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(&self.name)
+    }
+    /// Binds a TCP listener inside the namespace.
+    fn listen(&self, addr: SocketAddr) -> TcpListener {
+        let path = self.path();
+        thread::spawn(move || {
+            let ns = fs::File::open(path).unwrap();
+            // setns(CLONE_NEWNET) changes only this thread's namespace.
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+            l.set_nonblocking(true).unwrap();
+            l
+        })
+        .join()
+        .expect("listener thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Uninstalls on drop, so a failing test leaves no programs attached.
+struct Installed {
+    pin_dir: PathBuf,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Redirector::uninstall(&self.pin_dir);
+    }
+}
+
+// Field order matters: uninstall before removing the cgroups.
+struct Env {
+    _installed: Installed,
+    netns: Netns,
+    cgroups: CgroupTree,
+}
+
+fn accept(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match l.accept() {
+            Ok(pair) => return pair,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+fn wait_tracked(r: &Redirector, want: Tracked) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = r.tracked().unwrap();
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "tracked {now:?}, expected {want:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stat(r: &Redirector, s: Stat) -> u64 {
+    r.stats().unwrap()[s as usize]
+}
+
+// ---------------------------------------------------------------- scenario
+
+/// One redirected connection: accepted by the proxy listener, resolved to the VIP and
+/// the pod cgroup, and shown to the client with the VIP as its peer.
+fn check_redirected(env: &Env, r: &Redirector, listener: &TcpListener, dial: SocketAddr, pod: u64) {
+    let client = run_client(env, &env.cgroups.root.join("pod/ctr"), "connect", dial, 1);
+    let mut words = client.line.split_whitespace();
+    assert_eq!(words.next(), Some("ok"), "connect {dial}: {:?}", client.line);
+    let client_local: SocketAddr = words.next().unwrap().parse().unwrap();
+    let client_peer: SocketAddr = words.next().unwrap().parse().unwrap();
+    assert_eq!(client_peer, dial, "getpeername() must report the dialled VIP");
+
+    let (stream, peer) = accept(listener);
+    let local = stream.local_addr().unwrap();
+    assert_eq!(
+        ambit_proxy_core::identity::canonical(peer),
+        ambit_proxy_core::identity::canonical(client_local)
+    );
+    let origin = r.origin_resolver().resolve(peer, local).expect("origin");
+    assert_eq!(origin.destination, ambit_proxy_core::identity::canonical(dial));
+    assert_eq!(origin.pod_cgroup, CgroupId(pod));
+    drop(stream);
+    client.finish();
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+fn scenario() {
+    assert_send_sync::<Redirector>();
+    let tag = format!("ambit-redirect-test-{}", std::process::id());
+    let pin_dir = PathBuf::from("/sys/fs/bpf").join(&tag);
+    // Declared so that drop order is: Installed, Netns, CgroupTree.
+    let cgroups = CgroupTree::new(&tag);
+    let netns = Netns::new(&tag);
+    let env = Env { _installed: Installed { pin_dir: pin_dir.clone() }, netns, cgroups };
+    let root = env.cgroups.root.clone();
+    let pod = fs::metadata(root.join("pod")).unwrap().ino();
+
+    let cfg = RedirectorConfig {
+        attach_cgroup: root.clone(),
+        pin_dir: pin_dir.clone(),
+        proxy_v4: Some(PROXY_V4),
+        proxy_v6: Some(PROXY_V6),
+        proxy_port: PROXY_PORT,
+    };
+    let listener4 = env.netns.listen(SocketAddr::new(PROXY_V4.into(), PROXY_PORT));
+    let listener6 = env.netns.listen(SocketAddr::new(PROXY_V6.into(), PROXY_PORT));
+
+    let r = Redirector::install(&cfg).expect("install");
+    let counts = redirect::attached_program_counts(&root).unwrap();
+    assert!(counts.values().all(|&n| n == 1), "after install: {counts:?}");
+    r.sync_enrolled(&BTreeSet::from([pod])).unwrap();
+    r.sync_services(&BTreeSet::from([vip4(), vip6()])).unwrap();
+    assert_eq!(r.tracked().unwrap(), Tracked::default());
+
+    // Redirected: IPv4, IPv6 socket to an IPv4-mapped VIP, IPv6.
+    check_redirected(&env, &r, &listener4, vip4(), pod);
+    check_redirected(&env, &r, &listener4, vip4_mapped(), pod);
+    check_redirected(&env, &r, &listener6, vip6(), pod);
+    println!("redirected v4, v4-mapped and v6 connections");
+
+    // Not enrolled: untouched, and the VIP is unroutable in the namespace.
+    let skipped = stat(&r, Stat::SkippedNotEnrolled);
+    let errno = client_errno(&env, &root.join("other"), "connect", vip4());
+    assert_eq!(errno, libc::ENETUNREACH, "non-enrolled connect must not be redirected");
+    assert!(stat(&r, Stat::SkippedNotEnrolled) > skipped);
+
+    // Not a Service: untouched (nothing listens on the proxy address at that port).
+    let errno = client_errno(&env, &root.join("pod/ctr"), "connect", "10.55.0.1:15002".parse().unwrap());
+    assert_eq!(errno, libc::ECONNREFUSED);
+    let errno = client_errno(&env, &root.join("pod/ctr"), "connect", "10.96.55.10:81".parse().unwrap());
+    assert_eq!(errno, libc::ENETUNREACH, "a port that is not the Service's must not be redirected");
+
+    // UDP: untouched.
+    let not_tcp = stat(&r, Stat::SkippedNotTcp);
+    let errno = client_errno(&env, &root.join("pod/ctr"), "udp", vip4());
+    assert_eq!(errno, libc::ENETUNREACH, "UDP must not be redirected");
+    assert!(stat(&r, Stat::SkippedNotTcp) > not_tcp);
+    println!("non-enrolled, non-service and UDP connects untouched");
+
+    // Many short connections: tracking returns to its baseline, counts are exact.
+    wait_tracked(&r, Tracked::default());
+    let before = r.stats().unwrap();
+    let acceptor = {
+        let l = listener4.try_clone().unwrap();
+        thread::spawn(move || {
+            for _ in 0..MANY {
+                drop(accept(&l));
+            }
+        })
+    };
+    let client = run_client(&env, &root.join("pod/ctr"), "many", vip4(), MANY);
+    assert_eq!(client.line, format!("ok {MANY}"));
+    client.finish();
+    acceptor.join().expect("acceptor");
+    wait_tracked(&r, Tracked::default());
+    let after = r.stats().unwrap();
+    for s in [Stat::Redirected, Stat::Established, Stat::Closed] {
+        assert_eq!(after[s as usize] - before[s as usize], MANY as u64, "{s:?}");
+    }
+    assert_eq!(after[Stat::TrackingFull as usize], 0);
+    println!("{MANY} connections tracked and released");
+
+    // Restart: a new agent takes over the pinned maps and links.
+    drop(r);
+    let r = Redirector::install(&cfg).expect("reinstall");
+    let counts = redirect::attached_program_counts(&root).unwrap();
+    assert!(counts.values().all(|&n| n == 1), "after restart: {counts:?}");
+    assert_eq!(counts.len(), redirect::PROGRAMS.len());
+    // Enrollment and services survived in the pinned maps: no re-sync.
+    check_redirected(&env, &r, &listener4, vip4(), pod);
+    wait_tracked(&r, Tracked::default());
+    println!("restart keeps exactly one attachment and working redirection");
+
+    // Uninstall: nothing attached, nothing pinned, no redirection.
+    drop(r);
+    Redirector::uninstall(&pin_dir).expect("uninstall");
+    assert_eq!(redirect::attached_program_count(&root).unwrap(), 0);
+    assert!(!pin_dir.exists());
+    let errno = client_errno(&env, &root.join("pod/ctr"), "connect", vip4());
+    assert_eq!(errno, libc::ENETUNREACH, "after uninstall nothing is redirected");
+    Redirector::uninstall(&pin_dir).expect("uninstall is idempotent");
+    println!("uninstall detaches everything");
+    drop(env);
+}
