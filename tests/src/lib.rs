@@ -10,11 +10,13 @@
 //! cluster-IP ranges, so a cluster-IP connection that the agent does not
 //! redirect fails at once with EHOSTUNREACH.
 
+pub mod agent;
 pub mod bed;
 pub mod binaries;
 pub mod cgroup;
 pub mod client;
 pub mod cluster;
+pub mod conformance;
 pub mod echo_client;
 pub mod echo_server;
 pub mod grpc_wire;
@@ -24,6 +26,7 @@ pub mod netns;
 pub mod pod;
 pub mod resolve;
 
+pub use agent::{AgentMode, AgentOptions, RunningAgent};
 pub use bed::{BedOptions, TestBed};
 pub use cgroup::CgroupLayout;
 pub use client::{ClientOutput, ClientRequest, ClientTarget, RequestResult};

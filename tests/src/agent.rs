@@ -1,0 +1,276 @@
+//! Running the real `ambit-agent` on a test bed's node: in the node network namespace,
+//! in its own (never enrolled) cgroup under the bed's cgroup root, with its eBPF pins
+//! under a per-bed bpffs directory.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bed::TestBed;
+use crate::{binaries, netns};
+
+/// Where the agent's admin API listens inside the node namespace.
+pub const ADMIN_ADDR: &str = "127.0.0.1:15021";
+/// The proxy port inside the node namespace.
+pub const PROXY_PORT: u16 = 15001;
+/// The bpffs directory under which each bed's agent pins its programs and maps.
+const PIN_PREFIX: &str = "ambit-e2e-";
+
+/// How the agent gets its view of the cluster.
+#[derive(Debug, Clone)]
+pub enum AgentMode {
+    /// `ambit-agent standalone --manifests <bed manifests dir>`.
+    Standalone,
+    /// `ambit-agent run` against an API server reachable from the node namespace.
+    Kubernetes { api_server: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub mode: AgentMode,
+    /// Start with access logs on.
+    pub access_log: bool,
+    pub log_level: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self { mode: AgentMode::Standalone, access_log: false, log_level: "info".into(), extra_args: vec![] }
+    }
+}
+
+/// A running agent; stopped (and its eBPF pins removed) on drop.
+pub struct RunningAgent {
+    child: Option<Child>,
+    node_netns: String,
+    pin_dir: PathBuf,
+    log_path: PathBuf,
+    started: Instant,
+}
+
+/// The bpffs mount point (mounted by the agent when missing).
+fn bpffs() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf")
+}
+
+/// Removes pin directories of beds whose process is gone (a killed earlier run).
+pub fn cleanup_stale_pins() {
+    let Ok(entries) = std::fs::read_dir(bpffs()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PIN_PREFIX) else { continue };
+        let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+impl RunningAgent {
+    /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
+    pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
+        cleanup_stale_pins();
+        let agent = binaries::ambit_agent()?;
+        let pin_dir = bpffs().join(format!("{PIN_PREFIX}{}", bed.id()));
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log_path = bed.scratch_dir().join(format!("agent-{n}.log"));
+        let mut cmd = bed.node_command(&agent)?;
+        match &options.mode {
+            AgentMode::Standalone => {
+                cmd.arg("standalone").arg("--manifests").arg(bed.manifests_dir());
+            }
+            AgentMode::Kubernetes { api_server } => {
+                cmd.arg("run").arg("--api-server").arg(api_server).arg("--node-name").arg(bed.node_name());
+            }
+        }
+        cmd.arg("--node-ip")
+            .arg(format!("{},{}", bed.node_ip(), bed.node_ipv6()))
+            .arg("--proxy-port")
+            .arg(PROXY_PORT.to_string())
+            .arg("--cgroup-root")
+            .arg(bed.cgroup_root())
+            .arg("--bpf-pin-dir")
+            .arg(&pin_dir)
+            .arg("--admin-addr")
+            .arg(ADMIN_ADDR)
+            .arg("--log-level")
+            .arg(&options.log_level)
+            .arg("--log-json")
+            .arg("--drain")
+            .arg("2s");
+        if options.access_log {
+            cmd.arg("--access-log");
+        }
+        cmd.args(&options.extra_args);
+        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let child = cmd.spawn().context("spawning ambit-agent in the node namespace")?;
+        let mut running = RunningAgent {
+            child: Some(child),
+            node_netns: bed.node_netns().to_owned(),
+            pin_dir,
+            log_path,
+            started: Instant::now(),
+        };
+        running.wait_ready(Duration::from_secs(30))?;
+        Ok(running)
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Waits until `/ready` answers 200; fails early (with the log) if the agent exits.
+    pub fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("ambit-agent exited with {status} before becoming ready; log:\n{}", self.log_tail(60));
+                }
+            }
+            if matches!(self.admin("GET", "/ready"), Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("ambit-agent not ready after {limit:?}; log:\n{}", self.log_tail(60));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A request to the admin API (inside the node namespace): (status, body).
+    pub fn admin(&self, method: &str, path: &str) -> Result<(u16, String)> {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        netns::in_netns(&self.node_netns, move || {
+            let addr: SocketAddr = ADMIN_ADDR.parse()?;
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            let status: u16 = answer
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("bad admin answer {answer:?}"))?;
+            let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+            Ok((status, body))
+        })
+    }
+
+    fn admin_json(&self, path: &str) -> Result<serde_json::Value> {
+        let (status, body) = self.admin("GET", path)?;
+        if status != 200 {
+            bail!("admin {path} answered {status}: {body}");
+        }
+        // The body may be chunked; the JSON document is the part between the first '{' and the last '}'.
+        let start = body.find('{').context("no JSON in admin answer")?;
+        let end = body.rfind('}').context("no JSON in admin answer")?;
+        Ok(serde_json::from_str(&body[start..=end])?)
+    }
+
+    pub fn config_dump(&self) -> Result<serde_json::Value> {
+        self.admin_json("/config_dump")
+    }
+
+    pub fn redirect_dump(&self) -> Result<serde_json::Value> {
+        self.admin_json("/redirect")
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The access-log events (JSON lines with target `ambit::access`) logged so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("target").and_then(|t| t.as_str()) == Some("ambit::access"))
+            .collect()
+    }
+
+    /// How long the agent has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the agent with SIGTERM (graceful drain) and waits for it; the eBPF pins stay.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("agent already stopped") };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("agent did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the agent without a chance to clean up (like a crash); the eBPF pins stay.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a new agent process with the same pins (an agent restart).
+    pub fn restart(&mut self, bed: &TestBed, options: &AgentOptions) -> Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        let new = RunningAgent::start(bed, options)?;
+        let old_pins = std::mem::replace(&mut self.pin_dir, PathBuf::new());
+        *self = new;
+        debug_assert_eq!(old_pins, self.pin_dir);
+        Ok(())
+    }
+
+    /// Runs `ambit-agent uninstall` for this agent's pins.
+    pub fn uninstall(&self) -> Result<()> {
+        let status = std::process::Command::new(binaries::ambit_agent()?)
+            .arg("uninstall")
+            .arg("--bpf-pin-dir")
+            .arg(&self.pin_dir)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("ambit-agent uninstall failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.kill();
+        if !self.pin_dir.as_os_str().is_empty() {
+            if self.uninstall().is_err() {
+                let _ = std::fs::remove_dir_all(&self.pin_dir);
+            }
+        }
+    }
+}
