@@ -86,7 +86,7 @@ fn two_hundred_concurrent_connections_from_four_pods_are_attributed_without_mist
     // a1 and b1 share one network namespace (one IP, like hostNetwork pods) but are
     // different pods in different namespaces.
     let a1 = world.client("mesh-a", "a1").unwrap();
-    let b1 = world.bed.add_pod(PodSpec::new("mesh-b", "b1").share_netns_with("mesh-a", "a1")).unwrap();
+    let b1 = world.add(PodSpec::new("mesh-b", "b1").share_netns_with("mesh-a", "a1")).unwrap();
     let a2 = world.client("mesh-a", "a2").unwrap();
     let b2 = world.client("mesh-b", "b2").unwrap();
     assert_eq!(a1.ipv4, b1.ipv4);

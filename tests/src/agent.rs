@@ -186,6 +186,43 @@ impl RunningAgent {
         self.admin_json("/redirect")
     }
 
+    /// Waits until the agent serves `namespace/name` as an enrolled workload (its cgroup
+    /// is in the connect hooks' map once the configuration that lists it is applied).
+    pub fn wait_enrolled(&self, namespace: &str, name: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let dump = self.config_dump()?;
+            let enrolled = dump["config"]["workloads"]
+                .as_array()
+                .is_some_and(|ws| ws.iter().any(|w| w["namespace"] == namespace && w["name"] == name));
+            if enrolled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{namespace}/{name} not enrolled after {limit:?}; log:\n{}", self.log_tail(30));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the agent no longer serves `namespace/name` as an enrolled workload.
+    pub fn wait_not_enrolled(&self, namespace: &str, name: &str, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let dump = self.config_dump()?;
+            let enrolled = dump["config"]["workloads"]
+                .as_array()
+                .is_some_and(|ws| ws.iter().any(|w| w["namespace"] == namespace && w["name"] == name));
+            if !enrolled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{namespace}/{name} still enrolled after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the agent logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

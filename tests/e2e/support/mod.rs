@@ -65,8 +65,18 @@ impl World {
         Ok(World { agent, bed })
     }
 
+    /// Adds a client pod and, when its namespace is in the mesh, waits until the agent
+    /// has enrolled it (as a CNI plugin would hold the pod until then).
     pub fn client(&self, namespace: &str, name: &str) -> Result<Pod> {
-        self.bed.add_pod(PodSpec::new(namespace, name).serve(false))
+        self.add(PodSpec::new(namespace, name).serve(false))
+    }
+
+    pub fn add(&self, spec: PodSpec) -> Result<Pod> {
+        let pod = self.bed.add_pod(spec)?;
+        if pod.namespace != "plain" {
+            self.agent.wait_enrolled(&pod.namespace, &pod.name, Duration::from_secs(5))?;
+        }
+        Ok(pod)
     }
 
     pub fn vip(&self) -> String {
