@@ -130,8 +130,13 @@ fn run_client(env: &Env, cgroup: &Path, op: &str, addr: SocketAddr, count: usize
         .spawn()
         .expect("spawning client");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("client output");
-    Client { child, line: line.trim().to_string() }
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("client output");
+    Client {
+        child,
+        line: line.trim().to_string(),
+    }
 }
 
 /// Runs an operation expected to fail; returns the errno.
@@ -315,7 +320,13 @@ fn scenario() {
     // Declared so that drop order is: Installed, Netns, CgroupTree.
     let cgroups = CgroupTree::new(&tag);
     let netns = Netns::new(&tag);
-    let env = Env { _installed: Installed { pin_dir: pin_dir.clone() }, netns, cgroups };
+    let env = Env {
+        _installed: Installed {
+            pin_dir: pin_dir.clone(),
+        },
+        netns,
+        cgroups,
+    };
     let root = env.cgroups.root.clone();
     let pod = fs::metadata(root.join("pod")).unwrap().ino();
 
@@ -349,10 +360,24 @@ fn scenario() {
     assert!(stat(&r, Stat::SkippedNotEnrolled) > skipped);
 
     // Not a Service: untouched (nothing listens on the proxy address at that port).
-    let errno = client_errno(&env, &root.join("pod/ctr"), "connect", "10.55.0.1:15002".parse().unwrap());
+    let errno = client_errno(
+        &env,
+        &root.join("pod/ctr"),
+        "connect",
+        "10.55.0.1:15002".parse().unwrap(),
+    );
     assert_eq!(errno, libc::ECONNREFUSED);
-    let errno = client_errno(&env, &root.join("pod/ctr"), "connect", "10.96.55.10:81".parse().unwrap());
-    assert_eq!(errno, libc::ENETUNREACH, "a port that is not the Service's must not be redirected");
+    let errno = client_errno(
+        &env,
+        &root.join("pod/ctr"),
+        "connect",
+        "10.96.55.10:81".parse().unwrap(),
+    );
+    assert_eq!(
+        errno,
+        libc::ENETUNREACH,
+        "a port that is not the Service's must not be redirected"
+    );
 
     // UDP: untouched.
     let not_tcp = stat(&r, Stat::SkippedNotTcp);

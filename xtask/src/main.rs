@@ -1,1 +1,35 @@
-fn main() {}
+//! Project tasks: `cargo xtask <command>`.
+//!
+//! Each subcommand lives in its own module; add new ones to [`Command`].
+
+mod build_ebpf;
+mod check_ebpf;
+mod ebpf;
+mod setup;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Ambit project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the eBPF toolchain (llvm-22-dev, nightly rust-src, bpf-linker); idempotent.
+    Setup(setup::Args),
+    /// Build the eBPF programs and update the committed object ebpf/obj/ambit.bpf.o.
+    BuildEbpf(build_ebpf::Args),
+    /// Rebuild the eBPF programs from scratch and fail if the committed object differs.
+    CheckEbpf(check_ebpf::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup(args) => setup::run(&args),
+        Command::BuildEbpf(args) => build_ebpf::run(&args),
+        Command::CheckEbpf(args) => check_ebpf::run(&args),
+    }
+}

@@ -34,9 +34,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ambit_ebpf_common::{
-    map_names, ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, STAT_COUNT,
-};
+use ambit_ebpf_common::{map_names, ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, STAT_COUNT};
 use ambit_proxy_core::identity::OriginResolver;
 use anyhow::{anyhow, bail, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
@@ -88,7 +86,8 @@ fn links_dir(pin_dir: &Path) -> PathBuf {
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
-    ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
 }
 
 impl Redirector {
@@ -115,15 +114,14 @@ impl Redirector {
             .load(object::OBJECT)
             .context("loading the eBPF object")?;
 
-        let mut proxy: Array<MapData, ProxyTarget> =
-            take_map(&mut ebpf, map_names::PROXY)?.try_into()?;
+        let mut proxy: Array<MapData, ProxyTarget> = take_map(&mut ebpf, map_names::PROXY)?.try_into()?;
         proxy.set(0, proxy_target(cfg), 0).context("writing AMBIT_PROXY")?;
 
         programs::attach_all(&mut ebpf, &cgroup, &links)?;
 
         let conns_pin = maps.join(map_names::CONNS);
-        let resolver_conns = MapData::from_pin(&conns_pin)
-            .with_context(|| format!("opening {}", conns_pin.display()))?;
+        let resolver_conns =
+            MapData::from_pin(&conns_pin).with_context(|| format!("opening {}", conns_pin.display()))?;
         let resolver = Arc::new(ConnsResolver::new(HashMap::try_from(aya::maps::Map::HashMap(
             resolver_conns,
         ))?));
@@ -140,7 +138,10 @@ impl Redirector {
 
     /// Makes `AMBIT_ENROLLED` hold exactly these pod cgroup ids (adds missing, removes extra).
     pub fn sync_enrolled(&self, cgroups: &BTreeSet<u64>) -> anyhow::Result<()> {
-        let mut map = self.enrolled.lock().map_err(|_| anyhow!("enrolled map lock poisoned"))?;
+        let mut map = self
+            .enrolled
+            .lock()
+            .map_err(|_| anyhow!("enrolled map lock poisoned"))?;
         let present = map.keys().collect::<Result<BTreeSet<u64>, _>>()?;
         for id in present.difference(cgroups) {
             map.remove(id).with_context(|| format!("unenrolling cgroup {id}"))?;
@@ -154,25 +155,28 @@ impl Redirector {
 
     /// Makes `AMBIT_SERVICES` hold exactly these VIP:port pairs.
     pub fn sync_services(&self, services: &BTreeSet<SocketAddr>) -> anyhow::Result<()> {
-        let wanted: BTreeMap<[u8; 18], ServiceKey> =
-            services.iter().map(|s| (sort_key(&addr::service_key(*s)), addr::service_key(*s))).collect();
-        let mut map = self.services.lock().map_err(|_| anyhow!("services map lock poisoned"))?;
+        let wanted: BTreeMap<[u8; 18], ServiceKey> = services
+            .iter()
+            .map(|s| (sort_key(&addr::service_key(*s)), addr::service_key(*s)))
+            .collect();
+        let mut map = self
+            .services
+            .lock()
+            .map_err(|_| anyhow!("services map lock poisoned"))?;
         let present: BTreeMap<[u8; 18], ServiceKey> = map
             .keys()
             .map(|k| k.map(|k| (sort_key(&k), k)))
             .collect::<Result<_, _>>()?;
         for (k, key) in &present {
             if !wanted.contains_key(k) {
-                map.remove(key).with_context(|| {
-                    format!("removing service {}", addr::from_map_addr(key.addr, key.port))
-                })?;
+                map.remove(key)
+                    .with_context(|| format!("removing service {}", addr::from_map_addr(key.addr, key.port)))?;
             }
         }
         for (k, key) in &wanted {
             if !present.contains_key(k) {
-                map.insert(key, ServiceValue { flags: 0, _pad: 0 }, 0).with_context(|| {
-                    format!("adding service {}", addr::from_map_addr(key.addr, key.port))
-                })?;
+                map.insert(key, ServiceValue { flags: 0, _pad: 0 }, 0)
+                    .with_context(|| format!("adding service {}", addr::from_map_addr(key.addr, key.port)))?;
             }
         }
         Ok(())

@@ -33,12 +33,36 @@ pub struct ProgramSpec {
 
 /// Every program Ambit attaches to the attach cgroup.
 pub const PROGRAMS: [ProgramSpec; 6] = [
-    ProgramSpec { name: "ambit_connect4", attach_type: 10, kind: Kind::SockAddr },
-    ProgramSpec { name: "ambit_connect6", attach_type: 11, kind: Kind::SockAddr },
-    ProgramSpec { name: "ambit_sockops", attach_type: 3, kind: Kind::SockOps },
-    ProgramSpec { name: "ambit_sock_release", attach_type: 34, kind: Kind::Sock },
-    ProgramSpec { name: "ambit_getpeername4", attach_type: 29, kind: Kind::SockAddr },
-    ProgramSpec { name: "ambit_getpeername6", attach_type: 30, kind: Kind::SockAddr },
+    ProgramSpec {
+        name: "ambit_connect4",
+        attach_type: 10,
+        kind: Kind::SockAddr,
+    },
+    ProgramSpec {
+        name: "ambit_connect6",
+        attach_type: 11,
+        kind: Kind::SockAddr,
+    },
+    ProgramSpec {
+        name: "ambit_sockops",
+        attach_type: 3,
+        kind: Kind::SockOps,
+    },
+    ProgramSpec {
+        name: "ambit_sock_release",
+        attach_type: 34,
+        kind: Kind::Sock,
+    },
+    ProgramSpec {
+        name: "ambit_getpeername4",
+        attach_type: 29,
+        kind: Kind::SockAddr,
+    },
+    ProgramSpec {
+        name: "ambit_getpeername6",
+        attach_type: 30,
+        kind: Kind::SockAddr,
+    },
 ];
 
 /// Loads `spec`'s program and attaches it to `cgroup`, returning the new link.
@@ -103,8 +127,7 @@ pub fn retire(path: &Path) -> anyhow::Result<()> {
 /// Programs attached directly to `cgroup`, by Ambit hook name. Counts every program at
 /// each hook, Ambit's or not; on a cgroup only Ambit uses, 1 each means installed.
 pub fn attached_counts(attach_cgroup: &Path) -> anyhow::Result<BTreeMap<&'static str, usize>> {
-    let cgroup = File::open(attach_cgroup)
-        .with_context(|| format!("opening cgroup {}", attach_cgroup.display()))?;
+    let cgroup = File::open(attach_cgroup).with_context(|| format!("opening cgroup {}", attach_cgroup.display()))?;
     let fd = cgroup.into();
     PROGRAMS
         .iter()

@@ -33,7 +33,12 @@ impl Attr {
 fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid, writable, zero-initialised bpf_attr of the size passed.
     let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, attr as *mut Attr, std::mem::size_of::<Attr>() as u32)
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut Attr,
+            std::mem::size_of::<Attr>() as u32,
+        )
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -65,7 +70,7 @@ pub fn prog_query_count(cgroup: &OwnedFd, attach_type: u32) -> io::Result<usize>
     let mut attr = Attr::new();
     attr.put_u32(0, cgroup.as_raw_fd() as u32); // query.target_fd
     attr.put_u32(4, attach_type); // query.attach_type
-    // query_flags 0: only this cgroup's own attachments; prog_ids NULL: count only.
+                                  // query_flags 0: only this cgroup's own attachments; prog_ids NULL: count only.
     bpf(BPF_PROG_QUERY, &mut attr)?;
     Ok(attr.get_u32(24) as usize) // query.prog_cnt
 }

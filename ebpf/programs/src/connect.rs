@@ -4,13 +4,9 @@
 //! Returning 1 lets connect() proceed (possibly to a rewritten address); returning 0
 //! makes it fail with EPERM, which happens only when the redirect cannot be recorded.
 
-use ambit_ebpf_common::{
-    Addr, Redirect, ServiceKey, Stat, MAX_CGROUP_DEPTH,
-};
+use ambit_ebpf_common::{Addr, Redirect, ServiceKey, Stat, MAX_CGROUP_DEPTH};
 use aya_ebpf::bindings::bpf_sock_addr;
-use aya_ebpf::helpers::{
-    bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_socket_cookie,
-};
+use aya_ebpf::helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_socket_cookie};
 use aya_ebpf::programs::SockAddrContext;
 use aya_ebpf::EbpfContext;
 

@@ -17,8 +17,8 @@
 //! the maximum.
 
 use ambit_ebpf_common::{
-    ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, MAX_ENROLLED,
-    MAX_SERVICES, MAX_TRACKED, STAT_COUNT,
+    ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, MAX_ENROLLED, MAX_SERVICES, MAX_TRACKED,
+    STAT_COUNT,
 };
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray};

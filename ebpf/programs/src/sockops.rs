@@ -114,7 +114,11 @@ fn conn_key(ctx: &SockOpsContext) -> Option<ConnKey> {
     } else {
         return None;
     };
-    let remote = if remote_port > 0xffff { remote_port >> 16 } else { remote_port };
+    let remote = if remote_port > 0xffff {
+        remote_port >> 16
+    } else {
+        remote_port
+    };
     Some(ConnKey {
         client_addr,
         proxy_addr,
