@@ -23,6 +23,13 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Serve the mesh on this node from the Kubernetes API (the DaemonSet mode).
+    Run {
+        #[command(flatten)]
+        kube: ambit_agent::kubernetes::KubeArgs,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// Validate a manifests directory: print each route's status per parent; exit 1 if any is rejected.
     Check {
         #[arg(long)]
@@ -134,6 +141,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             let options = node.options()?;
             runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { kube, node } => {
+            let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
+            let options = node.options()?;
+            runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { manifests } => {

@@ -152,6 +152,12 @@ impl Node {
         Ok(pending)
     }
 
+    /// The route status of the last applied translation (empty before the first apply).
+    pub fn route_status(&self) -> Vec<translate::RouteStatus> {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied.translation.as_ref().map(|t| t.route_status.clone()).unwrap_or_default()
+    }
+
     pub fn config_dump(&self) -> serde_json::Value {
         let config = self.config.load();
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,42 @@
+//! Kubernetes mode (`ambit-agent run`): watching the API server, electing one route
+//! status writer, writing route status.
+//!
+//! - [`feed`]: one watcher per kind (Namespaces, this node's Pods, Services,
+//!   EndpointSlices, HTTPRoutes, GRPCRoutes) into one [`ClusterState`](crate::cluster::ClusterState),
+//!   published after the initial lists and (debounced) after each change.
+//! - [`lease`]: leader election through the `ambit-status-writer` Lease.
+//! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`.
+//! - [`rbac`]: every API permission used (checked against `daemonset/clusterrole.yaml`).
+//! - [`run`]: the `run` subcommand tying them to a [`Node`](crate::node::Node).
+//!
+//! # What is cached per object
+//!
+//! Objects are trimmed ([`strip`]) before they are stored. For every kind, metadata keeps
+//! name, namespace, uid, generation, resourceVersion, labels and `ambit.dev/*`
+//! annotations (managedFields, ownerReferences, finalizers, other annotations and
+//! timestamps are dropped). Beyond metadata:
+//!
+//! | kind | kept |
+//! |---|---|
+//! | Namespace | nothing (labels decide enrollment) |
+//! | Pod (this node only) | `spec.nodeName`, `spec.serviceAccountName`, `spec.hostNetwork`, `status.phase`, `status.qosClass`, `status.podIP(s)` |
+//! | Service | `spec` (status dropped) |
+//! | EndpointSlice | addressType, endpoints (without hints), ports |
+//! | HTTPRoute, GRPCRoute | `spec` (status dropped: the status writer reads it fresh) |
+//!
+//! Only the current objects are held (kube's watcher keeps no cache of its own); a
+//! snapshot is cloned for each debounced publication.
+
+pub mod client;
+pub mod feed;
+pub mod lease;
+pub mod rbac;
+pub mod run;
+pub mod status;
+pub mod strip;
+
+pub use client::{client, ApiServer};
+pub use feed::{ClusterFeed, FeedOptions, Snapshot};
+pub use lease::{LeaderElector, LeaseConfig, LEASE_NAME};
+pub use run::{run, KubeArgs};
+pub use status::{RouteId, StatusWriter, WriteOutcome};

@@ -1,0 +1,80 @@
+//! Every Kubernetes API permission the agent uses, one constant per call site. The
+//! watchers, the lease elector and the status writer name the constant they need (it is
+//! in their error messages), and the RBAC test checks `daemonset/clusterrole.yaml`
+//! against [`ALL`]: everything used is granted and nothing granted is unused.
+
+use std::fmt;
+
+/// One (apiGroup, resource, verb) the agent's ServiceAccount needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Permission {
+    /// "" for the core group.
+    pub group: &'static str,
+    /// Plural resource, with `/subresource` where one is used.
+    pub resource: &'static str,
+    pub verb: &'static str,
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        write!(f, "{} {}.{}", self.verb, self.resource, group)
+    }
+}
+
+const fn p(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
+    Permission { group, resource, verb }
+}
+
+/// The list + watch pair a watcher needs.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchPermissions {
+    pub list: Permission,
+    pub watch: Permission,
+}
+
+const fn lw(group: &'static str, resource: &'static str) -> WatchPermissions {
+    WatchPermissions { list: p(group, resource, "list"), watch: p(group, resource, "watch") }
+}
+
+pub const NAMESPACES: WatchPermissions = lw("", "namespaces");
+pub const PODS: WatchPermissions = lw("", "pods");
+pub const SERVICES: WatchPermissions = lw("", "services");
+pub const ENDPOINT_SLICES: WatchPermissions = lw("discovery.k8s.io", "endpointslices");
+pub const HTTP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "httproutes");
+pub const GRPC_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "grpcroutes");
+
+/// Reading a route before writing its status (to keep other controllers' entries).
+pub const HTTP_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "httproutes", "get");
+pub const GRPC_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "grpcroutes", "get");
+/// Replacing a route's status subresource.
+pub const HTTP_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "httproutes/status", "update");
+pub const GRPC_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "grpcroutes/status", "update");
+
+/// The status-writer Lease.
+pub const LEASE_GET: Permission = p("coordination.k8s.io", "leases", "get");
+pub const LEASE_CREATE: Permission = p("coordination.k8s.io", "leases", "create");
+pub const LEASE_UPDATE: Permission = p("coordination.k8s.io", "leases", "update");
+
+/// Every permission the agent uses.
+pub const ALL: &[Permission] = &[
+    NAMESPACES.list,
+    NAMESPACES.watch,
+    PODS.list,
+    PODS.watch,
+    SERVICES.list,
+    SERVICES.watch,
+    ENDPOINT_SLICES.list,
+    ENDPOINT_SLICES.watch,
+    HTTP_ROUTES.list,
+    HTTP_ROUTES.watch,
+    GRPC_ROUTES.list,
+    GRPC_ROUTES.watch,
+    HTTP_ROUTE_GET,
+    GRPC_ROUTE_GET,
+    HTTP_ROUTE_STATUS_UPDATE,
+    GRPC_ROUTE_STATUS_UPDATE,
+    LEASE_GET,
+    LEASE_CREATE,
+    LEASE_UPDATE,
+];

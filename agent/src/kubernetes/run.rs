@@ -1,0 +1,141 @@
+//! `ambit-agent run`: the DaemonSet mode. Watches the API server into a
+//! [`ClusterState`](crate::cluster::ClusterState), applies it to the node (debounced),
+//! elects one status writer per cluster and writes route status.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{self, ApiServer};
+use super::feed::{ClusterFeed, FeedOptions};
+use super::lease::{self, LeaseConfig};
+use super::status;
+use crate::admin::{self, Admin};
+use crate::logging::LogControl;
+use crate::node::{Node, NodeOptions};
+
+/// How often a pod whose cgroup is not there yet is looked for again.
+const CGROUP_RETRY: Duration = Duration::from_millis(250);
+
+/// The Kubernetes options of `ambit-agent run`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KubeArgs {
+    /// API server URL used without credentials (e.g. the in-test API server's
+    /// http://127.0.0.1:PORT). Default: in-cluster config, then $KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "AMBIT_API_SERVER", conflicts_with = "kubeconfig")]
+    pub api_server: Option<String>,
+    /// A kubeconfig file to use instead of the in-cluster configuration.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// This agent's pod name: its identity in the status-writer election (default: the node name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// This agent's namespace: where the status-writer Lease lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "ambit-system")]
+    pub pod_namespace: String,
+    /// How long a status-writer Lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often the status writer renews its Lease.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub lease_renew: Duration,
+    /// Never write route status (do not take part in the election).
+    #[arg(long)]
+    pub no_status: bool,
+}
+
+impl KubeArgs {
+    fn api_server(&self) -> ApiServer {
+        match (&self.api_server, &self.kubeconfig) {
+            (Some(url), _) => ApiServer::Url(url.clone()),
+            (None, Some(path)) => ApiServer::Kubeconfig(path.clone()),
+            (None, None) => ApiServer::Infer,
+        }
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    }
+}
+
+/// Runs the agent against the Kubernetes API until SIGTERM or Ctrl-C.
+pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyhow::Result<()> {
+    if kube.lease_renew >= kube.lease_duration {
+        anyhow::bail!("--lease-renew ({:?}) must be shorter than --lease-duration ({:?})", kube.lease_renew, kube.lease_duration);
+    }
+    let client = client::client(&kube.api_server()).await?;
+    let shutdown = CancellationToken::new();
+    let admin_listener = admin::bind(options.admin_addr).await?;
+    let node_name = options.node_name.clone();
+    let node = Node::start(options, shutdown.clone()).await?;
+    tokio::spawn(admin::serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), admin_listener, shutdown.clone()));
+
+    let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
+    let (status_tx, status_rx) = watch::channel(Arc::new(Vec::new()));
+    let status_stop = CancellationToken::new();
+    let mut election = None;
+    if !kube.no_status {
+        let identity = kube.pod_name.clone().or(node_name).unwrap_or_else(|| "ambit-agent".to_string());
+        let config = LeaseConfig {
+            lease_duration: kube.lease_duration,
+            renew_interval: kube.lease_renew,
+            ..LeaseConfig::new(kube.pod_namespace.clone(), identity)
+        };
+        let (leading, task) = lease::spawn(client.clone(), config, status_stop.clone());
+        tokio::spawn(status::run(client.clone(), leading, status_rx, status_stop.clone()));
+        election = Some(task);
+    }
+
+    let mut current = None;
+    let mut pending = 0;
+    let mut retry = tokio::time::interval(CGROUP_RETRY);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            snapshot = feed.next() => {
+                let Some(snapshot) = snapshot else { anyhow::bail!("the cluster feed stopped") };
+                pending = apply_logged(&node, &snapshot, pending);
+                status_tx.send_replace(Arc::new(node.route_status()));
+                current = Some(snapshot);
+            }
+            _ = retry.tick(), if pending > 0 => {
+                if let Some(state) = &current {
+                    pending = apply_logged(&node, state, pending);
+                }
+            }
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: draining"); break; }
+        }
+    }
+    // Hand the status Lease over first, then drain as standalone mode does (the hooks
+    // stay attached; new connections are refused until an agent listens again).
+    status_stop.cancel();
+    if let Some(task) = election {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+    shutdown.cancel();
+    node.drained().await;
+    Ok(())
+}
+
+fn apply_logged(node: &Node, state: &crate::cluster::ClusterState, previous: usize) -> usize {
+    match node.apply(state) {
+        Ok(pending) => pending,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "applying configuration failed");
+            previous.max(1)
+        }
+    }
+}
