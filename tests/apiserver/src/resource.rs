@@ -137,19 +137,12 @@ impl Target {
             [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
             _ => return None,
         };
-        // `/api/v1/namespaces/NAME` addresses a Namespace, not a namespace's contents.
-        if prefix == "/api/v1" && namespace.is_some() && name.is_none() && Resource::from_path(&prefix, plural).is_none() {
-            return None;
-        }
         let resource = Resource::from_path(&prefix, plural);
         match (resource, namespace) {
             (Some(resource), namespace) if resource.namespaced() || namespace.is_none() => {
                 Some(Target { resource, namespace: namespace.filter(|_| resource.namespaced()), name, subresource })
             }
-            _ => {
-                // `/api/v1/namespaces/NAME` parsed as namespace NAME with nothing after it.
-                None
-            }
+            _ => None,
         }
     }
 }

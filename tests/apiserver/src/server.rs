@@ -55,7 +55,7 @@ fn error(e: &ApiError) -> Response<Body> {
 }
 
 fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
-    req.uri().query().map(|q| parse_query(q)).unwrap_or_default()
+    req.uri().query().map(parse_query).unwrap_or_default()
 }
 
 /// Decodes `a=b&c=d` with percent-decoding and `+` as space.
