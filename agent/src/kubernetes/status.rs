@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn keeps_other_controllers_and_transition_times() {
         let other = json!({"parentRef": {"name": "gw"}, "controllerName": "example.com/gw", "conditions": []});
-        let first = merged_parents(&[other.clone()], &[parent(true)], Some(3), "T1").unwrap();
+        let first = merged_parents(std::slice::from_ref(&other), &[parent(true)], Some(3), "T1").unwrap();
         assert_eq!(first.len(), 2);
         assert_eq!(first[0], other);
         assert_eq!(first[1]["conditions"][0]["lastTransitionTime"], "T1");
