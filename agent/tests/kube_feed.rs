@@ -124,6 +124,12 @@ async fn gone_410_relists_and_drops_deleted_objects() {
     })
     .await;
     assert_eq!(after.http_routes.len(), 1);
-    let lists_after = server.requests().iter().filter(|r| !r.is_watch()).count();
+    // Each watcher meets its 410 on its own schedule: wait (bounded) for all six re-lists.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut lists_after = server.requests().iter().filter(|r| !r.is_watch()).count();
+    while lists_after < lists_before + 6 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        lists_after = server.requests().iter().filter(|r| !r.is_watch()).count();
+    }
     assert!(lists_after >= lists_before + 6, "every kind should re-list after 410: {lists_before} -> {lists_after}");
 }
