@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 
 use crate::ebpf;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Keep the fresh build here instead of a temporary directory (kept afterwards).
     #[arg(long)]

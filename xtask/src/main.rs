@@ -4,8 +4,10 @@
 
 mod build_ebpf;
 mod check_ebpf;
+mod demo;
 mod ebpf;
 mod setup;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,10 @@ enum Command {
     BuildEbpf(build_ebpf::Args),
     /// Rebuild the eBPF programs from scratch and fail if the committed object differs.
     CheckEbpf(check_ebpf::Args),
+    /// Run Ambit on a local test bed with the example manifests and explain what happens (needs root).
+    Demo(demo::Args),
+    /// Install prerequisites and run the whole test suite, as CI does (needs root).
+    Test(test::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +37,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&args),
         Command::BuildEbpf(args) => build_ebpf::run(&args),
         Command::CheckEbpf(args) => check_ebpf::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Test(args) => test::run_tests(&args),
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - `llvm-22-dev` (apt): the LLVM libraries bpf-linker links against;
 //! - the nightly toolchain with `rust-src` (for `-Z build-std=core`);
+//! - `iproute2` (apt), for the network-namespace test bed;
 //! - `bpf-linker` built against LLVM 22 (`--no-default-features --features llvm-22`,
 //!   with LLVM 22's bin directory first on PATH so its `llvm-config` is found).
 
@@ -37,17 +38,18 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn llvm() -> anyhow::Result<()> {
-    let installed = output(Command::new("dpkg-query").args(["-W", "-f", "${Status}", "llvm-22-dev"]))
+/// Installs a Debian package unless it is installed already.
+fn apt_package(name: &str) -> anyhow::Result<()> {
+    let installed = output(Command::new("dpkg-query").args(["-W", "-f", "${Status}", name]))
         .is_ok_and(|s| s.contains("install ok installed"));
     if installed {
-        println!("llvm-22-dev: present");
+        println!("{name}: present");
         return Ok(());
     }
-    println!("llvm-22-dev: installing");
+    println!("{name}: installing");
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "llvm-22-dev"])
+            .args(["install", "-y", "--no-install-recommends", name])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
     };
@@ -57,9 +59,19 @@ fn llvm() -> anyhow::Result<()> {
     run_cmd(Command::new("apt-get").arg("update"))?;
     run_cmd(
         Command::new("apt-get")
-            .args(["install", "-y", "llvm-22-dev"])
+            .args(["install", "-y", "--no-install-recommends", name])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// The LLVM libraries bpf-linker links against.
+fn llvm() -> anyhow::Result<()> {
+    apt_package("llvm-22-dev")
+}
+
+/// `ip` (network namespaces and veths) for the test bed.
+fn iproute2() -> anyhow::Result<()> {
+    apt_package("iproute2")
 }
 
 fn nightly() -> anyhow::Result<()> {
@@ -78,12 +90,9 @@ fn nightly() -> anyhow::Result<()> {
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    if succeeds(
-        Command::new("bpf-linker")
-            .arg("--version")
-            .env("PATH", ebpf::path_with_llvm()),
-    ) {
-        println!("bpf-linker: present");
+    let version = output(Command::new("bpf-linker").arg("--version").env("PATH", ebpf::path_with_llvm()));
+    if version.as_deref().is_ok_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION)) {
+        println!("bpf-linker {BPF_LINKER_VERSION}: present");
         return Ok(());
     }
     println!("bpf-linker: installing");
@@ -92,6 +101,10 @@ fn bpf_linker() -> anyhow::Result<()> {
             .args([
                 "install",
                 "bpf-linker",
+                // Pinned, with its lock file: the committed eBPF object must rebuild byte for byte.
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
                 "--no-default-features",
                 "--features",
                 "llvm-22",
@@ -100,7 +113,11 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
+/// The bpf-linker release the committed object is built with.
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
 pub fn run(_args: &Args) -> anyhow::Result<()> {
+    iproute2()?;
     llvm()?;
     nightly()?;
     bpf_linker()?;

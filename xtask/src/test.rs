@@ -1,0 +1,57 @@
+//! `cargo xtask test`: the whole test suite, as CI runs it.
+//!
+//! 1. installs what a fresh machine lacks (`cargo xtask setup`; idempotent, seconds when
+//!    everything is present);
+//! 2. checks that the committed eBPF object matches its sources (`check-ebpf`);
+//! 3. builds every binary (the end-to-end tests run the real `ambit-agent` and
+//!    `ambit-pod`);
+//! 4. runs `cargo test --workspace`: unit tests, loopback data-path tests, the kernel
+//!    test of the eBPF programs, the Kubernetes-mode tests against the in-test API
+//!    server, and the end-to-end tests (walking skeleton, routing, and the Gateway API
+//!    mesh conformance suite from `../shared/conformance`) in network-namespace test
+//!    beds.
+//!
+//! The kernel and end-to-end tests need root (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN):
+//! without it they fail; they never skip.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+use crate::{check_ebpf, setup};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip installing prerequisites (assume `cargo xtask setup` ran).
+    #[arg(long)]
+    no_setup: bool,
+    /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn run_tests(args: &Args) -> anyhow::Result<()> {
+    if !args.no_setup {
+        setup::run(&setup::Args {})?;
+    }
+    check_ebpf::run(&check_ebpf::Args::default())?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the kernel and end-to-end tests need root (eBPF, cgroups, network namespaces); run as root");
+    }
+    let root = crate::ebpf::repo_root();
+    run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
+    run(cargo().current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args.cargo_test_args))
+}
