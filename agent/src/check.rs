@@ -31,13 +31,18 @@ pub fn check(dir: &Path) -> anyhow::Result<CheckReport> {
     if !dir.is_dir() {
         anyhow::bail!("{} is not a directory", dir.display());
     }
-    let (state, manifest_errors) = load_dir(dir);
+    let (mut state, manifest_errors) = load_dir(dir);
+    let placeholders = crate::manifests::allocate_missing_cluster_ips(&mut state);
     let no_cgroups = |_: &str, _: Option<&str>| None;
     let translation = translate::translate(&state, &NodeView { node_name: None, cgroups: &no_cgroups });
     Ok(CheckReport {
         manifest_errors,
         routes: translation.route_status,
-        problems: translation.problems,
+        problems: placeholders
+            .iter()
+            .map(|a| format!("placeholder cluster IP {a} (none in the manifest; a cluster allocates one)"))
+            .chain(translation.problems)
+            .collect(),
         service_ports: translation.config.services.len(),
     })
 }

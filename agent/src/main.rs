@@ -155,7 +155,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Explain { manifests, from, to, path, method, headers } => {
-            let (state, errors) = ambit_agent::manifests::load_dir(&manifests);
+            let (mut state, errors) = ambit_agent::manifests::load_dir(&manifests);
+            // Services written by hand have no cluster IP until an API server allocates one.
+            for assigned in ambit_agent::manifests::allocate_missing_cluster_ips(&mut state) {
+                eprintln!("note: placeholder cluster IP {assigned} (none in the manifest)");
+            }
             for error in &errors {
                 eprintln!("warning: {error}");
             }

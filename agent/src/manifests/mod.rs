@@ -5,10 +5,12 @@
 //! kinds the agent does not use (Deployments, ConfigMaps...) are skipped. A document
 //! that cannot be understood yields a [`ManifestError`]; everything else still loads.
 
+mod allocate;
 mod load;
 mod parse;
 mod watch;
 
+pub use allocate::allocate_missing_cluster_ips;
 pub use load::{load_dir, manifest_files, Loaded};
 pub use parse::{parse_documents, parse_object, Parsed};
 pub use watch::watch_dir;
