@@ -20,6 +20,9 @@ impl fmt::Display for CgroupId {
 pub struct Workload {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
+    /// The owning workload's name (the Deployment, StatefulSet, DaemonSet, Job, ... the
+    /// pod belongs to; a bare pod's own name). A bounded metrics label, unlike `name`.
+    pub workload: Arc<str>,
     pub uid: Arc<str>,
     pub service_account: Arc<str>,
     /// The pod-level cgroup, whose id the connect hook records.

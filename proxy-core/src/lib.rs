@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod proxy;
 pub mod routes;

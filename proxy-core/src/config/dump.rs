@@ -16,7 +16,7 @@ impl ProxyConfig {
         json!({
             "version": self.version,
             "workloads": workloads.iter().map(|w| json!({
-                "namespace": w.namespace, "name": w.name, "uid": w.uid,
+                "namespace": w.namespace, "name": w.name, "workload": w.workload, "uid": w.uid,
                 "serviceAccount": w.service_account, "cgroup": w.cgroup.0,
             })).collect::<Vec<_>>(),
             "services": services.iter().map(|(addr, port)| json!({

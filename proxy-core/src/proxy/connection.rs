@@ -9,9 +9,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
+use super::request_framing::RequestFramingGuard;
 use super::{http, tcp, Proxy};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::identity::{Origin, Workload};
+use crate::metrics::TcpLabels;
 
 /// What is known about a connection once it is accepted.
 #[derive(Debug)]
@@ -20,7 +22,8 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The caller, as known when the connection was accepted.
     pub caller: Option<Arc<Workload>>,
-    service: String,
+    /// The dialled Service port, `namespace/name:port` (also its metrics label).
+    service: Arc<str>,
 }
 
 impl ConnContext {
@@ -39,6 +42,20 @@ impl ConnContext {
 
     pub fn service_label(&self) -> &str {
         &self.service
+    }
+
+    /// The dialled Service port as a shared metrics label.
+    pub fn service_arc(&self) -> &Arc<str> {
+        &self.service
+    }
+
+    /// The TCP metrics labels of this connection.
+    pub fn tcp_labels(&self) -> TcpLabels {
+        let (namespace, workload) = match &self.caller {
+            Some(w) => (w.namespace.clone(), w.workload.clone()),
+            None => (Arc::from(""), Arc::from("")),
+        };
+        TcpLabels { caller_namespace: namespace, caller_workload: workload, service: self.service.clone() }
     }
 }
 
@@ -71,14 +88,15 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         origin,
         peer,
         caller,
-        service: format!("{}:{}", service.service, service.port),
+        service: format!("{}:{}", service.service, service.port).into(),
     });
-    if proxy.access_log.enabled() {
+    if proxy.access_log.should_log() {
         tracing::info!(
             target: "ambit::access",
             kind = "connection",
             caller_namespace = ctx.caller_namespace().as_deref().unwrap_or(""),
             caller_pod = ctx.caller_name().as_deref().unwrap_or(""),
+            caller_workload = ctx.caller.as_ref().map(|w| &*w.workload).unwrap_or(""),
             caller_cgroup = origin.pod_cgroup.0,
             client = %peer,
             service = %ctx.service,
@@ -119,7 +137,9 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
             async move { Ok::<_, std::convert::Infallible>(http::handle(proxy, ctx, request).await) }
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    // HTTP/1 requests with ambiguous framing get 400 before hyper sees them.
+    let io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

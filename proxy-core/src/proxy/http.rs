@@ -10,6 +10,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use super::access_log::{request_id, HttpRecord, LoggedBody};
 use super::body::{self, Body};
 use super::connection::ConnContext;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
@@ -17,6 +18,7 @@ use super::local_reply::{self, LocalReply};
 use super::upstream::UpstreamVersion;
 use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet};
+use crate::metrics::{ProxyMetrics, RequestLabels, RequestRecord, StatusClass};
 use crate::routes::{
     BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
 };
@@ -35,38 +37,75 @@ struct Routed {
     rule: Option<String>,
     backend: Option<String>,
     endpoint: Option<SocketAddr>,
+    /// From sending to the backend to its response head.
+    backend_elapsed: Option<Duration>,
 }
 
 pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let grpc = is_grpc(request.headers());
-    let method = request.method().clone();
-    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    // Access-log facts are gathered only for the requests that will be logged.
+    let logged = proxy.access_log.should_log().then(|| {
+        let request_bytes = http_body::Body::size_hint(request.body()).exact();
+        let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+        (request_id(request.headers()), request.method().to_string(), path, request_bytes)
+    });
     let mut routed = Routed::default();
     let response = route(&proxy, &ctx, request, grpc, &mut routed).await;
-    if proxy.access_log.enabled() {
-        let config = proxy.config.load();
-        let caller = ctx.caller_in(&config);
-        tracing::info!(
-            target: "ambit::access",
-            kind = "http",
-            caller_namespace = caller.as_ref().map(|w| &*w.namespace).unwrap_or(""),
-            caller_pod = caller.as_ref().map(|w| &*w.name).unwrap_or(""),
-            client = %ctx.peer,
-            service = %ctx.service_label(),
-            dialled = %ctx.origin.destination,
-            method = %method,
-            path = %path,
-            grpc,
-            route = routed.route.as_deref().unwrap_or(""),
-            rule = routed.rule.as_deref().unwrap_or(""),
-            backend = routed.backend.as_deref().unwrap_or(""),
-            endpoint = routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
-            status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
+    let head_elapsed = started.elapsed();
+    if let Some(metrics) = &proxy.metrics {
+        record_metrics(metrics, &ctx, &routed, response.status().as_u16(), head_elapsed);
     }
-    response
+    let Some((request_id, method, path, request_bytes)) = logged else {
+        return response;
+    };
+    let config = proxy.config.load();
+    let caller = ctx.caller_in(&config);
+    let record = HttpRecord {
+        request_id,
+        caller_namespace: caller.as_ref().map(|w| w.namespace.to_string()).unwrap_or_default(),
+        caller_pod: caller.as_ref().map(|w| w.name.to_string()).unwrap_or_default(),
+        caller_workload: caller.as_ref().map(|w| w.workload.to_string()).unwrap_or_default(),
+        client: ctx.peer.to_string(),
+        service: ctx.service_label().to_owned(),
+        dialled: ctx.origin.destination.to_string(),
+        method,
+        path,
+        grpc,
+        route: routed.route.clone().unwrap_or_default(),
+        rule: routed.rule.clone().unwrap_or_default(),
+        backend: routed.backend.clone().unwrap_or_default(),
+        endpoint: routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+        status: response.status().as_u16(),
+        request_bytes,
+        head_ms: head_elapsed.as_secs_f64() * 1000.0,
+        backend_ms: routed.backend_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+        started,
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body::boxed(LoggedBody::new(body, record)))
+}
+
+/// Counts one request in the metrics (lock-free: see `crate::metrics`).
+fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed, status: u16, elapsed: Duration) {
+    let label = |value: &Option<String>| -> Arc<str> { value.as_deref().unwrap_or("").into() };
+    let (caller_namespace, caller_workload) = match &ctx.caller {
+        Some(w) => (w.namespace.clone(), w.workload.clone()),
+        None => (Arc::from(""), Arc::from("")),
+    };
+    metrics.request(RequestRecord {
+        labels: RequestLabels {
+            caller_namespace,
+            caller_workload,
+            service: ctx.service_arc().clone(),
+            route: label(&routed.route),
+            rule: label(&routed.rule),
+            backend: label(&routed.backend),
+            status_class: StatusClass::of(status).label(),
+        },
+        duration_seconds: elapsed.as_secs_f64(),
+        backend_seconds: routed.backend_elapsed.map(|d| d.as_secs_f64()),
+    });
 }
 
 async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>, grpc: bool, routed: &mut Routed) -> Response<Body> {
@@ -279,9 +318,11 @@ async fn forward(
     // The response keeps no reference to the downstream's extensions.
     parts.extensions = http::Extensions::new();
     let request = upstream_request(parts, body::boxed(body), version, false);
+    let sent_at = Instant::now();
     let attempt = proxy.upstream.send(endpoint, version, request);
     let attempt = with_timeout(timeouts.backend_request, attempt);
     let result = with_timeout(timeouts.request, attempt).await;
+    routed.backend_elapsed = Some(sent_at.elapsed());
     match result {
         None | Some(None) => LocalReply::Timeout.response(grpc),
         Some(Some(Ok(response))) => {

@@ -9,10 +9,11 @@ mod detect;
 mod headers;
 mod http;
 mod local_reply;
+mod request_framing;
 mod tcp;
 mod upstream;
 
-pub use access_log::AccessLog;
+pub use access_log::{AccessLog, InvalidSample};
 pub use detect::Detected;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ConfigHandle;
 use crate::identity::OriginResolver;
+use crate::metrics::ProxyMetrics;
 
 /// Tunables of the data path.
 #[derive(Clone, Debug)]
@@ -61,12 +63,29 @@ pub struct Proxy {
     options: ProxyOptions,
     upstream: Arc<upstream::Upstreams>,
     access_log: AccessLog,
+    /// None when metrics are switched off (`--no-metrics`).
+    metrics: Option<Arc<ProxyMetrics>>,
 }
 
 impl Proxy {
     pub fn new(config: ConfigHandle, resolver: Arc<dyn OriginResolver>, options: ProxyOptions) -> Arc<Self> {
+        Self::with_metrics(config, resolver, options, None)
+    }
+
+    /// A proxy that records its traffic in `metrics` (None: no metrics at all).
+    pub fn with_metrics(
+        config: ConfigHandle,
+        resolver: Arc<dyn OriginResolver>,
+        options: ProxyOptions,
+        metrics: Option<Arc<ProxyMetrics>>,
+    ) -> Arc<Self> {
         let upstream = Arc::new(upstream::Upstreams::new(&options));
-        Arc::new(Self { config, resolver, options, upstream, access_log: AccessLog::default() })
+        Arc::new(Self { config, resolver, options, upstream, access_log: AccessLog::default(), metrics })
+    }
+
+    /// The metrics this proxy records (None when switched off).
+    pub fn metrics(&self) -> Option<&Arc<ProxyMetrics>> {
+        self.metrics.as_ref()
     }
 
     pub fn config(&self) -> &ConfigHandle {

@@ -26,14 +26,25 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
             return;
         }
     };
+    let labels = proxy.metrics.as_ref().map(|metrics| {
+        let labels = ctx.tcp_labels();
+        metrics.tcp_opened(&labels);
+        labels
+    });
     let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // Bytes from the client (sent on to the backend) and to the client.
     let (sent, received) = result.as_ref().map(|(a, b)| (*a, *b)).unwrap_or((0, 0));
-    if proxy.access_log.enabled() {
+    if let (Some(metrics), Some(labels)) = (&proxy.metrics, &labels) {
+        metrics.tcp_closed(labels, sent, received);
+    }
+    if proxy.access_log.should_log() {
         tracing::info!(
             target: "ambit::access",
             kind = "tcp",
+            request_id = %format!("{:032x}", rand::random::<u128>()),
             caller_namespace = ctx.caller_namespace().as_deref().unwrap_or(""),
             caller_pod = ctx.caller_name().as_deref().unwrap_or(""),
+            caller_workload = ctx.caller.as_ref().map(|w| &*w.workload).unwrap_or(""),
             client = %ctx.peer,
             service = %ctx.service_label(),
             dialled = %ctx.origin.destination,

@@ -56,6 +56,7 @@ pub fn config_with(port: ServicePort) -> ProxyConfig {
         Arc::new(Workload {
             namespace: CALLER_NAMESPACE.into(),
             name: "client-pod".into(),
+            workload: "client".into(),
             uid: "uid-1".into(),
             service_account: "default".into(),
             cgroup: CgroupId(CALLER_CGROUP),

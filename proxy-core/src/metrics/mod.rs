@@ -1,0 +1,239 @@
+//! The data path's Prometheus metrics (OpenMetrics text, served by the agent's admin
+//! API). Every family, its labels and the bound on its label sets are listed in the
+//! README's "Metrics" section.
+//!
+//! The hot path never takes a lock: families are [`LockFreeFamily`]s (an atomic
+//! snapshot load and a hash probe per update; a mutex only the first time a label set
+//! is seen), counters are atomics, and histograms are [`LatencyHistogram`]s (atomics per
+//! bucket).
+
+mod family;
+mod histogram;
+
+pub use family::LockFreeFamily;
+pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+/// A response status class, the only form in which statuses become labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    Informational,
+    Success,
+    Redirection,
+    ClientError,
+    ServerError,
+}
+
+impl StatusClass {
+    pub fn of(status: u16) -> Self {
+        match status {
+            0..=199 => Self::Informational,
+            200..=299 => Self::Success,
+            300..=399 => Self::Redirection,
+            400..=499 => Self::ClientError,
+            _ => Self::ServerError,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Informational => "1xx",
+            Self::Success => "2xx",
+            Self::Redirection => "3xx",
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+        }
+    }
+}
+
+/// Labels of `ambit_requests_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The caller pod's namespace ("" when unknown).
+    pub caller_namespace: Arc<str>,
+    /// The caller's owning workload (Deployment, StatefulSet, ...; "" when unknown).
+    pub caller_workload: Arc<str>,
+    /// The dialled Service port, `namespace/name:port`.
+    pub service: Arc<str>,
+    /// The route that matched, `namespace/name` ("" when no route applied).
+    pub route: Arc<str>,
+    /// The rule's name, or its index when unnamed ("" when no rule matched).
+    pub rule: Arc<str>,
+    /// The backend Service port, `namespace/name:port` ("" for local replies).
+    pub backend: Arc<str>,
+    /// `1xx`..`5xx`.
+    pub status_class: &'static str,
+}
+
+/// Labels of `ambit_request_duration_seconds`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LatencyLabels {
+    pub caller_namespace: Arc<str>,
+    pub service: Arc<str>,
+    pub status_class: &'static str,
+}
+
+/// Labels of `ambit_backend_request_duration_seconds`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub service: Arc<str>,
+    pub backend: Arc<str>,
+}
+
+/// Labels of the TCP passthrough families.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TcpLabels {
+    pub caller_namespace: Arc<str>,
+    pub caller_workload: Arc<str>,
+    pub service: Arc<str>,
+}
+
+/// One finished HTTP request, as the metrics see it.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub labels: RequestLabels,
+    /// From the request head to the response head.
+    pub duration_seconds: f64,
+    /// From sending to the backend to its response head (None for local replies).
+    pub backend_seconds: Option<f64>,
+}
+
+/// The data path's metrics, registered once at start.
+#[derive(Debug, Default)]
+pub struct ProxyMetrics {
+    requests: LockFreeFamily<RequestLabels, Counter>,
+    request_duration: LockFreeFamily<LatencyLabels, LatencyHistogram>,
+    backend_duration: LockFreeFamily<BackendLabels, LatencyHistogram>,
+    tcp_opened: LockFreeFamily<TcpLabels, Counter>,
+    tcp_closed: LockFreeFamily<TcpLabels, Counter>,
+    tcp_received: LockFreeFamily<TcpLabels, Counter>,
+    tcp_sent: LockFreeFamily<TcpLabels, Counter>,
+}
+
+impl ProxyMetrics {
+    /// Creates the families and registers them in `registry` (names get `ambit_`).
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let metrics = Self::default();
+        let r = registry.sub_registry_with_prefix("ambit");
+        r.register("requests", "HTTP requests (and gRPC calls) proxied, by caller, Service, route, rule, backend and status class", metrics.requests.clone());
+        r.register(
+            "request_duration_seconds",
+            "Time from a request's head to its response's head, by caller namespace, Service and status class",
+            metrics.request_duration.clone(),
+        );
+        r.register(
+            "backend_request_duration_seconds",
+            "Time from sending a request to a backend to its response head, by Service and backend",
+            metrics.backend_duration.clone(),
+        );
+        r.register("tcp_connections_opened", "TCP passthrough connections opened to a backend", metrics.tcp_opened.clone());
+        r.register("tcp_connections_closed", "TCP passthrough connections closed", metrics.tcp_closed.clone());
+        r.register("tcp_received_bytes", "Bytes received from callers on TCP passthrough connections", metrics.tcp_received.clone());
+        r.register("tcp_sent_bytes", "Bytes sent to callers on TCP passthrough connections", metrics.tcp_sent.clone());
+        Arc::new(metrics)
+    }
+
+    /// Records one finished HTTP request.
+    pub fn request(&self, record: RequestRecord) {
+        let RequestRecord { labels, duration_seconds, backend_seconds } = record;
+        if let Some(seconds) = backend_seconds {
+            let backend = BackendLabels { service: labels.service.clone(), backend: labels.backend.clone() };
+            self.backend_duration.with(&backend, |h| h.observe(seconds));
+        }
+        let latency = LatencyLabels {
+            caller_namespace: labels.caller_namespace.clone(),
+            service: labels.service.clone(),
+            status_class: labels.status_class,
+        };
+        self.request_duration.with(&latency, |h| h.observe(duration_seconds));
+        self.requests.with(&labels, |c| c.inc());
+    }
+
+    /// Records a TCP passthrough connection opened to a backend.
+    pub fn tcp_opened(&self, labels: &TcpLabels) {
+        self.tcp_opened.with(labels, |c| c.inc());
+    }
+
+    /// Records a TCP passthrough connection closed after `received` bytes from the caller
+    /// and `sent` bytes to it.
+    pub fn tcp_closed(&self, labels: &TcpLabels, received: u64, sent: u64) {
+        self.tcp_received.with(labels, |c| c.inc_by(received));
+        self.tcp_sent.with(labels, |c| c.inc_by(sent));
+        self.tcp_closed.with(labels, |c| c.inc());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    fn labels(status: u16) -> RequestLabels {
+        RequestLabels {
+            caller_namespace: "a".into(),
+            caller_workload: "web".into(),
+            service: "shop/catalog:80".into(),
+            route: "shop/catalog".into(),
+            rule: "v2".into(),
+            backend: "shop/catalog-v2:80".into(),
+            status_class: StatusClass::of(status).label(),
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(StatusClass::of(200).label(), "2xx");
+        assert_eq!(StatusClass::of(302).label(), "3xx");
+        assert_eq!(StatusClass::of(404).label(), "4xx");
+        assert_eq!(StatusClass::of(503).label(), "5xx");
+        assert_eq!(StatusClass::of(101).label(), "1xx");
+    }
+
+    #[test]
+    fn encodes_counts_per_label_set() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register(&mut registry);
+        for status in [200, 200, 503] {
+            metrics.request(RequestRecord { labels: labels(status), duration_seconds: 0.002, backend_seconds: Some(0.001) });
+        }
+        let tcp = TcpLabels { caller_namespace: "a".into(), caller_workload: "web".into(), service: "shop/db:5432".into() };
+        metrics.tcp_opened(&tcp);
+        metrics.tcp_closed(&tcp, 10, 20);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"ambit_requests_total{caller_namespace="a",caller_workload="web",service="shop/catalog:80",route="shop/catalog",rule="v2",backend="shop/catalog-v2:80",status_class="2xx"} 2"#), "{text}");
+        assert!(text.contains(r#"status_class="5xx"} 1"#), "{text}");
+        assert!(text.contains(r#"ambit_request_duration_seconds_count{caller_namespace="a",service="shop/catalog:80",status_class="2xx"} 2"#), "{text}");
+        assert!(text.contains(r#"ambit_backend_request_duration_seconds_bucket{le="0.001",service="shop/catalog:80",backend="shop/catalog-v2:80"} 3"#) || text.contains(r#"ambit_backend_request_duration_seconds_count{service="shop/catalog:80",backend="shop/catalog-v2:80"} 3"#), "{text}");
+        assert!(text.contains(r#"ambit_tcp_received_bytes_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 10"#), "{text}");
+        assert!(text.contains(r#"ambit_tcp_sent_bytes_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 20"#), "{text}");
+        assert!(text.contains(r#"ambit_tcp_connections_closed_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn concurrent_first_use_counts_everything_once_per_set() {
+        let metrics = Arc::new(ProxyMetrics::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let metrics = metrics.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u16 {
+                        let status = if i % 2 == 0 { 200 } else { 404 };
+                        metrics.request(RequestRecord { labels: labels(status), duration_seconds: 0.0, backend_seconds: None });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(metrics.requests.len(), 2);
+        assert_eq!(metrics.requests.with(&labels(200), |c| c.get()), 2000);
+        assert_eq!(metrics.requests.with(&labels(404), |c| c.get()), 2000);
+    }
+}
