@@ -139,6 +139,10 @@ impl FakeApiServer {
 
     /// Creates or replaces an object (its `apiVersion`/`kind` select the resource type),
     /// bumping resourceVersion, and generation when its spec changed. Returns it as stored.
+    ///
+    /// This is the cluster's side (controllers, kubelet): unlike a client's POST, a new
+    /// object keeps a `metadata.uid` it already has (a test bed names pod cgroups after
+    /// the uids it chose); without one it gets a fresh uid. A status left out is kept.
     pub fn apply(&self, object: Value) -> Result<Value, ApiError> {
         let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -148,7 +152,7 @@ impl FakeApiServer {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
         }
-        self.shared.store().put(resource, object, false)
+        self.shared.store().put_by(resource, object, false, store::Writer::Cluster)
     }
 
     /// Deletes an object; returns it if it existed. `namespace` is ignored for Namespaces.

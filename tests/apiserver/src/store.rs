@@ -60,6 +60,19 @@ impl ApiError {
 
 type Key = (String, String);
 
+/// Who writes an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// An API client over HTTP: as the real API server does, a new object always gets a
+    /// server-chosen uid.
+    Client,
+    /// The test playing the cluster (controllers, kubelet) through
+    /// [`FakeApiServer::apply`](crate::FakeApiServer::apply): a uid it gives a new
+    /// object is kept, since a test bed's kubelet-style pod cgroups are named after the
+    /// pod uids it chose.
+    Cluster,
+}
+
 /// All objects and their history.
 pub struct Store {
     objects: BTreeMap<Resource, BTreeMap<Key, Value>>,
@@ -140,7 +153,13 @@ impl Store {
     /// bumped, generation is bumped when anything but metadata and status changed.
     /// When `expect_version` is given (a PUT carrying metadata.resourceVersion), a
     /// different stored version is a 409 Conflict.
-    pub fn put(&mut self, resource: Resource, mut object: Value, create_only: bool) -> Result<Value, ApiError> {
+    pub fn put(&mut self, resource: Resource, object: Value, create_only: bool) -> Result<Value, ApiError> {
+        self.put_by(resource, object, create_only, Writer::Client)
+    }
+
+    /// [`put`](Self::put) on behalf of `writer`: the test side keeps the uid it gives a
+    /// new object (see [`Writer::Cluster`]).
+    pub fn put_by(&mut self, resource: Resource, mut object: Value, create_only: bool, writer: Writer) -> Result<Value, ApiError> {
         let (namespace, name) = identity(resource, &object)?;
         let expect_version = object
             .pointer("/metadata/resourceVersion")
@@ -191,9 +210,12 @@ impl Store {
                 }
             }
             None => {
-                let uid = self.next_uid;
-                self.next_uid += 1;
-                object["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));
+                let given = object.pointer("/metadata/uid").and_then(Value::as_str).is_some_and(|u| !u.is_empty());
+                if !(writer == Writer::Cluster && given) {
+                    let uid = self.next_uid;
+                    self.next_uid += 1;
+                    object["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));
+                }
                 object["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00Z");
                 if resource.has_generation() {
                     object["metadata"]["generation"] = json!(1);
@@ -289,6 +311,20 @@ mod tests {
         let s = store.put_status(Resource::HttpRoutes, "a", "r", json!({"parents": []}), None).unwrap();
         assert_eq!(s["metadata"]["generation"], 2);
         assert_eq!(s["spec"], c["spec"]);
+    }
+
+    #[test]
+    fn only_the_cluster_side_chooses_uids() {
+        let mut store = Store::new();
+        let pod = |name: &str| json!({"metadata": {"namespace": "n", "name": name, "uid": "bed-chosen"}, "spec": {}});
+        let by_client = store.put(Resource::Pods, pod("a"), true).unwrap();
+        assert_ne!(by_client["metadata"]["uid"], "bed-chosen");
+        let by_cluster = store.put_by(Resource::Pods, pod("b"), false, Writer::Cluster).unwrap();
+        assert_eq!(by_cluster["metadata"]["uid"], "bed-chosen");
+        let mut unnamed = pod("c");
+        unnamed["metadata"].as_object_mut().unwrap().remove("uid");
+        let assigned = store.put_by(Resource::Pods, unnamed, false, Writer::Cluster).unwrap();
+        assert!(assigned["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
     }
 
     #[test]
