@@ -15,6 +15,7 @@ use super::body::{self, Body};
 use super::connection::ConnContext;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
+use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
 use super::upstream::UpstreamVersion;
 use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet};
@@ -126,7 +127,7 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
                 label: format!("{}:{}", service.service, service.port),
             };
             routed.backend = Some(target.label.clone());
-            forward(proxy, parts, body, &target, Timeouts::default(), grpc, routed).await
+            forward(proxy, parts, body::boxed(body), &target, Timeouts::default(), grpc, routed).await
         }
         Decision::NoMatch => LocalReply::NoRouteMatched.response(grpc),
         Decision::Matched(matched) => {
@@ -183,10 +184,11 @@ async fn apply_rule(
             if let Some(modifier) = &backend.filters.request_headers {
                 modifier.apply(&mut parts.headers);
             }
-            for mirror in &rule.filters.mirrors {
-                if mirror.fraction > 0.0 && rand::random::<f64>() < mirror.fraction {
-                    spawn_mirror(proxy, parts, &mirror.backend);
-                }
+            let mirrors: Vec<&BackendTarget> =
+                rule.filters.mirrors.iter().filter(|m| m.sampled()).map(|m| &m.backend).collect();
+            let (body, copies) = mirror_body::tee(body::boxed(body), MIRROR_BODY_LIMIT, mirrors.len());
+            for (mirror, copy) in mirrors.into_iter().zip(copies) {
+                spawn_mirror(proxy, parts, mirror, copy);
             }
             let target = Target {
                 endpoints: &service_backend.endpoints,
@@ -299,7 +301,7 @@ fn upstream_request(mut parts: http::request::Parts, body: Body, version: Upstre
 async fn forward(
     proxy: &Arc<Proxy>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: Body,
     target: &Target<'_>,
     timeouts: Timeouts,
     grpc: bool,
@@ -317,7 +319,7 @@ async fn forward(
     let version = upstream_version(target.protocol, parts.version);
     // The response keeps no reference to the downstream's extensions.
     parts.extensions = http::Extensions::new();
-    let request = upstream_request(parts, body::boxed(body), version, false);
+    let request = upstream_request(parts, body, version, false);
     let sent_at = Instant::now();
     let attempt = proxy.upstream.send(endpoint, version, request);
     let attempt = with_timeout(timeouts.backend_request, attempt);
@@ -351,9 +353,9 @@ async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, future: F
 
 /// Forwards an HTTP/1.1 upgrade (e.g. WebSocket) and, on `101 Switching Protocols`,
 /// splices the two upgraded connections together.
-async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, body: Incoming, endpoint: SocketAddr) -> Response<Body> {
+async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, body: Body, endpoint: SocketAddr) -> Response<Body> {
     let downstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-    let request = upstream_request(parts, body::boxed(body), UpstreamVersion::Http1, true);
+    let request = upstream_request(parts, body, UpstreamVersion::Http1, true);
     let mut response = match proxy.upstream.send_upgrade(endpoint, request).await {
         Ok(response) => response,
         Err(error) => {
@@ -389,25 +391,31 @@ async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, bo
     Response::from_parts(parts, body::boxed(body))
 }
 
-/// Sends a copy of the request head (with an empty body) to a mirror backend and
-/// discards the answer.
-fn spawn_mirror(proxy: &Arc<Proxy>, parts: &http::request::Parts, backend: &BackendTarget) {
+/// Sends a copy of the request (its body once it has been read whole, see
+/// [`mirror_body`]) to a mirror backend and discards the answer.
+fn spawn_mirror(
+    proxy: &Arc<Proxy>,
+    parts: &http::request::Parts,
+    backend: &BackendTarget,
+    copy: tokio::sync::oneshot::Receiver<BodyCopy>,
+) {
     let Some(endpoint) = backend.pick_endpoint() else { return };
     let protocol = match backend {
         BackendTarget::Service(s) => s.protocol,
         BackendTarget::Invalid { .. } => return,
     };
-    let mut copy = Request::new(());
-    *copy.method_mut() = parts.method.clone();
-    *copy.uri_mut() = parts.uri.clone();
-    *copy.version_mut() = parts.version;
-    *copy.headers_mut() = parts.headers.clone();
-    copy.headers_mut().remove(header::CONTENT_LENGTH);
-    let (copy_parts, ()) = copy.into_parts();
-    let version = upstream_version(protocol, copy_parts.version);
-    let request = upstream_request(copy_parts, body::empty(), version, false);
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.version_mut() = parts.version;
+    *head.headers_mut() = parts.headers.clone();
+    let (head, ()) = head.into_parts();
+    let version = upstream_version(protocol, head.version);
     let proxy = proxy.clone();
     tokio::spawn(async move {
+        // No copy: the body was too large (logged), failed, or was never read whole.
+        let Ok(copy) = copy.await else { return };
+        let request = upstream_request(head, copy.into_body(), version, false);
         match proxy.upstream.send(endpoint, version, request).await {
             Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
             Err(error) => tracing::debug!(%error, "mirror request failed"),

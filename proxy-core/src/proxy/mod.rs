@@ -9,6 +9,7 @@ mod detect;
 mod headers;
 mod http;
 mod local_reply;
+mod mirror_body;
 mod request_framing;
 mod tcp;
 mod upstream;
