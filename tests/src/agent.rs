@@ -189,35 +189,27 @@ impl RunningAgent {
     /// Waits until the agent serves `namespace/name` as an enrolled workload (its cgroup
     /// is in the connect hooks' map once the configuration that lists it is applied).
     pub fn wait_enrolled(&self, namespace: &str, name: &str, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let dump = self.config_dump()?;
-            let enrolled = dump["config"]["workloads"]
-                .as_array()
-                .is_some_and(|ws| ws.iter().any(|w| w["namespace"] == namespace && w["name"] == name));
-            if enrolled {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{namespace}/{name} not enrolled after {limit:?}; log:\n{}", self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_workload(namespace, name, true, limit)
     }
 
     /// Waits until the agent no longer serves `namespace/name` as an enrolled workload.
     pub fn wait_not_enrolled(&self, namespace: &str, name: &str, limit: Duration) -> Result<()> {
+        self.wait_workload(namespace, name, false, limit)
+    }
+
+    fn wait_workload(&self, namespace: &str, name: &str, enrolled: bool, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             let dump = self.config_dump()?;
-            let enrolled = dump["config"]["workloads"]
+            let listed = dump["config"]["workloads"]
                 .as_array()
                 .is_some_and(|ws| ws.iter().any(|w| w["namespace"] == namespace && w["name"] == name));
-            if !enrolled {
+            if listed == enrolled {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{namespace}/{name} still enrolled after {limit:?}");
+                let state = if enrolled { "not enrolled" } else { "still enrolled" };
+                bail!("{namespace}/{name} {state} after {limit:?}; log:\n{}", self.log_tail(30));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
