@@ -1,6 +1,18 @@
 //! The Gateway API mesh conformance suite, run from the case files in
 //! `../shared/conformance` (or `AMBIT_CONFORMANCE_DIR`) against the real agent: real
-//! eBPF redirection in a network-namespace test bed, standalone mode.
+//! eBPF redirection in a network-namespace test bed, in both of the agent's modes:
+//!
+//! - `standalone::<Test>`: `ambit-agent standalone` reads the bed's manifests directory;
+//! - `kubernetes::<Test>`: `ambit-agent run` watches the in-test API server, which runs
+//!   in the bed's node namespace and mirrors the bed's objects
+//!   ([`BedApiServer`]). After a test's cases passed, every route of its manifests must
+//!   also carry a `status.parents[]` entry of controllerName `ambit.dev/mesh` with
+//!   `Accepted=True` for its current generation, written by the agent as the elected
+//!   status writer.
+//!
+//! `AMBIT_CONFORMANCE_MODES` (`standalone`, `kubernetes`, or both comma-separated; the
+//! default) picks the modes. Each mode has its own bed and agent, started when its
+//! first test runs; the previous mode's are torn down first.
 //!
 //! As upstream does, the base manifests are applied once, then each test's manifests
 //! are applied, its cases run (each must pass 3 times in a row within 30 s, polling
@@ -10,14 +22,17 @@
 //!
 //! Needs root (network namespaces, cgroups, eBPF): fails, never skips, without it.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ambit_e2e::cluster::parse_documents;
 use ambit_e2e::conformance::case::{case_files, conformance_dir};
 use ambit_e2e::conformance::{expect, weights, Case, CaseFile};
-use ambit_e2e::{AgentOptions, ClientRequest, RunningAgent, TestBed};
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, RunningAgent, TestBed};
+use ambit_fake_apiserver::Resource;
 use anyhow::{bail, Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -29,32 +44,127 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// `ambit.dev/mesh: enabled`), which is how namespaces join Ambit's mesh.
 const MESH_NAMESPACES: &[&str] = &["gateway-conformance-mesh", "gateway-conformance-mesh-consumer"];
 
+/// How long the elected agent may take to write a route's status once its cases pass.
+const ROUTE_STATUS_LIMIT: Duration = Duration::from_secs(10);
+
+/// How the agent under test learns about the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Standalone,
+    Kubernetes,
+}
+
+impl Mode {
+    const ALL: [Mode; 2] = [Mode::Standalone, Mode::Kubernetes];
+
+    fn parse(s: &str) -> Option<Mode> {
+        match s.trim() {
+            "standalone" => Some(Mode::Standalone),
+            "kubernetes" => Some(Mode::Kubernetes),
+            _ => None,
+        }
+    }
+
+    /// The modes `AMBIT_CONFORMANCE_MODES` asks for (default: all).
+    fn selected() -> Result<Vec<Mode>> {
+        let Ok(value) = std::env::var("AMBIT_CONFORMANCE_MODES") else { return Ok(Mode::ALL.to_vec()) };
+        let mut modes = Vec::new();
+        for part in value.split(',').filter(|p| !p.trim().is_empty()) {
+            let mode = Mode::parse(part)
+                .with_context(|| format!("AMBIT_CONFORMANCE_MODES: unknown mode {part:?} (standalone, kubernetes)"))?;
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+        if modes.is_empty() {
+            bail!("AMBIT_CONFORMANCE_MODES names no mode");
+        }
+        Ok(modes)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Standalone => "standalone",
+            Mode::Kubernetes => "kubernetes",
+        })
+    }
+}
+
 struct Suite {
+    mode: Mode,
+    // Dropped first (see Drop): the agent's pins go before the API server and the bed.
+    agent: Mutex<Option<RunningAgent>>,
+    api: Option<BedApiServer>,
     bed: TestBed,
-    // Dropped before the bed (field order): the agent's pins go first.
-    agent: std::sync::Mutex<Option<RunningAgent>>,
 }
 
 impl Suite {
-    fn start(dir: &Path) -> Result<Suite> {
+    fn start(dir: &Path, mode: Mode) -> Result<Suite> {
         let bed = TestBed::new()?;
         let base = std::fs::read_to_string(dir.join("base-manifests.yaml")).context("reading base-manifests.yaml")?;
         bed.apply_yaml(&base)?;
         for ns in MESH_NAMESPACES {
             bed.enroll_namespace(ns)?;
         }
-        let agent = RunningAgent::start(&bed, &AgentOptions::default())?;
-        Ok(Suite { bed, agent: std::sync::Mutex::new(Some(agent)) })
+        let (api, options) = match mode {
+            Mode::Standalone => (None, AgentOptions::default()),
+            Mode::Kubernetes => {
+                let api = BedApiServer::start(&bed)?;
+                let options = AgentOptions { mode: AgentMode::Kubernetes { api_server: api.url() }, ..AgentOptions::default() };
+                (Some(api), options)
+            }
+        };
+        let agent = RunningAgent::start(&bed, &options)?;
+        Ok(Suite { mode, agent: Mutex::new(Some(agent)), api, bed })
     }
 
     fn agent_log_tail(&self) -> String {
         self.agent.lock().unwrap().as_ref().map(|a| a.log_tail(30)).unwrap_or_default()
+    }
+
+    /// Kubernetes mode: every route in `manifests` is Accepted by Ambit in its status.
+    fn check_route_status(&self, manifests: &str) -> Result<()> {
+        let Some(api) = &self.api else { return Ok(()) };
+        // What the bed wrote must be in the API server before its status can be.
+        api.sync()?;
+        for doc in parse_documents(manifests)? {
+            let resource = match doc.kind.as_str() {
+                "HTTPRoute" => Resource::HttpRoutes,
+                "GRPCRoute" => Resource::GrpcRoutes,
+                _ => continue,
+            };
+            api.wait_route_accepted(resource, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Suite {
     fn drop(&mut self) {
         self.agent.lock().unwrap().take();
+    }
+}
+
+/// The suite of the mode under test: started when a mode's first test runs, after the
+/// previous mode's suite is torn down (one bed at a time).
+struct Suites {
+    dir: PathBuf,
+    current: Mutex<Option<(Mode, Result<Arc<Suite>, String>)>>,
+}
+
+impl Suites {
+    fn get(&self, mode: Mode) -> Result<Arc<Suite>, Failed> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().map(|(m, _)| *m) != Some(mode) {
+            *current = None;
+            let started =
+                Suite::start(&self.dir, mode).map(Arc::new).map_err(|e| format!("{mode} conformance suite setup failed: {e:#}"));
+            *current = Some((mode, started));
+        }
+        let (_, suite) = current.as_ref().expect("just set");
+        suite.clone().map_err(Failed::from)
     }
 }
 
@@ -147,6 +257,11 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
             failures.push(format!("{error:#}"));
         }
     }
+    if failures.is_empty() && suite.mode == Mode::Kubernetes {
+        if let Err(error) = suite.check_route_status(&file.manifests) {
+            failures.push(format!("route status: {error:#}"));
+        }
+    }
     if !file.manifests.trim().is_empty() {
         if let Err(error) = suite.bed.delete_yaml(&file.manifests) {
             failures.push(format!("deleting manifests: {error:#}"));
@@ -175,29 +290,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let suite = if args.list {
-        None
-    } else {
-        match Suite::start(&dir) {
-            Ok(suite) => Some(Arc::new(suite)),
-            Err(error) => {
-                eprintln!("conformance suite setup failed: {error:#}");
-                return ExitCode::FAILURE;
-            }
+    let modes = match Mode::selected() {
+        Ok(modes) => modes,
+        Err(error) => {
+            eprintln!("{error:#}");
+            return ExitCode::FAILURE;
         }
     };
-    let trials = files
-        .into_iter()
-        .map(|path| {
+    let suites = Arc::new(Suites { dir, current: Mutex::new(None) });
+    let mut trials = Vec::new();
+    for mode in modes {
+        for path in &files {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let suite = suite.clone();
-            Trial::test(name, move || match &suite {
-                Some(suite) => run_file(suite, &path),
-                None => Err("suite not started".into()),
-            })
-        })
-        .collect();
+            let (suites, path) = (suites.clone(), path.clone());
+            trials.push(Trial::test(format!("{mode}::{name}"), move || run_file(&*suites.get(mode)?, &path)));
+        }
+    }
     let conclusion = libtest_mimic::run(&args, trials);
-    drop(suite);
+    // Tear the last bed down before exiting.
+    suites.current.lock().unwrap_or_else(|e| e.into_inner()).take();
     conclusion.exit_code()
 }

@@ -11,6 +11,7 @@
 //! redirect fails at once with EHOSTUNREACH.
 
 pub mod agent;
+pub mod apiserver_bridge;
 pub mod bed;
 pub mod binaries;
 pub mod cgroup;
@@ -27,6 +28,7 @@ pub mod pod;
 pub mod resolve;
 
 pub use agent::{AgentMode, AgentOptions, RunningAgent};
+pub use apiserver_bridge::BedApiServer;
 pub use bed::{BedOptions, TestBed};
 pub use cgroup::CgroupLayout;
 pub use client::{ClientOutput, ClientRequest, ClientTarget, RequestResult};
