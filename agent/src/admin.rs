@@ -8,7 +8,8 @@
 //! | `/config_dump` | GET | JSON: served configuration (workloads, Services, routes per scope), route status, problems |
 //! | `/redirect` | GET | JSON: eBPF counters and tracked connection counts |
 //! | `/logging` | GET/POST | current filter; `POST /logging?level=debug` changes it |
-//! | `/access_log` | GET/POST | `POST /access_log?enabled=true` switches access logs |
+//! | `/metrics` | GET | Prometheus metrics, OpenMetrics text |
+//! | `/access_log` | GET/POST | `POST /access_log?enabled=true&sample=0.1` switches (and samples) access logs |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -74,6 +75,12 @@ fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// `{"enabled": bool, "sample": rate}`.
+fn access_log_state(admin: &Admin) -> Response<Full<Bytes>> {
+    let log = admin.node.proxy().access_log();
+    json(&serde_json::json!({"enabled": log.enabled(), "sample": log.sample()}))
+}
+
 fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let text = "text/plain; charset=utf-8";
     match (req.method(), req.uri().path()) {
@@ -87,6 +94,11 @@ fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         (&Method::GET, "/config_dump") => json(&admin.node.config_dump()),
         (&Method::GET, "/redirect") => json(&admin.node.redirect_dump()),
+        (&Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            admin.node.metrics().encode(),
+        ),
         (&Method::GET, "/logging") => match &admin.logs {
             Some(logs) => reply(StatusCode::OK, text, format!("{}\n", logs.current())),
             None => reply(StatusCode::NOT_FOUND, text, "log control unavailable\n"),
@@ -99,16 +111,32 @@ fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
             (None, _) => reply(StatusCode::NOT_FOUND, text, "log control unavailable\n"),
             (_, None) => reply(StatusCode::BAD_REQUEST, text, "missing ?level=\n"),
         },
-        (&Method::GET, "/access_log") => {
-            reply(StatusCode::OK, text, format!("{}\n", admin.node.proxy().access_log().enabled()))
-        }
-        (&Method::POST, "/access_log") => match query_param(&req, "enabled") {
-            Some(v @ ("true" | "false")) => {
-                admin.node.proxy().access_log().set_enabled(v == "true");
-                reply(StatusCode::OK, text, format!("{v}\n"))
+        (&Method::GET, "/access_log") => access_log_state(admin),
+        (&Method::POST, "/access_log") => {
+            let log = admin.node.proxy().access_log();
+            let enabled = match query_param(&req, "enabled") {
+                None => None,
+                Some(v @ ("true" | "false")) => Some(v == "true"),
+                Some(_) => return reply(StatusCode::BAD_REQUEST, text, "use ?enabled=true or ?enabled=false\n"),
+            };
+            let sample = match query_param(&req, "sample").map(str::parse::<f64>) {
+                None => None,
+                Some(Ok(rate)) if (0.0..=1.0).contains(&rate) => Some(rate),
+                Some(_) => return reply(StatusCode::BAD_REQUEST, text, "sample must be a number from 0 to 1\n"),
+            };
+            if enabled.is_none() && sample.is_none() {
+                return reply(StatusCode::BAD_REQUEST, text, "use ?enabled=true|false and/or ?sample=0..1\n");
             }
-            _ => reply(StatusCode::BAD_REQUEST, text, "use ?enabled=true or ?enabled=false\n"),
-        },
+            if let Some(rate) = sample {
+                if let Err(e) = log.set_sample(rate) {
+                    return reply(StatusCode::BAD_REQUEST, text, format!("{e}\n"));
+                }
+            }
+            if let Some(on) = enabled {
+                log.set_enabled(on);
+            }
+            access_log_state(admin)
+        }
         _ => reply(StatusCode::NOT_FOUND, text, "not found\n"),
     }
 }

@@ -28,5 +28,6 @@ pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
 
 pub mod admin;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod standalone;

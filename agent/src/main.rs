@@ -89,6 +89,10 @@ struct NodeArgs {
     /// Start with access logs on (switchable via the admin API).
     #[arg(long, env = "AMBIT_ACCESS_LOG")]
     access_log: bool,
+    /// Record no data-path metrics (requests, latencies, TCP); `/metrics` still serves the
+    /// eBPF and configuration metrics. For measuring the metrics' cost.
+    #[arg(long, env = "AMBIT_NO_METRICS")]
+    no_metrics: bool,
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime_secs)]
     drain: std::time::Duration,
@@ -119,6 +123,7 @@ impl NodeArgs {
             bpf_pin_dir: self.bpf_pin_dir.clone(),
             admin_addr: self.admin_addr,
             access_log: self.access_log,
+            metrics: !self.no_metrics,
             drain: self.drain,
         })
     }

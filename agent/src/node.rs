@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
 use crate::cluster::ClusterState;
+use crate::metrics::NodeMetrics;
 use crate::redirect::{Redirector, RedirectorConfig};
 use crate::translate::{self, Translation};
 
@@ -31,6 +32,8 @@ pub struct NodeOptions {
     pub bpf_pin_dir: PathBuf,
     pub admin_addr: SocketAddr,
     pub access_log: bool,
+    /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
+    pub metrics: bool,
     pub drain: Duration,
 }
 
@@ -45,7 +48,8 @@ pub struct Node {
     options: NodeOptions,
     config: ConfigHandle,
     proxy: Arc<Proxy>,
-    redirector: Redirector,
+    redirector: Arc<Redirector>,
+    metrics: NodeMetrics,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
     ready: AtomicBool,
@@ -78,8 +82,10 @@ impl Node {
             proxy_v6: v6,
             proxy_port: options.proxy_port,
         })?;
+        let redirector = Arc::new(redirector);
+        let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
         let config = ConfigHandle::default();
-        let proxy = Proxy::new(config.clone(), redirector.origin_resolver(), ProxyOptions::default());
+        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), ProxyOptions::default(), metrics.proxy());
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
@@ -91,6 +97,7 @@ impl Node {
             config,
             proxy,
             redirector,
+            metrics,
             cgroups,
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
@@ -112,6 +119,11 @@ impl Node {
         &self.proxy
     }
 
+    /// The registry served at `/metrics`.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
     pub fn options(&self) -> &NodeOptions {
         &self.options
     }
@@ -126,6 +138,14 @@ impl Node {
     /// Service and caller in the proxy. Returns how many enrolled pods still lack a
     /// cgroup on this node (the caller retries while that is non-zero).
     pub fn apply(&self, state: &ClusterState) -> anyhow::Result<usize> {
+        let result = self.apply_inner(state);
+        if result.is_err() {
+            self.metrics.config().sync_failed();
+        }
+        result
+    }
+
+    fn apply_inner(&self, state: &ClusterState) -> anyhow::Result<usize> {
         let view = translate::NodeView { node_name: self.options.node_name.as_deref(), cgroups: &self.cgroups };
         let mut translation = translate::translate(state, &view);
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
@@ -147,6 +167,7 @@ impl Node {
             pending_cgroups = pending,
             "configuration applied"
         );
+        self.metrics.config().applied(state, &translation, version);
         self.applied.lock().unwrap_or_else(|p| p.into_inner()).translation = Some(translation);
         self.ready.store(true, Ordering::Release);
         Ok(pending)

@@ -150,6 +150,7 @@ async fn run(mut streams: SelectAll<BoxStream<'static, KindEvent>>, debounce: Du
                     Ok(event) => handle(&mut state, kind, p, event),
                     Err(error) => {
                         tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
+                        crate::metrics::watch_error();
                         false
                     }
                 };

@@ -14,6 +14,7 @@
 //! - Validation: see [`rules`] (invalid rules are dropped, `PartiallyInvalid`).
 
 mod backends;
+mod owner;
 mod rules;
 mod services;
 mod spec;
@@ -257,6 +258,7 @@ fn workloads(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {
             Arc::new(Workload {
                 namespace: key.namespace.as_str().into(),
                 name: key.name.as_str().into(),
+                workload: owner::workload_name(pod).into(),
                 uid: uid.into(),
                 service_account: service_account.into(),
                 cgroup: cgroup.id,
