@@ -40,6 +40,15 @@ pub struct ClientRequest {
     pub timeout: Duration,
     /// Message sent in the gRPC request (field 1).
     pub grpc_message: Option<String>,
+    /// HTTP request body.
+    pub body: Option<String>,
+    /// HTTP: upgrade to WebSocket, then send the bytes in `body` (default `ping`) raw
+    /// and expect them echoed; the result's status is the upgrade answer's (101).
+    pub websocket: bool,
+    /// TCP: read the server's banner line before sending anything (server-first).
+    pub banner: bool,
+    /// TCP: after sending, read everything until the server closes (raw HTTP tests).
+    pub raw: bool,
 }
 
 impl ClientRequest {
@@ -55,6 +64,10 @@ impl ClientRequest {
             prefer_ipv6: false,
             timeout: Duration::from_secs(5),
             grpc_message: None,
+            body: None,
+            websocket: false,
+            banner: false,
+            raw: false,
         }
     }
     /// An HTTP request to `url` (`http://` or `https://`).
@@ -109,6 +122,27 @@ impl ClientRequest {
         self.timeout = t;
         self
     }
+    /// Sets the HTTP request body (or, with [`websocket`](Self::websocket), the bytes sent
+    /// after the upgrade).
+    pub fn body(mut self, b: impl Into<String>) -> Self {
+        self.body = Some(b.into());
+        self
+    }
+    /// HTTP: upgrade the connection to WebSocket and exchange raw bytes.
+    pub fn websocket(mut self) -> Self {
+        self.websocket = true;
+        self
+    }
+    /// TCP: read the server's banner line first, then send and expect the echo.
+    pub fn banner(mut self) -> Self {
+        self.banner = true;
+        self
+    }
+    /// TCP: read until the server closes instead of expecting an echo.
+    pub fn raw(mut self) -> Self {
+        self.raw = true;
+        self
+    }
     /// Sets the gRPC request message.
     pub fn grpc_message(mut self, m: impl Into<String>) -> Self {
         self.grpc_message = Some(m.into());
@@ -146,6 +180,18 @@ impl ClientRequest {
         }
         if let Some(m) = &self.grpc_message {
             a.extend(["--message".to_string(), m.clone()]);
+        }
+        if let Some(b) = &self.body {
+            a.extend(["--body".to_string(), b.clone()]);
+        }
+        if self.websocket {
+            a.push("--websocket".into());
+        }
+        if self.banner {
+            a.push("--banner".into());
+        }
+        if self.raw {
+            a.push("--raw".into());
         }
         a
     }
@@ -210,6 +256,15 @@ pub struct RequestResult {
     pub peer_addr: Option<String>,
     /// Wall time of this request (including connecting when it connected).
     pub duration_ms: f64,
+    /// When the request started, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_unix_ms: f64,
+    /// TCP with `banner`: the banner line the server sent first.
+    #[serde(default)]
+    pub banner: Option<String>,
+    /// TCP with `banner`: milliseconds from connected to the banner's arrival.
+    #[serde(default)]
+    pub banner_ms: Option<f64>,
 }
 
 impl RequestResult {

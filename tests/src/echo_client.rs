@@ -68,6 +68,18 @@ pub struct ClientOpts {
     /// Hosts file mapping service names to cluster IPs.
     #[arg(long)]
     pub hosts: Option<PathBuf>,
+    /// HTTP request body (with --websocket: the bytes sent after the upgrade).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// HTTP: upgrade to WebSocket, send the body raw and expect it echoed.
+    #[arg(long)]
+    pub websocket: bool,
+    /// TCP: read the server's banner line before sending (server-first protocols).
+    #[arg(long)]
+    pub banner: bool,
+    /// TCP: after sending, read until the server closes (status 200 when it did).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +114,10 @@ struct Plan {
     timeout: Duration,
     send: String,
     message: String,
+    body: Option<String>,
+    websocket: bool,
+    banner: bool,
+    raw: bool,
 }
 
 /// Runs the requests and returns the report (errors are inside the report).
@@ -188,6 +204,10 @@ fn plan(opts: &ClientOpts, kind: Kind, target: &str) -> Result<Plan> {
         timeout: Duration::from_millis(opts.timeout_ms),
         send: opts.send.clone(),
         message: opts.message.clone(),
+        body: opts.body.clone(),
+        websocket: opts.websocket,
+        banner: opts.banner,
+        raw: opts.raw,
     })
 }
 
@@ -216,11 +236,20 @@ async fn worker(plan: Arc<Plan>, indices: Vec<usize>) -> Vec<RequestResult> {
     for index in indices {
         let start = Instant::now();
         let mut r = RequestResult { index, ..Default::default() };
+        r.started_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or_default();
         let outcome = tokio::time::timeout(plan.timeout, async {
             if plan.kind == Kind::Tcp {
                 conn_count += 1;
                 r.connection = conn_count;
                 return tcp_exchange(&plan, &mut r).await;
+            }
+            if plan.websocket {
+                conn_count += 1;
+                r.connection = conn_count;
+                return websocket_exchange(&plan, &mut r).await;
             }
             let stale = match &conn {
                 None => true,
@@ -295,7 +324,7 @@ async fn exchange(plan: &Plan, c: &mut Conn, r: &mut RequestResult) -> Result<()
     let (method, body) = if plan.kind == Kind::Grpc {
         (http::Method::POST, Bytes::from(grpc_wire::encode_frame(&plan.message)))
     } else {
-        (plan.method.clone(), Bytes::new())
+        (plan.method.clone(), plan.body.clone().map(Bytes::from).unwrap_or_default())
     };
     let uri: Uri = match c.sender {
         Sender::H1(_) => plan.path.parse()?,
@@ -397,13 +426,89 @@ pub fn lines_to_json(text: &str) -> serde_json::Value {
     serde_json::Value::Object(obj)
 }
 
+/// Reads up to and including the first `\n` (at most 4 KiB), byte by byte so that
+/// nothing after the line is consumed.
+async fn read_line(stream: &mut TcpStream) -> Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        if stream.read(&mut byte).await? == 0 {
+            bail!("connection closed after {:?}", String::from_utf8_lossy(&line));
+        }
+        line.push(byte[0]);
+        if line.len() > 4096 {
+            bail!("line too long");
+        }
+    }
+    Ok(line)
+}
+
+/// An HTTP/1.1 `Upgrade: websocket` request over a raw connection; on `101` the
+/// body bytes are sent raw and must come back unchanged.
+async fn websocket_exchange(plan: &Plan, r: &mut RequestResult) -> Result<()> {
+    let mut stream = TcpStream::connect(plan.addr)
+        .await
+        .with_context(|| format!("connecting to {}", plan.addr))?;
+    r.local_addr = Some(stream.local_addr()?.to_string());
+    r.peer_addr = Some(stream.peer_addr()?.to_string());
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        plan.path, plan.authority
+    );
+    for (n, v) in &plan.headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let status_line = read_line(&mut stream).await?;
+    let status_line = String::from_utf8_lossy(&status_line).into_owned();
+    r.version = status_line.split_whitespace().next().map(str::to_string);
+    r.status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    loop {
+        let line = read_line(&mut stream).await?;
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        let line = String::from_utf8_lossy(&line);
+        if let Some((n, v)) = line.split_once(':') {
+            r.headers.entry(n.trim().to_ascii_lowercase()).or_default().push(v.trim().to_string());
+        }
+    }
+    if r.status != Some(101) {
+        bail!("upgrade refused: {}", status_line.trim());
+    }
+    let send = plan.body.clone().unwrap_or_else(|| "ping".into());
+    stream.write_all(send.as_bytes()).await?;
+    let mut got = vec![0u8; send.len()];
+    stream.read_exact(&mut got).await.context("reading the echo over the upgraded connection")?;
+    r.body_text = String::from_utf8_lossy(&got).into_owned();
+    if got != send.as_bytes() {
+        bail!("upgraded echo mismatch: sent {send:?}, got {:?}", r.body_text);
+    }
+    Ok(())
+}
+
 async fn tcp_exchange(plan: &Plan, r: &mut RequestResult) -> Result<()> {
     let mut stream = TcpStream::connect(plan.addr)
         .await
         .with_context(|| format!("connecting to {}", plan.addr))?;
     r.local_addr = Some(stream.local_addr()?.to_string());
     r.peer_addr = Some(stream.peer_addr()?.to_string());
+    if plan.banner {
+        let connected = Instant::now();
+        let line = read_line(&mut stream).await.context("waiting for the server's banner")?;
+        r.banner_ms = Some(connected.elapsed().as_secs_f64() * 1000.0);
+        r.banner = Some(String::from_utf8_lossy(&line).into_owned());
+    }
     stream.write_all(plan.send.as_bytes()).await?;
+    if plan.raw {
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await?;
+        r.body_text = String::from_utf8_lossy(&got).into_owned();
+        r.status = Some(200);
+        return Ok(());
+    }
     let want = plan.send.len();
     let mut got = Vec::with_capacity(want);
     let mut buf = [0u8; 4096];

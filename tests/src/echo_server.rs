@@ -1,6 +1,10 @@
 //! The echo server a bed pod runs (`ambit-pod serve`): HTTP/1.1 + h2c on 8080,
 //! HTTP over TLS on 8443, TCP echo on 9090 and gRPC (h2c) on 7070, all on
-//! every address of the pod (IPv4 and IPv6).
+//! every address of the pod (IPv4 and IPv6), plus a server-first "banner" port 2525.
+//!
+//! Test-only extras on the HTTP port: `Upgrade: websocket` is answered with `101` and
+//! the upgraded connection echoes raw bytes; `GET /__requests` returns the requests
+//! this pod received (method, path, headers, body), newest last.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,6 +32,14 @@ pub const TLS_PORT: u16 = 8443;
 pub const TCP_PORT: u16 = 9090;
 /// gRPC port.
 pub const GRPC_PORT: u16 = 7070;
+/// Server-first port: sends `220 <pod> ready\r\n` on connect, then echoes.
+pub const BANNER_PORT: u16 = 2525;
+/// Test-only path on the HTTP ports: the log of received requests (JSON array).
+pub const REQUEST_LOG_PATH: &str = "/__requests";
+/// Most requests kept in the request log (oldest dropped first).
+const REQUEST_LOG_CAPACITY: usize = 2000;
+/// Most body bytes kept per logged request.
+const REQUEST_LOG_BODY_BYTES: usize = 128 * 1024;
 
 /// Request header: sleep this many milliseconds before answering.
 pub const DELAY_HEADER: &str = "x-echo-delay-ms";
@@ -51,6 +63,36 @@ pub struct EchoIdentity {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// One request as kept in the request log.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Body bytes received.
+    pub body_len: usize,
+    /// The body (lossy UTF-8, at most 128 KiB).
+    pub body: String,
+}
+
+/// The requests a server received (bounded).
+#[derive(Default)]
+struct RequestLog(std::sync::Mutex<std::collections::VecDeque<LoggedRequest>>);
+
+impl RequestLog {
+    fn push(&self, entry: LoggedRequest) {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= REQUEST_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    }
+    fn json(&self) -> String {
+        let log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        serde_json::to_string(&*log).unwrap_or_else(|_| "[]".into())
+    }
+}
+
 /// Binds every port, prints `READY` on stdout, then serves forever.
 pub async fn serve(id: EchoIdentity) -> Result<()> {
     let id = Arc::new(id);
@@ -58,6 +100,8 @@ pub async fn serve(id: EchoIdentity) -> Result<()> {
     let tls = bind(TLS_PORT)?;
     let tcp = bind(TCP_PORT)?;
     let grpc = bind(GRPC_PORT)?;
+    let banner = bind(BANNER_PORT)?;
+    let log = Arc::new(RequestLog::default());
     let acceptor = tls_acceptor(&id.pod)?;
     {
         use std::io::Write;
@@ -65,11 +109,12 @@ pub async fn serve(id: EchoIdentity) -> Result<()> {
         writeln!(out, "READY")?;
         out.flush()?;
     }
-    let a = tokio::spawn(serve_http(http, id.clone(), None));
-    let b = tokio::spawn(serve_http(tls, id.clone(), Some(acceptor)));
-    let c = tokio::spawn(serve_tcp(tcp));
-    let d = tokio::spawn(serve_http(grpc, id.clone(), None));
-    let _ = tokio::join!(a, b, c, d);
+    let a = tokio::spawn(serve_http(http, id.clone(), None, log.clone()));
+    let b = tokio::spawn(serve_http(tls, id.clone(), Some(acceptor), log.clone()));
+    let c = tokio::spawn(serve_tcp(tcp, None));
+    let d = tokio::spawn(serve_http(grpc, id.clone(), None, log));
+    let e = tokio::spawn(serve_tcp(banner, Some(format!("220 {} ready\r\n", id.pod))));
+    let _ = tokio::join!(a, b, c, d, e);
     Ok(())
 }
 
@@ -101,18 +146,20 @@ async fn serve_http(
     listener: TcpListener,
     id: Arc<EchoIdentity>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    log: Arc<RequestLog>,
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else { continue };
         let local = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         let id = id.clone();
         let tls = tls.clone();
+        let log = log.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, id.clone(), peer, local));
+            let svc = hyper::service::service_fn(move |req| handle(req, id.clone(), peer, local, log.clone()));
             let builder = auto::Builder::new(TokioExecutor::new());
             match tls {
                 None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
                 }
                 Some(acceptor) => {
                     if let Ok(s) = acceptor.accept(stream).await {
@@ -124,10 +171,17 @@ async fn serve_http(
     }
 }
 
-async fn serve_tcp(listener: TcpListener) {
+/// TCP echo; with a banner, a server-first protocol that greets every connection first.
+async fn serve_tcp(listener: TcpListener, banner: Option<String>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let banner = banner.clone();
         tokio::spawn(async move {
+            if let Some(banner) = banner {
+                if stream.write_all(banner.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match stream.read(&mut buf).await {
@@ -196,7 +250,44 @@ async fn handle(
     id: Arc<EchoIdentity>,
     peer: SocketAddr,
     port: u16,
+    log: Arc<RequestLog>,
 ) -> Result<Response<Body>, Infallible> {
+    if req.method() == http::Method::GET && req.uri().path() == REQUEST_LOG_PATH {
+        return Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(log.json())).boxed())
+            .expect("valid response"));
+    }
+    let mut req = req;
+    let websocket = req
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        return Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, "websocket")
+            .header(POD_HEADER, hv(&id.pod))
+            .body(Full::new(Bytes::new()).boxed())
+            .expect("valid response"));
+    }
     let is_grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -205,6 +296,13 @@ async fn handle(
     let delay = header_num(req.headers(), DELAY_HEADER);
     let status = header_num(req.headers(), STATUS_HEADER);
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    log.push(LoggedRequest {
+        method: facts.method.clone(),
+        path: facts.path.clone(),
+        headers: facts.headers.clone(),
+        body_len: body.len(),
+        body: String::from_utf8_lossy(&body[..body.len().min(REQUEST_LOG_BODY_BYTES)]).into_owned(),
+    });
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
