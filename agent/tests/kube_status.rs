@@ -31,11 +31,11 @@ impl Agent {
         let client = client(server).await;
         let config = LeaseConfig { lease_duration: LEASE, renew_interval: RENEW, ..LeaseConfig::new("ambit-system", identity) };
         let (leading, election) = lease::spawn(client.clone(), config, CancellationToken::new());
-        let (status_tx, status_rx) = watch::channel(Arc::new(Vec::new()));
+        let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));
         let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: Some(NODE.into()), debounce: Duration::from_millis(20) });
         let pipeline = tokio::spawn(async move {
             while let Some(state) = feed.next().await {
-                status_tx.send_replace(Arc::new(translate(&state).route_status));
+                status_tx.send_replace(Arc::new(status::Desired::new(translate(&state).route_status, &state)));
             }
         });
         let writer = tokio::spawn(status::run(client, leading.clone(), status_rx, CancellationToken::new()));
@@ -160,4 +160,29 @@ async fn a_released_lease_is_taken_at_once() {
     // Far less than the 30 s lease: the release hands over immediately.
     tokio::time::timeout(Duration::from_secs(3), leading_b.wait_for(|l| *l)).await.unwrap().unwrap();
     assert_eq!(holder(&server).as_deref(), Some("agent-b"));
+}
+
+#[tokio::test]
+async fn a_route_deleted_and_created_again_at_once_gets_its_status_again() {
+    let server = FakeApiServer::start().await.unwrap();
+    server.apply(namespace("shop", true)).unwrap();
+    server.apply(service("shop", "api", "10.96.0.10")).unwrap();
+    server.apply(endpoint_slice("shop", "api", "10.0.0.9")).unwrap();
+    server.apply(http_route("shop", "api-route", "api", "/v1")).unwrap();
+    let agent = Agent::start(&server, "agent-a").await;
+    let accepted = || {
+        server.get(Resource::HttpRoutes, "shop", "api-route").is_some_and(|r| r.get("status").is_some_and(|s| ours(s).len() == 1))
+    };
+    wait_until("the first status write", Duration::from_secs(5), accepted).await;
+    let first_uid = server.get(Resource::HttpRoutes, "shop", "api-route").unwrap()["metadata"]["uid"].clone();
+
+    // Replaced within one feed debounce (as `kubectl replace --force` does): the agent
+    // sees one snapshot in which the route is unchanged but is a new object, without status.
+    server.delete(Resource::HttpRoutes, "shop", "api-route").unwrap();
+    server.apply(http_route("shop", "api-route", "api", "/v1")).unwrap();
+    let replaced = server.get(Resource::HttpRoutes, "shop", "api-route").unwrap();
+    assert_ne!(replaced["metadata"]["uid"], first_uid);
+    assert!(replaced.get("status").is_none());
+    wait_until("the new route's status", Duration::from_secs(5), accepted).await;
+    agent.kill();
 }

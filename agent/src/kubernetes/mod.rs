@@ -39,4 +39,4 @@ pub use client::{client, ApiServer};
 pub use feed::{ClusterFeed, FeedOptions, Snapshot};
 pub use lease::{LeaderElector, LeaseConfig, LEASE_NAME};
 pub use run::{run, KubeArgs};
-pub use status::{RouteId, StatusWriter, WriteOutcome};
+pub use status::{Desired, RouteId, StatusWriter, WriteOutcome};

@@ -83,7 +83,7 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
     tokio::spawn(admin::serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), admin_listener, shutdown.clone()));
 
     let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
-    let (status_tx, status_rx) = watch::channel(Arc::new(Vec::new()));
+    let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));
     let status_stop = CancellationToken::new();
     let mut election = None;
     if !kube.no_status {
@@ -107,7 +107,7 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
             snapshot = feed.next() => {
                 let Some(snapshot) = snapshot else { anyhow::bail!("the cluster feed stopped") };
                 pending = apply_logged(&node, &snapshot, pending);
-                status_tx.send_replace(Arc::new(node.route_status()));
+                status_tx.send_replace(Arc::new(status::Desired::new(node.route_status(), &snapshot)));
                 current = Some(snapshot);
             }
             _ = retry.tick(), if pending > 0 => {

@@ -6,7 +6,9 @@
 //! resourceVersion it read (a concurrent change makes it fail and retry). Nothing is
 //! written when our entries already say the same thing (conditions keep their
 //! `lastTransitionTime` while their status holds), so there is no churn, including right
-//! after a leadership change.
+//! after a leadership change. What was written is remembered per route object (its
+//! uid), so a route deleted and created again under the same name, which comes without
+//! status, is written again even when its status reads the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::rbac::{self, Permission};
+use crate::cluster::ClusterState;
 use crate::translate::{ParentRef, ParentStatus, RouteStatus};
 use crate::CONTROLLER_NAME;
 
@@ -50,10 +53,44 @@ pub enum WriteOutcome {
     Stale,
 }
 
+/// The route statuses to bring about, with the route objects they were computed from.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub statuses: Vec<RouteStatus>,
+    /// `metadata.uid` of each route object the statuses were computed from.
+    pub uids: BTreeMap<RouteId, String>,
+}
+
+impl Desired {
+    /// `statuses` as translated from `state`, with the uids of `state`'s routes.
+    pub fn new(statuses: Vec<RouteStatus>, state: &ClusterState) -> Self {
+        let mut uids = BTreeMap::new();
+        let mut add = |kind: RouteKind, namespace: &str, name: &str, uid: &Option<String>| {
+            if let Some(uid) = uid {
+                uids.insert(RouteId { kind, namespace: namespace.to_string(), name: name.to_string() }, uid.clone());
+            }
+        };
+        for (key, route) in &state.http_routes {
+            add(RouteKind::Http, &key.namespace, &key.name, &route.metadata.uid);
+        }
+        for (key, route) in &state.grpc_routes {
+            add(RouteKind::Grpc, &key.namespace, &key.name, &route.metadata.uid);
+        }
+        Self { statuses, uids }
+    }
+}
+
+/// What was written for one route: our entries, on which object.
+#[derive(Clone, Debug, PartialEq)]
+struct Written {
+    uid: Option<String>,
+    entries: Value,
+}
+
 /// Writes route status; remembers what it wrote so unchanged routes cost nothing.
 pub struct StatusWriter {
     client: Client,
-    written: BTreeMap<RouteId, Value>,
+    written: BTreeMap<RouteId, Written>,
 }
 
 impl StatusWriter {
@@ -66,24 +103,27 @@ impl StatusWriter {
         self.written.clear();
     }
 
-    /// Brings every route's status in line with `statuses`; routes written before that
+    /// Brings every route's status in line with `desired`; routes written before that
     /// no longer have a Service parent lose our entries. Returns false if some write
     /// failed (retry later).
-    pub async fn sync(&mut self, statuses: &[RouteStatus]) -> bool {
+    pub async fn sync(&mut self, desired: &Desired) -> bool {
         let mut ok = true;
         let mut current = BTreeSet::new();
-        for status in statuses.iter().filter(|s| !s.parents.is_empty()) {
+        for status in desired.statuses.iter().filter(|s| !s.parents.is_empty()) {
             let id = RouteId { kind: status.kind, namespace: status.namespace.clone(), name: status.name.clone() };
             current.insert(id.clone());
-            let desired = json!(status.parents.iter().map(|p| entry(p, status.generation)).collect::<Vec<_>>());
-            if self.written.get(&id) == Some(&desired) {
+            let wanted = Written {
+                uid: desired.uids.get(&id).cloned(),
+                entries: json!(status.parents.iter().map(|p| entry(p, status.generation)).collect::<Vec<_>>()),
+            };
+            if self.written.get(&id) == Some(&wanted) {
                 continue;
             }
-            ok &= self.write_logged(&id, status.generation, &status.parents, desired).await;
+            ok &= self.write_logged(&id, status.generation, &status.parents, wanted).await;
         }
         let gone: Vec<RouteId> = self.written.keys().filter(|id| !current.contains(id)).cloned().collect();
         for id in gone {
-            let done = self.write_logged(&id, None, &[], json!([])).await;
+            let done = self.write_logged(&id, None, &[], Written { uid: None, entries: json!([]) }).await;
             ok &= done;
             if done {
                 self.written.remove(&id);
@@ -92,7 +132,7 @@ impl StatusWriter {
         ok
     }
 
-    async fn write_logged(&mut self, id: &RouteId, generation: Option<i64>, parents: &[ParentStatus], desired: Value) -> bool {
+    async fn write_logged(&mut self, id: &RouteId, generation: Option<i64>, parents: &[ParentStatus], desired: Written) -> bool {
         match self.write(id, generation, parents).await {
             Ok(outcome) => {
                 tracing::debug!(route = ?id, ?outcome, "route status");
@@ -251,7 +291,7 @@ fn same_entry(current: &Value, desired: &Value) -> bool {
 pub async fn run(
     client: Client,
     mut leading: watch::Receiver<bool>,
-    mut statuses: watch::Receiver<Arc<Vec<RouteStatus>>>,
+    mut statuses: watch::Receiver<Arc<Desired>>,
     shutdown: CancellationToken,
 ) {
     let mut writer = StatusWriter::new(client);
