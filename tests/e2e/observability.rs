@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ambit_e2e::{AgentOptions, ClientRequest, Pod};
 use support::*;
@@ -106,13 +106,12 @@ fn metrics_dashboard_config_dump_access_logs_and_trace_headers() {
     let web = world.client("mesh-a", "web").unwrap();
 
     // /config_dump reflects a manifest change within 1 s.
-    let applied = Instant::now();
     world.bed.apply_yaml(ROUTES).unwrap();
     let took = wait_until(Duration::from_secs(3), || {
         world.agent.config_dump().map(|d| d.to_string().contains("broken")).unwrap_or(false)
     });
     let took = took.unwrap_or_else(|| panic!("route never showed in /config_dump:\n{}", world.agent.log_tail(20)));
-    assert!(applied.elapsed() < Duration::from_secs(1) || took < Duration::from_secs(1), "took {took:?}");
+    assert!(took < Duration::from_secs(1), "config_dump followed the manifest after {took:?}");
     let dump = world.agent.config_dump().unwrap();
     let workloads = dump["config"]["workloads"].as_array().unwrap();
     assert!(
