@@ -11,6 +11,7 @@
 pub mod cgroups;
 pub mod check;
 pub mod cluster;
+pub mod duration;
 pub mod kubernetes;
 pub mod explain;
 pub mod manifests;

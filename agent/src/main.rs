@@ -94,19 +94,8 @@ struct NodeArgs {
     #[arg(long, env = "AMBIT_NO_METRICS")]
     no_metrics: bool,
     /// How long open connections may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = humantime_secs)]
+    #[arg(long, default_value = "10s", value_parser = ambit_agent::duration::parse_duration)]
     drain: std::time::Duration,
-}
-
-fn humantime_secs(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" | "" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
-    }
 }
 
 impl NodeArgs {

@@ -19,6 +19,28 @@ use crate::metrics::NodeMetrics;
 use crate::redirect::{Redirector, RedirectorConfig};
 use crate::translate::{self, Translation};
 
+/// How often pods that still lack a cgroup on this node are looked for again.
+pub const CGROUP_RETRY: Duration = Duration::from_millis(250);
+
+/// The signals that stop the agent (SIGTERM from the kubelet, or Ctrl-C).
+pub struct Termination {
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self { sigterm: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())? })
+    }
+
+    /// Resolves when the agent is asked to stop.
+    pub async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.sigterm.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: draining"),
+        }
+    }
+}
+
 /// How this node's agent is set up.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -177,6 +199,18 @@ impl Node {
     pub fn route_status(&self) -> Vec<translate::RouteStatus> {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         applied.translation.as_ref().map(|t| t.route_status.clone()).unwrap_or_default()
+    }
+
+    /// [`Node::apply`], logging a failure; returns the pods still lacking a cgroup, and
+    /// at least 1 after a failure so that the caller's retry tries again.
+    pub fn apply_logged(&self, state: &ClusterState, previous: usize) -> usize {
+        match self.apply(state) {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "applying configuration failed");
+                previous.max(1)
+            }
+        }
     }
 
     pub fn config_dump(&self) -> serde_json::Value {

@@ -13,8 +13,6 @@ use crate::node::{Node, NodeOptions};
 
 /// How often the manifests directory is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// How often a pod whose cgroup is not there yet is looked for again.
-const CGROUP_RETRY: Duration = Duration::from_millis(250);
 
 pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow::Result<()> {
     if !dir.is_dir() {
@@ -28,21 +26,20 @@ pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow
 
     let mut loaded = manifests::watch_dir(dir, POLL_INTERVAL);
     let mut pending = node.apply(&loaded.borrow_and_update().state)?;
-    let mut retry = tokio::time::interval(CGROUP_RETRY);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut retry = tokio::time::interval(crate::node::CGROUP_RETRY);
+    let mut termination = crate::node::Termination::new()?;
     loop {
         tokio::select! {
             changed = loaded.changed() => {
                 if changed.is_err() { break; }
                 let current = loaded.borrow_and_update().clone();
-                pending = apply_logged(&node, &current.state, pending);
+                pending = node.apply_logged(&current.state, pending);
             }
             _ = retry.tick(), if pending > 0 => {
                 let current = loaded.borrow().clone();
-                pending = apply_logged(&node, &current.state, pending);
+                pending = node.apply_logged(&current.state, pending);
             }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: draining"); break; }
+            _ = termination.requested() => break,
         }
     }
     // Stop accepting and let open connections finish within the drain period. The
@@ -51,14 +48,4 @@ pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow
     shutdown.cancel();
     node.drained().await;
     Ok(())
-}
-
-fn apply_logged(node: &Node, state: &crate::cluster::ClusterState, previous: usize) -> usize {
-    match node.apply(state) {
-        Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "applying configuration failed");
-            previous.max(1)
-        }
-    }
 }

@@ -17,8 +17,6 @@ use crate::admin::{self, Admin};
 use crate::logging::LogControl;
 use crate::node::{Node, NodeOptions};
 
-/// How often a pod whose cgroup is not there yet is looked for again.
-const CGROUP_RETRY: Duration = Duration::from_millis(250);
 
 /// The Kubernetes options of `ambit-agent run`.
 #[derive(clap::Args, Clone, Debug)]
@@ -37,10 +35,10 @@ pub struct KubeArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "ambit-system")]
     pub pod_namespace: String,
     /// How long a status-writer Lease lasts without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::duration::parse_duration)]
     pub lease_duration: Duration,
     /// How often the status writer renews its Lease.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse_duration)]
     pub lease_renew: Duration,
     /// Never write route status (do not take part in the election).
     #[arg(long)]
@@ -54,19 +52,6 @@ impl KubeArgs {
             (None, Some(path)) => ApiServer::Kubeconfig(path.clone()),
             (None, None) => ApiServer::Infer,
         }
-    }
-}
-
-/// Parses `500ms`, `5s`, `2m` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
     }
 }
 
@@ -100,23 +85,22 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
 
     let mut current = None;
     let mut pending = 0;
-    let mut retry = tokio::time::interval(CGROUP_RETRY);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut retry = tokio::time::interval(crate::node::CGROUP_RETRY);
+    let mut termination = crate::node::Termination::new()?;
     loop {
         tokio::select! {
             snapshot = feed.next() => {
                 let Some(snapshot) = snapshot else { anyhow::bail!("the cluster feed stopped") };
-                pending = apply_logged(&node, &snapshot, pending);
+                pending = node.apply_logged(&snapshot, pending);
                 status_tx.send_replace(Arc::new(status::Desired::new(node.route_status(), &snapshot)));
                 current = Some(snapshot);
             }
             _ = retry.tick(), if pending > 0 => {
                 if let Some(state) = &current {
-                    pending = apply_logged(&node, state, pending);
+                    pending = node.apply_logged(state, pending);
                 }
             }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: draining"); break; }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: draining"); break; }
+            _ = termination.requested() => break,
         }
     }
     // Hand the status Lease over first, then drain as standalone mode does (the hooks
@@ -128,14 +112,4 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
     shutdown.cancel();
     node.drained().await;
     Ok(())
-}
-
-fn apply_logged(node: &Node, state: &crate::cluster::ClusterState, previous: usize) -> usize {
-    match node.apply(state) {
-        Ok(pending) => pending,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "applying configuration failed");
-            previous.max(1)
-        }
-    }
 }
