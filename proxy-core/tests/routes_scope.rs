@@ -62,7 +62,7 @@ fn build(namespace: &str, paths: &[Option<&str>]) -> Arc<RouteList> {
 
 #[test]
 fn consumer_routes_replace_producer_routes_for_their_namespace_only() {
-    let mut set = RouteSet { producer: Some(build("svc-ns", &[Some("/a")])), consumers: HashMap::new() };
+    let mut set = RouteSet { producer: Some(build("svc-ns", &[Some("/a")])), consumers: HashMap::new(), ..Default::default() };
     set.consumers.insert("ns-a".into(), build("ns-a", &[Some("/b")]));
     // The consumer's own callers: only its routes, producer routes no longer apply.
     assert_eq!(outcome(&set, "ns-a", "/b"), Outcome::Matched("HTTPRoute ns-a/route".into(), 0));
@@ -97,6 +97,7 @@ proptest! {
                 .zip(consumers)
                 .filter_map(|(ns, c)| c.as_ref().map(|c| (Arc::<str>::from(*ns), build(ns, c))))
                 .collect(),
+            ..Default::default()
         };
         let before = make(&consumers);
         let mut changed = consumers.clone();

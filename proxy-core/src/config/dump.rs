@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::{ProxyConfig, RouteSet};
-use crate::routes::{BackendTarget, RouteList, RuleAction};
+use crate::routes::{BackendSet, BackendTarget, L4Routes, RouteList, RuleAction};
 
 impl ProxyConfig {
     /// Everything the proxy serves from: workloads, Service ports with endpoints, and
@@ -35,10 +35,47 @@ impl ProxyConfig {
 fn dump_route_set(set: &RouteSet) -> Value {
     let mut consumers: Vec<_> = set.consumers.iter().collect();
     consumers.sort_by(|a, b| a.0.cmp(b.0));
+    let mut l4_consumers: Vec<_> = set.l4_consumers.iter().collect();
+    l4_consumers.sort_by(|a, b| a.0.cmp(b.0));
     json!({
         "producer": set.producer.as_deref().map(dump_list),
         "consumers": consumers.into_iter().map(|(ns, list)| json!({"namespace": ns, "routes": dump_list(list)})).collect::<Vec<_>>(),
+        "l4Producer": set.l4_producer.as_deref().map(dump_l4),
+        "l4Consumers": l4_consumers.into_iter().map(|(ns, l4)| json!({"namespace": ns, "routes": dump_l4(l4)})).collect::<Vec<_>>(),
     })
+}
+
+fn dump_backends(backends: &BackendSet) -> Value {
+    backends
+        .backends()
+        .iter()
+        .map(|b| match &b.target {
+            BackendTarget::Service(s) => json!({
+                "service": s.service.to_string(), "port": s.port, "weight": b.weight,
+                "endpoints": s.endpoints.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            }),
+            BackendTarget::Invalid { reason } => json!({"invalid": reason, "weight": b.weight}),
+        })
+        .collect()
+}
+
+/// TLSRoutes/TCPRoutes of one scope, in precedence order (the first TCPRoute carries
+/// every connection; TLSRoutes by server name).
+fn dump_l4(routes: &L4Routes) -> Value {
+    let rules: Vec<Value> = routes
+        .routes()
+        .into_iter()
+        .map(|(hostnames, route)| {
+            json!({
+                "route": route.route().to_string(),
+                "rule": route.index,
+                "name": route.name,
+                "hostnames": hostnames.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                "backends": dump_backends(&route.backends),
+            })
+        })
+        .collect();
+    json!({"kind": routes.kind(), "rules": rules})
 }
 
 fn dump_list(list: &RouteList) -> Value {
@@ -52,13 +89,7 @@ fn dump_list(list: &RouteList) -> Value {
                     "scheme": r.scheme, "hostname": r.hostname, "port": r.port,
                     "path": r.path.as_ref().map(|p| format!("{p:?}")), "status": r.status.status().as_u16(),
                 }}),
-                RuleAction::Forward(f) => json!({"forward": f.backends.backends().iter().map(|b| match &b.target {
-                    BackendTarget::Service(s) => json!({
-                        "service": s.service.to_string(), "port": s.port, "weight": b.weight,
-                        "endpoints": s.endpoints.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    }),
-                    BackendTarget::Invalid { reason } => json!({"invalid": reason, "weight": b.weight}),
-                }).collect::<Vec<_>>()}),
+                RuleAction::Forward(f) => json!({"forward": dump_backends(&f.backends)}),
             };
             json!({
                 "route": rule.route().to_string(),

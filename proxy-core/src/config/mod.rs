@@ -9,7 +9,7 @@ mod dump;
 mod service;
 mod route_set;
 
-pub use route_set::{Decision, RouteSet};
+pub use route_set::{Decision, RouteSet, ScopeRoutes};
 pub use service::{AppProtocol, EndpointSet, ServicePort, ServiceRef};
 
 use std::collections::HashMap;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
 use super::request_framing::RequestFramingGuard;
-use super::{http, tcp, Proxy};
+use super::{http, l4_route, tcp, Proxy};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::identity::{Origin, Workload};
 use crate::metrics::TcpLabels;
@@ -104,6 +104,14 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         );
     }
     drop(config);
+
+    // TLSRoutes/TCPRoutes for this caller's scope: routed per connection, whatever the
+    // port's protocol (also `appProtocol: http` with only L4 routes attached).
+    let caller_namespace = ctx.caller_namespace();
+    if let Some(l4) = service.routes.l4_for_caller(caller_namespace.as_deref().unwrap_or("")).cloned() {
+        l4_route::serve(&proxy, &ctx, stream, l4).await;
+        return;
+    }
 
     let http = match service.protocol {
         AppProtocol::Http | AppProtocol::H2c => true,

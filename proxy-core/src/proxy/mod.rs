@@ -4,10 +4,12 @@
 
 mod access_log;
 mod body;
+mod client_hello;
 mod connection;
 mod detect;
 mod headers;
 mod http;
+mod l4_route;
 mod local_reply;
 mod mirror_body;
 mod request_framing;

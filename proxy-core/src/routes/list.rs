@@ -84,7 +84,9 @@ impl Specificity {
     fn of(kind: RouteKind, m: Option<&RouteMatch>) -> Self {
         let headers = m.map_or(0, |m| m.effective_headers().count());
         match kind {
-            RouteKind::Http => Specificity::Http {
+            // A RouteList holds HTTPRoute or GRPCRoute rules; the L4 kinds never reach it
+            // (they are compiled to `L4Routes`) and would rank like HTTP rules.
+            RouteKind::Http | RouteKind::Tls | RouteKind::Tcp => Specificity::Http {
                 path: PathRank::of(m.and_then(|m| m.path.as_ref())),
                 method: m.is_some_and(|m| m.method.is_some()),
                 headers,

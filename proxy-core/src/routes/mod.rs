@@ -1,9 +1,10 @@
 //! GAMMA routes compiled for the data path: matches, precedence, rules, filters and
-//! weighted backends. Built by the agent from HTTPRoute/GRPCRoute resources; evaluated
-//! per request by the proxy.
+//! weighted backends. Built by the agent from HTTPRoute/GRPCRoute resources (evaluated
+//! per request) and TLSRoute/TCPRoute resources (evaluated per connection).
 
 mod backend;
 mod filters;
+mod l4;
 mod list;
 mod matching;
 mod rule;
@@ -12,6 +13,7 @@ pub(crate) mod test_support;
 
 pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
 pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
+pub use l4::{HostnameMatch, InvalidHostname, L4Route, L4Routes, TlsRoute, TlsTable};
 pub use list::{MatchedRule, RouteList};
 pub use matching::{
     grpc_method_match, query_param, HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch,

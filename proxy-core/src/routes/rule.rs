@@ -6,12 +6,19 @@ use std::time::Duration;
 
 use super::{BackendSet, HeaderModifier, Mirror, Redirect, RouteMatch, UrlRewrite};
 
+/// The kind of a route resource. HTTPRoute and GRPCRoute rules are evaluated per
+/// request ([`RouteList`](super::RouteList)); TLSRoute and TCPRoute per connection
+/// ([`L4Routes`](super::L4Routes)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum RouteKind {
     #[serde(rename = "HTTPRoute")]
     Http,
     #[serde(rename = "GRPCRoute")]
     Grpc,
+    #[serde(rename = "TLSRoute")]
+    Tls,
+    #[serde(rename = "TCPRoute")]
+    Tcp,
 }
 
 impl fmt::Display for RouteKind {
@@ -19,6 +26,8 @@ impl fmt::Display for RouteKind {
         f.write_str(match self {
             RouteKind::Http => "HTTPRoute",
             RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tls => "TLSRoute",
+            RouteKind::Tcp => "TCPRoute",
         })
     }
 }
