@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use gateway_api::apis::experimental::tcproutes::TcpRoute;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -52,6 +54,8 @@ pub enum ObjectKind {
     EndpointSlice,
     HttpRoute,
     GrpcRoute,
+    TlsRoute,
+    TcpRoute,
 }
 
 impl ObjectKind {
@@ -64,6 +68,8 @@ impl ObjectKind {
             ObjectKind::EndpointSlice => "EndpointSlice",
             ObjectKind::HttpRoute => "HTTPRoute",
             ObjectKind::GrpcRoute => "GRPCRoute",
+            ObjectKind::TlsRoute => "TLSRoute",
+            ObjectKind::TcpRoute => "TCPRoute",
         }
     }
 }
@@ -83,6 +89,8 @@ pub enum ClusterObject {
     EndpointSlice(EndpointSlice),
     HttpRoute(HttpRoute),
     GrpcRoute(GrpcRoute),
+    TlsRoute(TlsRoute),
+    TcpRoute(TcpRoute),
 }
 
 /// Why an object cannot be stored.
@@ -101,6 +109,8 @@ impl ClusterObject {
             ClusterObject::EndpointSlice(_) => ObjectKind::EndpointSlice,
             ClusterObject::HttpRoute(_) => ObjectKind::HttpRoute,
             ClusterObject::GrpcRoute(_) => ObjectKind::GrpcRoute,
+            ClusterObject::TlsRoute(_) => ObjectKind::TlsRoute,
+            ClusterObject::TcpRoute(_) => ObjectKind::TcpRoute,
         }
     }
 
@@ -112,6 +122,8 @@ impl ClusterObject {
             ClusterObject::EndpointSlice(o) => &o.metadata,
             ClusterObject::HttpRoute(o) => &o.metadata,
             ClusterObject::GrpcRoute(o) => &o.metadata,
+            ClusterObject::TlsRoute(o) => &o.metadata,
+            ClusterObject::TcpRoute(o) => &o.metadata,
         }
     }
 
@@ -139,6 +151,8 @@ impl ClusterObject {
             ClusterObject::EndpointSlice(o) => &mut o.metadata,
             ClusterObject::HttpRoute(o) => &mut o.metadata,
             ClusterObject::GrpcRoute(o) => &mut o.metadata,
+            ClusterObject::TlsRoute(o) => &mut o.metadata,
+            ClusterObject::TcpRoute(o) => &mut o.metadata,
         };
         meta.namespace = Some(key.namespace.clone());
     }
@@ -153,6 +167,8 @@ pub struct ClusterState {
     pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
     pub http_routes: BTreeMap<ObjectKey, HttpRoute>,
     pub grpc_routes: BTreeMap<ObjectKey, GrpcRoute>,
+    pub tls_routes: BTreeMap<ObjectKey, TlsRoute>,
+    pub tcp_routes: BTreeMap<ObjectKey, TcpRoute>,
 }
 
 impl ClusterState {
@@ -183,6 +199,12 @@ impl ClusterState {
             ClusterObject::GrpcRoute(o) => {
                 self.grpc_routes.insert(key.clone(), o);
             }
+            ClusterObject::TlsRoute(o) => {
+                self.tls_routes.insert(key.clone(), o);
+            }
+            ClusterObject::TcpRoute(o) => {
+                self.tcp_routes.insert(key.clone(), o);
+            }
         }
         Ok(key)
     }
@@ -202,6 +224,8 @@ impl ClusterState {
             ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
             ObjectKind::HttpRoute => self.http_routes.remove(key).is_some(),
             ObjectKind::GrpcRoute => self.grpc_routes.remove(key).is_some(),
+            ObjectKind::TlsRoute => self.tls_routes.remove(key).is_some(),
+            ObjectKind::TcpRoute => self.tcp_routes.remove(key).is_some(),
         }
     }
 
@@ -213,6 +237,8 @@ impl ClusterState {
             + self.endpoint_slices.len()
             + self.http_routes.len()
             + self.grpc_routes.len()
+            + self.tls_routes.len()
+            + self.tcp_routes.len()
     }
 
     pub fn is_empty(&self) -> bool {

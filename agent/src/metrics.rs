@@ -157,6 +157,8 @@ impl ConfigState {
                 ("EndpointSlice", state.endpoint_slices.len()),
                 ("HTTPRoute", state.http_routes.len()),
                 ("GRPCRoute", state.grpc_routes.len()),
+                ("TLSRoute", state.tls_routes.len()),
+                ("TCPRoute", state.tcp_routes.len()),
             ],
             routes_rejected: parents().filter(|p| !p.accepted()).count(),
             routes_partially_invalid: parents().filter(|p| p.accepted() && !p.fully_ok()).count(),

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
+use gateway_api::apis::experimental::tcproutes::TcpRoute;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -46,12 +48,28 @@ pub struct ClusterFeed {
     task: JoinHandle<()>,
 }
 
-type KindEvent = (ObjectKind, Result<watcher::Event<ClusterObject>, String>);
+/// A failed list or watch: the message, and whether the API server does not serve the
+/// resource at all (404: its CRD is not installed).
+#[derive(Debug)]
+struct WatchFailure {
+    message: String,
+    resource_missing: bool,
+}
+
+type KindEvent = (ObjectKind, Result<watcher::Event<ClusterObject>, WatchFailure>);
+
+/// Kinds from the Gateway API experimental channel: a cluster without their CRDs has
+/// none of them, which must not hold up the other kinds.
+fn optional(kind: ObjectKind) -> bool {
+    matches!(kind, ObjectKind::TlsRoute | ObjectKind::TcpRoute)
+}
 
 impl ClusterFeed {
-    /// Starts watching Namespaces, this node's Pods, Services, EndpointSlices, HTTPRoutes
-    /// and GRPCRoutes. The watches re-list after `410 Gone` and reconnect with backoff
-    /// after errors (including the API server restarting).
+    /// Starts watching Namespaces, this node's Pods, Services, EndpointSlices, HTTPRoutes,
+    /// GRPCRoutes, TLSRoutes and TCPRoutes. The watches re-list after `410 Gone` and
+    /// reconnect with backoff after errors (including the API server restarting). When
+    /// the API server does not serve TLSRoutes or TCPRoutes (their experimental CRDs are
+    /// not installed), that kind counts as listed and empty, and is retried with backoff.
     pub fn start(client: Client, options: FeedOptions) -> Self {
         let pods = match &options.node_name {
             Some(node) => watcher::Config::default().fields(&format!("spec.nodeName={node}")),
@@ -70,6 +88,8 @@ impl ClusterFeed {
         ));
         streams.push(watch_kind::<HttpRoute>(&client, watcher::Config::default(), ObjectKind::HttpRoute, rbac::HTTP_ROUTES, ClusterObject::HttpRoute));
         streams.push(watch_kind::<GrpcRoute>(&client, watcher::Config::default(), ObjectKind::GrpcRoute, rbac::GRPC_ROUTES, ClusterObject::GrpcRoute));
+        streams.push(watch_kind::<TlsRoute>(&client, watcher::Config::default(), ObjectKind::TlsRoute, rbac::TLS_ROUTES, ClusterObject::TlsRoute));
+        streams.push(watch_kind::<TcpRoute>(&client, watcher::Config::default(), ObjectKind::TcpRoute, rbac::TCP_ROUTES, ClusterObject::TcpRoute));
         let (tx, snapshots) = watch::channel(None);
         let task = tokio::spawn(run(streams, options.debounce, tx));
         Self { snapshots, task }
@@ -119,11 +139,23 @@ where
                     watcher::Event::InitApply(o) => watcher::Event::InitApply(strip::object(wrap(o))),
                     watcher::Event::InitDone => watcher::Event::InitDone,
                 }),
-                Err(error) => Err(format!("{error} (this needs {} and {})", permissions.list, permissions.watch)),
+                Err(error) => Err(WatchFailure {
+                    resource_missing: resource_missing(&error),
+                    message: format!("{error} (this needs {} and {})", permissions.list, permissions.watch),
+                }),
             };
             (kind, event)
         })
         .boxed()
+}
+
+fn resource_missing(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => {
+            status.code == 404
+        }
+        _ => false,
+    }
 }
 
 /// Per-kind initial-list progress.
@@ -134,7 +166,7 @@ struct Progress {
     relisting: Option<Vec<ClusterObject>>,
 }
 
-const KINDS: usize = 6;
+const KINDS: usize = 8;
 
 async fn run(mut streams: SelectAll<BoxStream<'static, KindEvent>>, debounce: Duration, tx: watch::Sender<Option<Snapshot>>) {
     let mut state = ClusterState::new();
@@ -148,8 +180,16 @@ async fn run(mut streams: SelectAll<BoxStream<'static, KindEvent>>, debounce: Du
                 let p = progress.entry(kind).or_default();
                 let changed = match event {
                     Ok(event) => handle(&mut state, kind, p, event),
-                    Err(error) => {
-                        tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
+                    Err(failure) if failure.resource_missing && optional(kind) => {
+                        // No CRD: none of this kind exist. Retried with backoff.
+                        tracing::debug!(%kind, error = %failure.message, "resource not served; treating it as empty");
+                        let had = !kind_fingerprint(&state, kind).is_empty();
+                        clear_kind(&mut state, kind);
+                        let was_synced = std::mem::replace(&mut p.synced, true);
+                        !was_synced || had
+                    }
+                    Err(failure) => {
+                        tracing::warn!(%kind, error = %failure.message, "watch failed; retrying with backoff");
                         crate::metrics::watch_error();
                         false
                     }
@@ -220,6 +260,8 @@ fn clear_kind(state: &mut ClusterState, kind: ObjectKind) {
         ObjectKind::EndpointSlice => state.endpoint_slices.clear(),
         ObjectKind::HttpRoute => state.http_routes.clear(),
         ObjectKind::GrpcRoute => state.grpc_routes.clear(),
+        ObjectKind::TlsRoute => state.tls_routes.clear(),
+        ObjectKind::TcpRoute => state.tcp_routes.clear(),
     }
 }
 
@@ -236,5 +278,7 @@ fn kind_fingerprint(state: &ClusterState, kind: ObjectKind) -> Vec<(String, Opti
         ObjectKind::EndpointSlice => fp(state.endpoint_slices.iter()),
         ObjectKind::HttpRoute => fp(state.http_routes.iter()),
         ObjectKind::GrpcRoute => fp(state.grpc_routes.iter()),
+        ObjectKind::TlsRoute => fp(state.tls_routes.iter()),
+        ObjectKind::TcpRoute => fp(state.tcp_routes.iter()),
     }
 }

@@ -43,13 +43,19 @@ pub const SERVICES: WatchPermissions = lw("", "services");
 pub const ENDPOINT_SLICES: WatchPermissions = lw("discovery.k8s.io", "endpointslices");
 pub const HTTP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "httproutes");
 pub const GRPC_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "grpcroutes");
+pub const TLS_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tlsroutes");
+pub const TCP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tcproutes");
 
 /// Reading a route before writing its status (to keep other controllers' entries).
 pub const HTTP_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "httproutes", "get");
 pub const GRPC_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "grpcroutes", "get");
+pub const TLS_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "tlsroutes", "get");
+pub const TCP_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "tcproutes", "get");
 /// Replacing a route's status subresource.
 pub const HTTP_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "httproutes/status", "update");
 pub const GRPC_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "grpcroutes/status", "update");
+pub const TLS_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "tlsroutes/status", "update");
+pub const TCP_ROUTE_STATUS_UPDATE: Permission = p("gateway.networking.k8s.io", "tcproutes/status", "update");
 
 /// The status-writer Lease.
 pub const LEASE_GET: Permission = p("coordination.k8s.io", "leases", "get");
@@ -70,10 +76,18 @@ pub const ALL: &[Permission] = &[
     HTTP_ROUTES.watch,
     GRPC_ROUTES.list,
     GRPC_ROUTES.watch,
+    TLS_ROUTES.list,
+    TLS_ROUTES.watch,
+    TCP_ROUTES.list,
+    TCP_ROUTES.watch,
     HTTP_ROUTE_GET,
     GRPC_ROUTE_GET,
+    TLS_ROUTE_GET,
+    TCP_ROUTE_GET,
     HTTP_ROUTE_STATUS_UPDATE,
     GRPC_ROUTE_STATUS_UPDATE,
+    TLS_ROUTE_STATUS_UPDATE,
+    TCP_ROUTE_STATUS_UPDATE,
     LEASE_GET,
     LEASE_CREATE,
     LEASE_UPDATE,

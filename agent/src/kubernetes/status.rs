@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_proxy_core::routes::RouteKind;
+use gateway_api::apis::experimental::tcproutes::TcpRoute;
+use gateway_api::apis::experimental::tlsroutes::TlsRoute;
 use gateway_api::apis::standard::grpcroutes::GrpcRoute;
 use gateway_api::apis::standard::httproutes::HttpRoute;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -75,6 +77,12 @@ impl Desired {
         }
         for (key, route) in &state.grpc_routes {
             add(RouteKind::Grpc, &key.namespace, &key.name, &route.metadata.uid);
+        }
+        for (key, route) in &state.tls_routes {
+            add(RouteKind::Tls, &key.namespace, &key.name, &route.metadata.uid);
+        }
+        for (key, route) in &state.tcp_routes {
+            add(RouteKind::Tcp, &key.namespace, &key.name, &route.metadata.uid);
         }
         Self { statuses, uids }
     }
@@ -156,6 +164,8 @@ impl StatusWriter {
         let (resource, get, update): (ApiResource, Permission, Permission) = match id.kind {
             RouteKind::Http => (ApiResource::erase::<HttpRoute>(&()), rbac::HTTP_ROUTE_GET, rbac::HTTP_ROUTE_STATUS_UPDATE),
             RouteKind::Grpc => (ApiResource::erase::<GrpcRoute>(&()), rbac::GRPC_ROUTE_GET, rbac::GRPC_ROUTE_STATUS_UPDATE),
+            RouteKind::Tls => (ApiResource::erase::<TlsRoute>(&()), rbac::TLS_ROUTE_GET, rbac::TLS_ROUTE_STATUS_UPDATE),
+            RouteKind::Tcp => (ApiResource::erase::<TcpRoute>(&()), rbac::TCP_ROUTE_GET, rbac::TCP_ROUTE_STATUS_UPDATE),
         };
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &id.namespace, &resource);
         let Some(mut route) = api.get_opt(&id.name).await.map_err(|e| format!("{e} (needs {get})"))? else {

@@ -91,6 +91,16 @@ pub fn object(object: ClusterObject) -> ClusterObject {
             o.status = None;
             ClusterObject::GrpcRoute(o)
         }
+        ClusterObject::TlsRoute(mut o) => {
+            strip_meta(&mut o.metadata);
+            o.status = None;
+            ClusterObject::TlsRoute(o)
+        }
+        ClusterObject::TcpRoute(mut o) => {
+            strip_meta(&mut o.metadata);
+            o.status = None;
+            ClusterObject::TcpRoute(o)
+        }
     }
 }
 

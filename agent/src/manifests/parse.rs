@@ -96,6 +96,8 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
             | ("discovery.k8s.io/v1", "EndpointSlice")
             | ("gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1", "HTTPRoute")
             | ("gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1alpha2", "GRPCRoute")
+            | ("gateway.networking.k8s.io/v1alpha2" | "gateway.networking.k8s.io/v1alpha3", "TLSRoute")
+            | ("gateway.networking.k8s.io/v1alpha2", "TCPRoute")
     );
     if !known {
         return Ok(Parsed::Ignored { api_version, kind: kind_str });
@@ -118,6 +120,12 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
             value["apiVersion"] = Value::String("gateway.networking.k8s.io/v1".into());
             ClusterObject::GrpcRoute(serde_json::from_value(value).map_err(de)?)
         }
+        "TLSRoute" => {
+            // v1alpha3 has the same schema as v1alpha2 for everything we read.
+            value["apiVersion"] = Value::String("gateway.networking.k8s.io/v1alpha2".into());
+            ClusterObject::TlsRoute(serde_json::from_value(value).map_err(de)?)
+        }
+        "TCPRoute" => ClusterObject::TcpRoute(serde_json::from_value(value).map_err(de)?),
         _ => unreachable!("kinds are checked above"),
     };
     Ok(Parsed::Object(Box::new(object)))
@@ -152,6 +160,12 @@ mod tests {
         assert!(matches!(parse_object(v).unwrap(), Parsed::Ignored { kind, .. } if kind == "Deployment"));
         let v: Value = serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "HTTPRoute", "metadata": {"name": "r"}, "spec": {}});
         assert!(matches!(parse_object(v).unwrap(), Parsed::Object(o) if matches!(*o, ClusterObject::HttpRoute(_))));
+        let v: Value = serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute", "metadata": {"name": "t"},
+            "spec": {"parentRefs": [{"kind": "Service", "group": "", "name": "s", "port": 9090}], "rules": [{"backendRefs": [{"name": "b", "port": 9090}]}]}});
+        assert!(matches!(parse_object(v).unwrap(), Parsed::Object(o) if matches!(*o, ClusterObject::TcpRoute(_))));
+        let v: Value = serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1alpha3", "kind": "TLSRoute", "metadata": {"name": "t"},
+            "spec": {"hostnames": ["*.example"], "rules": [{"backendRefs": [{"name": "b", "port": 443}]}]}});
+        assert!(matches!(parse_object(v).unwrap(), Parsed::Object(o) if matches!(*o, ClusterObject::TlsRoute(_))));
     }
 
     #[test]
