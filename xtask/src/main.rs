@@ -2,6 +2,7 @@
 //!
 //! Each subcommand lives in its own module; add new ones to [`Command`].
 
+mod bench;
 mod build_ebpf;
 mod check_ebpf;
 mod demo;
@@ -30,6 +31,11 @@ enum Command {
     Demo(demo::Args),
     /// Install prerequisites and run the whole test suite, as CI does (needs root).
     Test(test::Args),
+    /// Measure Ambit against a direct connection and HAProxy; writes target/bench/report.{md,json} (needs root).
+    Bench(bench::Args),
+    /// The in-process control-plane benchmark (run by `bench` from an optimised build).
+    #[command(hide = true)]
+    BenchControlPlane(bench::control_plane::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckEbpf(args) => check_ebpf::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Test(args) => test::run_tests(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchControlPlane(args) => bench::control_plane::run(&args),
     }
 }

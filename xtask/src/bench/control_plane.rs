@@ -1,0 +1,141 @@
+//! Scenario 7, in process: 10,000 Services and 20,000 HTTPRoutes loaded from YAML,
+//! translated into the proxy's route table (timed, memory counted), then route
+//! lookups as the proxy does them per request (Service by dialled address, then
+//! the caller scope's route list). Runs in an optimised build of xtask
+//! (`xtask bench-control-plane`), started by `cargo xtask bench`; prints JSON.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use ambit_agent::translate::{translate, NodeView};
+use ambit_proxy_core::config::Decision;
+use ambit_proxy_core::routes::RequestView;
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::alloc_count::live_bytes;
+use super::report::median;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    services: usize,
+    /// HTTPRoutes per Service.
+    #[arg(long, default_value_t = 2)]
+    routes_per_service: usize,
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    lookups: usize,
+}
+
+/// Services spread over namespaces of 100; each with `per` HTTPRoutes: a header +
+/// path-prefix match with a header modifier, and exact-path matches.
+pub fn scale_yaml(services: usize, per: usize) -> String {
+    let mut s = String::new();
+    for ns in 0..services.div_ceil(100) {
+        let _ = write!(s, "apiVersion: v1\nkind: Namespace\nmetadata: {{name: scale-{ns}, labels: {{ambit.dev/mesh: enabled}}}}\n---\n");
+    }
+    for i in 0..services {
+        let ns = i / 100;
+        let _ = write!(
+            s,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: scale-{ns}}}\nspec:\n  selector: {{app: svc-{i}}}\n  ports: [{{name: http, port: 80, targetPort: 8080, appProtocol: http}}]\n---\n"
+        );
+        for r in 0..per {
+            let _ = write!(
+                s,
+                r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route-{i}-{r}, namespace: scale-{ns}}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: svc-{i}, port: 80}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /r{r}/api}}, headers: [{{name: x-tenant, value: t{r}}}]}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-route, value: r{r}}}]}}
+    backendRefs: [{{name: svc-{i}, port: 80}}]
+  - matches: [{{path: {{type: Exact, value: /r{r}/health}}}}]
+    backendRefs: [{{name: svc-{i}, port: 80}}]
+---
+"#
+            );
+        }
+    }
+    s
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("scale.yaml"), scale_yaml(args.services, args.routes_per_service))?;
+    let t = Instant::now();
+    let (mut state, errors) = ambit_agent::manifests::load_dir(dir.path());
+    if !errors.is_empty() {
+        bail!("the synthetic manifests do not load: {}", errors[0].message);
+    }
+    ambit_agent::manifests::allocate_missing_cluster_ips(&mut state);
+    let parse_s = t.elapsed().as_secs_f64();
+    let no_cgroups = |_: &str, _: Option<&str>| None;
+    let node = NodeView { node_name: None, cgroups: &no_cgroups };
+
+    let mut build_ms = Vec::new();
+    let mut table_bytes = 0usize;
+    let mut translation = None;
+    for _ in 0..args.repetitions.max(1) {
+        drop(translation.take());
+        let before = live_bytes();
+        let t = Instant::now();
+        let out = translate(&state, &node);
+        build_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        table_bytes = live_bytes().saturating_sub(before);
+        translation = Some(out);
+    }
+    let translation = translation.context("no translation")?;
+    let routes: usize = translation.route_status.len();
+    let config = &translation.config;
+    let addrs: Vec<(SocketAddr, String)> =
+        config.services.iter().map(|(a, sp)| (*a, sp.service.namespace.to_string())).collect();
+    if addrs.len() < args.services {
+        bail!("only {} of {} Services in the table", addrs.len(), args.services);
+    }
+
+    // Lookups: Service by dialled address, then the route decision for a request that
+    // matches the first rule of the second route (header + prefix).
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-tenant", http::HeaderValue::from_static("t1"));
+    let method = http::Method::GET;
+    let mut lookup_ns = Vec::new();
+    let mut matched = 0usize;
+    for _ in 0..args.repetitions.max(1) {
+        let t = Instant::now();
+        for i in 0..args.lookups {
+            let (addr, ns) = &addrs[(i.wrapping_mul(7919)) % addrs.len()];
+            let view = RequestView { method: &method, path: "/r1/api/items", query: None, headers: &headers };
+            let sp = config.service(std::hint::black_box(*addr)).context("Service missing")?;
+            if let Decision::Matched(m) = sp.routes.decide(ns, &view) {
+                matched += 1;
+                std::hint::black_box(&m);
+            }
+        }
+        lookup_ns.push(t.elapsed().as_nanos() as f64 / args.lookups as f64);
+    }
+    if matched != args.lookups * args.repetitions.max(1) {
+        bail!("only {matched} lookups matched a rule");
+    }
+    println!(
+        "{}",
+        json!({
+            "services": args.services,
+            "http_routes": routes,
+            "parse_s": parse_s,
+            "build_ms": build_ms,
+            "build_ms_median": median(&build_ms),
+            "table_bytes": table_bytes,
+            "lookup_ns": lookup_ns,
+            "lookup_ns_median": median(&lookup_ns),
+        })
+    );
+    Ok(())
+}

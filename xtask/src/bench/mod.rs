@@ -1,0 +1,237 @@
+//! `cargo xtask bench`: Ambit's cost, measured in the test bed against a direct
+//! pod-to-pod connection and against HAProxy doing the same routing, in one run.
+//!
+//! One module per scenario; [`world`] sets up the bed, [`loadgen`] runs the load
+//! generators in the client pod, [`procs`] pins processes and reads their CPU time and
+//! memory, [`report`] writes `target/bench/report.{md,json}`. The README's
+//! "Benchmarks" section explains each scenario and how to read the report.
+
+mod alloc_count;
+mod change;
+mod connect;
+pub mod control_plane;
+mod h2;
+mod install;
+mod latency;
+mod loadgen;
+mod memory;
+mod procs;
+mod report;
+mod sysinfo;
+mod tcp;
+mod throughput;
+mod world;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use report::{Better, Figure, Report};
+use world::{World, LOAD_CPU, PROXY_CPU};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A ~2-minute smoke run: one repetition, smaller counts.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of each measurement (default 3, or 1 with --quick).
+    #[arg(long)]
+    reps: Option<usize>,
+}
+
+/// How much each scenario does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub reps: usize,
+    /// Requests per h2load run.
+    pub requests: u64,
+    /// Seconds per fixed-rate run.
+    pub rate_secs: u64,
+    /// Sequential connections per connection-rate run.
+    pub connections: u64,
+    pub tcp_bytes: u64,
+    pub idle_connections: usize,
+    /// Services in the control-plane scenarios (two HTTPRoutes each).
+    pub services: usize,
+    /// Manifest changes timed in the bed.
+    pub changes: usize,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Plan {
+        let mut p = if args.quick {
+            Plan {
+                reps: 1,
+                requests: 20_000,
+                rate_secs: 2,
+                connections: 500,
+                tcp_bytes: 128 << 20,
+                idle_connections: 2_000,
+                services: 10_000,
+                changes: 5,
+            }
+        } else {
+            Plan {
+                reps: 3,
+                requests: 200_000,
+                rate_secs: 5,
+                connections: 2_000,
+                tcp_bytes: 1 << 30,
+                idle_connections: 10_000,
+                services: 10_000,
+                changes: 40,
+            }
+        };
+        if let Some(r) = args.reps {
+            p.reps = r.max(1);
+        }
+        p
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn build(root: &Path) -> Result<()> {
+    println!("==> building ambit-agent, ambit-pod, ambit-load and xtask (release)");
+    let status = cargo()
+        .current_dir(root)
+        .args(["build", "--release", "--quiet", "-p", "ambit-agent", "-p", "ambit-e2e", "-p", "xtask", "--bins"])
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    Ok(())
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `<repo>/target`).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn release_bin(root: &Path, name: &str) -> PathBuf {
+    target_dir(root).join("release").join(name)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark needs root (eBPF, cgroups, network namespaces)");
+    }
+    if sysinfo::cpus() < 2 {
+        bail!("the benchmark pins the proxy and the load generator to separate CPUs; this machine has one");
+    }
+    let plan = Plan::new(args);
+    let root = crate::ebpf::repo_root();
+    install::prerequisites()?;
+    build(&root)?;
+    // SAFETY: single-threaded at this point; the bed reads these to find its binaries.
+    unsafe {
+        std::env::set_var("AMBIT_POD_BIN", release_bin(&root, "ambit-pod"));
+        std::env::set_var("AMBIT_AGENT_BIN", release_bin(&root, "ambit-agent"));
+    }
+    let mut report = Report::default();
+    environment(&mut report, &plan);
+
+    println!("==> 7 control plane, in process ({} Services, {} HTTPRoutes)", plan.services, plan.services * 2);
+    if let Err(e) = control_plane_in_process(&root, &plan, &mut report) {
+        report.fail("7 control plane (in process)", format!("{e:#}"));
+    }
+
+    println!("==> bringing up the bed (agent on CPU {PROXY_CPU}, load generator and echo pods on CPU {LOAD_CPU})");
+    let mut world = World::start(release_bin(&root, "ambit-load"))?;
+    let haproxy_pid = world.start_haproxy()?;
+
+    type Step<'a> = (&'a str, Box<dyn Fn(&World, &mut Report) -> Result<()> + 'a>);
+    let plan_ref = &plan;
+    let steps: Vec<Step> = vec![
+        ("1 HTTP/1.1 max throughput", Box::new(move |w, r| throughput::run(w, haproxy_pid, plan_ref, r))),
+        ("2 fixed-rate latency", Box::new(move |w, r| latency::run(w, haproxy_pid, plan_ref, r))),
+        ("3 new connection per request", Box::new(move |w, r| connect::run_rates(w, plan_ref, r))),
+        ("4 h2c", Box::new(move |w, r| h2::run(w, plan_ref, r))),
+        ("5 TCP passthrough", Box::new(move |w, r| tcp::run(w, plan_ref, r))),
+        ("6 memory", Box::new(move |w, r| memory::run(w, haproxy_pid, plan_ref, r))),
+        ("7 manifest change → effect", Box::new(move |w, r| change::run(w, plan_ref, r))),
+    ];
+    for (name, step) in steps {
+        println!("==> {name}");
+        if let Err(e) = step(&world, &mut report) {
+            println!("    failed: {e:#}");
+            report.fail(name, format!("{e:#}"));
+        }
+    }
+
+    println!("==> 3 connect hook cost (attached, then detached)");
+    let hook = (|| -> Result<()> {
+        let attached = connect::hook_sample(&world, &plan)?;
+        let agent = world.agent.take().context("no agent")?;
+        drop(agent); // stops the agent and runs `ambit-agent uninstall` (programs detached)
+        let detached = connect::hook_sample(&world, &plan)?;
+        connect::report_hook(attached, detached, &mut report);
+        Ok(())
+    })();
+    if let Err(e) = hook {
+        report.fail("3 connect hook cost", format!("{e:#}"));
+    }
+    drop(world);
+
+    let dir = target_dir(root.as_path()).join("bench");
+    report.write(&dir)?;
+    println!("\n{}", report.markdown());
+    println!("written: {} and {}", dir.join("report.md").display(), dir.join("report.json").display());
+    Ok(())
+}
+
+fn environment(report: &mut Report, plan: &Plan) {
+    let env = &mut report.environment;
+    env.push(("CPU".into(), format!("{} × {}", sysinfo::cpus(), sysinfo::cpu_model())));
+    env.push(("kernel".into(), sysinfo::kernel()));
+    env.push((
+        "pinning".into(),
+        format!(
+            "proxy under test (ambit-agent, all threads; HAProxy with nbthread 1) on CPU {PROXY_CPU}; \
+             load generator and echo backends on CPU {LOAD_CPU} (taskset)"
+        ),
+    ));
+    env.push((
+        "load generators".into(),
+        format!(
+            "h2load ({}) for maximum throughput (HTTP/1.1 and h2c); ambit-load (tests/src/bin/ambit-load.rs, hyper) \
+             for fixed-rate open-loop latency, connection rate, TCP transfer, idle connections and change polling",
+            sysinfo::tool_version("h2load", "--version")
+        ),
+    ));
+    env.push(("HAProxy".into(), sysinfo::tool_version("haproxy", "-v")));
+    env.push(("build".into(), "release (debug = 1)".into()));
+    env.push(("plan".into(), format!("{plan:?}")));
+}
+
+/// Runs the optimised xtask's `bench-control-plane` and turns its JSON into figures.
+fn control_plane_in_process(root: &Path, plan: &Plan, report: &mut Report) -> Result<()> {
+    let out = Command::new(release_bin(root, "xtask"))
+        .args(["bench-control-plane", "--services", &plan.services.to_string(), "--repetitions", &plan.reps.max(3).to_string()])
+        .output()
+        .context("running xtask bench-control-plane")?;
+    if !out.status.success() {
+        bail!("bench-control-plane failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let routes = v["http_routes"].as_u64().unwrap_or(0);
+    let scenario = format!("7 control plane ({} Services, {routes} HTTPRoutes)", v["services"]);
+    let nums = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default() };
+    let mut build = Figure::new(&scenario, "route table build (translate)", "ms", Better::Lower);
+    build.ambit = nums("build_ms");
+    report.push(build.target("≤ 500 ms", |_, m| m <= 500.0).note(format!(
+        "from the parsed objects to the proxy configuration; parsing the YAML took {:.2} s more",
+        v["parse_s"].as_f64().unwrap_or(f64::NAN)
+    )));
+    let mut mem = Figure::new(&scenario, "route table memory", "MiB", Better::Lower);
+    mem.ambit = vec![v["table_bytes"].as_f64().unwrap_or(f64::NAN) / (1 << 20) as f64];
+    report.push(mem.note("live heap bytes held by the translation (counting allocator)"));
+    let mut lookup = Figure::new(&scenario, "route lookup per request", "ns", Better::Lower);
+    lookup.ambit = nums("lookup_ns");
+    report.push(lookup.target("≤ 1000 ns", |_, m| m <= 1000.0).note("Service by dialled address + the caller scope's route list, header + prefix match"));
+    Ok(())
+}
