@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::parse::{parse_documents, parse_object, Parsed};
 use super::ManifestError;
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterObject, ClusterState};
 
 /// The outcome of loading a directory: the objects that loaded, and the documents that did not.
 #[derive(Clone, Debug, Default)]
@@ -63,22 +63,52 @@ pub fn load_dir(dir: &Path) -> (ClusterState, Vec<ManifestError>) {
         }
     };
     for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => load_text(&file, &text, &mut state, &mut errors),
-            Err(e) => errors.push(ManifestError {
-                file: file.clone(),
-                document: None,
-                kind: None,
-                name: None,
-                message: format!("cannot read file: {e}"),
-            }),
-        }
+        let parsed = parse_file(&file);
+        parsed.load_into(&mut state, &mut errors);
     }
     (state, errors)
 }
 
-/// Loads the documents of one file's text (named `file` in errors) into `state`.
-pub(crate) fn load_text(file: &Path, text: &str, state: &mut ClusterState, errors: &mut Vec<ManifestError>) {
+/// What one manifest file holds: its objects, in document order, and the documents
+/// that could not be loaded.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedFile {
+    pub objects: Vec<ClusterObject>,
+    pub errors: Vec<ManifestError>,
+}
+
+impl ParsedFile {
+    /// Adds the file's objects to `state` (later definitions replace earlier ones) and its
+    /// errors to `errors`.
+    pub fn load_into(&self, state: &mut ClusterState, errors: &mut Vec<ManifestError>) {
+        for object in &self.objects {
+            // Keys were checked when the file was parsed.
+            let _ = state.insert(object.clone());
+        }
+        errors.extend(self.errors.iter().cloned());
+    }
+}
+
+/// Reads and parses one manifest file.
+pub fn parse_file(file: &Path) -> ParsedFile {
+    match std::fs::read_to_string(file) {
+        Ok(text) => parse_text(file, &text),
+        Err(e) => ParsedFile {
+            objects: Vec::new(),
+            errors: vec![ManifestError {
+                file: file.to_path_buf(),
+                document: None,
+                kind: None,
+                name: None,
+                message: format!("cannot read file: {e}"),
+            }],
+        },
+    }
+}
+
+/// Parses the documents of one file's text (named `file` in errors).
+pub(crate) fn parse_text(file: &Path, text: &str) -> ParsedFile {
+    let mut parsed = ParsedFile::default();
     for (index, doc) in parse_documents(text).into_iter().enumerate() {
         let error = |kind: Option<String>, name: Option<String>, message: String| ManifestError {
             file: file.to_path_buf(),
@@ -88,24 +118,32 @@ pub(crate) fn load_text(file: &Path, text: &str, state: &mut ClusterState, error
             message,
         };
         match doc {
-            Err(message) => errors.push(error(None, None, message)),
+            Err(message) => parsed.errors.push(error(None, None, message)),
             Ok(Value::Null) => {}
-            Ok(value) => load_value(value, state, &mut |k, n, m| errors.push(error(k, n, m)), 0),
+            Ok(value) => {
+                let mut errors = Vec::new();
+                collect_value(value, &mut parsed.objects, &mut |k, n, m| errors.push(error(k, n, m)), 0);
+                parsed.errors.extend(errors);
+            }
         }
     }
+    parsed
 }
 
-fn load_value(
+fn collect_value(
     value: Value,
-    state: &mut ClusterState,
+    objects: &mut Vec<ClusterObject>,
     report: &mut dyn FnMut(Option<String>, Option<String>, String),
     depth: usize,
 ) {
     match parse_object(value) {
         Ok(Parsed::Object(object)) => {
             let kind = object.kind();
-            match state.insert(*object) {
-                Ok(key) => tracing::debug!(%kind, %key, "loaded manifest object"),
+            match object.key() {
+                Ok(key) => {
+                    tracing::debug!(%kind, %key, "loaded manifest object");
+                    objects.push(*object);
+                }
                 Err(e) => report(Some(kind.to_string()), None, e.to_string()),
             }
         }
@@ -114,7 +152,7 @@ fn load_value(
         }
         Ok(Parsed::List(items)) if depth == 0 => {
             for item in items {
-                load_value(item, state, report, depth + 1);
+                collect_value(item, objects, report, depth + 1);
             }
         }
         Ok(Parsed::List(_)) => report(Some("List".into()), None, "nested lists are not supported".into()),

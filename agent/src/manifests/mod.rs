@@ -11,9 +11,9 @@ mod parse;
 mod watch;
 
 pub use allocate::allocate_missing_cluster_ips;
-pub use load::{load_dir, manifest_files, Loaded};
+pub use load::{load_dir, manifest_files, parse_file, Loaded, ParsedFile};
 pub use parse::{parse_documents, parse_object, Parsed};
-pub use watch::watch_dir;
+pub use watch::{watch_dir, ManifestCache};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,40 +1,104 @@
-//! Watching a manifests directory: a fresh [`Loaded`] whenever any file's content changes.
+//! Watching a manifests directory: a fresh [`Loaded`] whenever any file changes.
+//!
+//! Each poll lists the directory and compares every file's stamp (size, modification
+//! time in nanoseconds, inode) with the last poll; only new or changed files are read
+//! and parsed again, so a change to one file among thousands costs one parse. An atomic
+//! rename changes the inode, and any rewrite changes the modification time.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::load::{load_dir, manifest_files, Loaded};
+use super::load::{manifest_files, parse_file, Loaded, ParsedFile};
+use super::ManifestError;
+use crate::cluster::ClusterState;
 
-/// A digest of the directory: every manifest file's path and content. Content is hashed
-/// (not just mtimes) so that atomic renames and same-second rewrites are seen.
-fn fingerprint(dir: &Path) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    match manifest_files(dir) {
-        Ok(files) => {
-            for file in files {
-                file.hash(&mut hasher);
-                match std::fs::read(&file) {
-                    Ok(bytes) => bytes.hash(&mut hasher),
-                    Err(e) => e.kind().to_string().hash(&mut hasher),
+/// What identifies one version of a file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ino: meta.ino(),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+}
+
+/// The parsed content of a manifests directory, file by file.
+#[derive(Default)]
+pub struct ManifestCache {
+    files: BTreeMap<PathBuf, (Option<Stamp>, ParsedFile)>,
+    listing_error: Option<String>,
+}
+
+impl ManifestCache {
+    /// Rescans `dir`, re-reading only files that are new or changed. Returns the whole
+    /// directory's content when anything changed (always on the first call).
+    pub fn refresh(&mut self, dir: &Path) -> Option<Loaded> {
+        let first = self.files.is_empty() && self.listing_error.is_none();
+        let mut changed = first;
+        match manifest_files(dir) {
+            Err(e) => {
+                let message = format!("cannot read directory: {e}");
+                changed |= self.listing_error.as_deref() != Some(message.as_str()) || !self.files.is_empty();
+                self.listing_error = Some(message);
+                self.files.clear();
+            }
+            Ok(files) => {
+                changed |= self.listing_error.take().is_some();
+                let before = self.files.len();
+                self.files.retain(|path, _| files.binary_search(path).is_ok());
+                changed |= self.files.len() != before;
+                for file in files {
+                    let stamp = Stamp::of(&file);
+                    let fresh = match self.files.get(&file) {
+                        Some((old, _)) => *old != stamp || stamp.is_none(),
+                        None => true,
+                    };
+                    if fresh {
+                        let parsed = parse_file(&file);
+                        self.files.insert(file, (stamp, parsed));
+                        changed = true;
+                    }
                 }
             }
         }
-        Err(e) => e.kind().to_string().hash(&mut hasher),
+        changed.then(|| self.loaded(dir))
     }
-    hasher.finish()
+
+    /// Everything, as one state: files in path order, later definitions winning.
+    fn loaded(&self, dir: &Path) -> Loaded {
+        let mut state = ClusterState::new();
+        let mut errors = Vec::new();
+        if let Some(message) = &self.listing_error {
+            errors.push(ManifestError { file: dir.to_path_buf(), document: None, kind: None, name: None, message: message.clone() });
+        }
+        for (_, parsed) in self.files.values() {
+            parsed.load_into(&mut state, &mut errors);
+        }
+        Loaded { state, errors }
+    }
 }
 
-fn load(dir: &Path) -> Arc<Loaded> {
-    let (state, errors) = load_dir(dir);
-    for error in &errors {
+fn publish(loaded: Loaded) -> Arc<Loaded> {
+    for error in &loaded.errors {
         tracing::warn!(%error, "manifest not loaded");
     }
-    Arc::new(Loaded { state, errors })
+    Arc::new(loaded)
 }
 
 /// Loads `dir` now and then polls it every `interval` (use ~200 ms), publishing a new
@@ -42,8 +106,9 @@ fn load(dir: &Path) -> Arc<Loaded> {
 /// the initial load at once. The polling task stops when every receiver is dropped.
 /// Must be called within a Tokio runtime.
 pub fn watch_dir(dir: PathBuf, interval: Duration) -> watch::Receiver<Arc<Loaded>> {
-    let mut last = fingerprint(&dir);
-    let (tx, rx) = watch::channel(load(&dir));
+    let mut cache = ManifestCache::default();
+    let initial = cache.refresh(&dir).unwrap_or_default();
+    let (tx, rx) = watch::channel(publish(initial));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,24 +118,72 @@ pub fn watch_dir(dir: PathBuf, interval: Duration) -> watch::Receiver<Arc<Loaded
                 return;
             }
             let scan_dir = dir.clone();
-            let previous = last;
             let scanned = tokio::task::spawn_blocking(move || {
-                let now = fingerprint(&scan_dir);
-                (now != previous).then(|| (now, load(&scan_dir)))
+                let loaded = cache.refresh(&scan_dir);
+                (cache, loaded)
             })
             .await;
             match scanned {
-                Ok(Some((now, loaded))) => {
-                    last = now;
-                    tracing::info!(dir = %dir.display(), objects = loaded.state.len(), errors = loaded.errors.len(), "manifests changed");
-                    if tx.send(loaded).is_err() {
-                        return;
+                Ok((back, loaded)) => {
+                    cache = back;
+                    if let Some(loaded) = loaded {
+                        tracing::info!(dir = %dir.display(), objects = loaded.state.len(), errors = loaded.errors.len(), "manifests changed");
+                        if tx.send(publish(loaded)).is_err() {
+                            return;
+                        }
                     }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "manifest scan failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "manifest scan failed");
+                    return;
+                }
             }
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n";
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  namespace: a\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n";
+
+    #[test]
+    fn only_changed_files_are_parsed_again_and_every_change_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ns.yaml"), NS).unwrap();
+        let mut cache = ManifestCache::default();
+        let first = cache.refresh(dir.path()).expect("first refresh reports content");
+        assert_eq!(first.state.namespaces.len(), 1);
+        assert!(cache.refresh(dir.path()).is_none(), "nothing changed");
+
+        // Added file.
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        let added = cache.refresh(dir.path()).expect("new file");
+        assert_eq!(added.state.services.len(), 1);
+
+        // Same-size rewrite (atomic rename: new inode).
+        let tmp = dir.path().join(".svc.tmp");
+        std::fs::write(&tmp, SVC.replace("10.96.0.1", "10.96.0.2")).unwrap();
+        std::fs::rename(&tmp, dir.path().join("svc.yaml")).unwrap();
+        let rewritten = cache.refresh(dir.path()).expect("rewritten file");
+        let svc = rewritten.state.services.values().next().unwrap();
+        assert_eq!(svc.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
+
+        // Removed file.
+        std::fs::remove_file(dir.path().join("svc.yaml")).unwrap();
+        let removed = cache.refresh(dir.path()).expect("removed file");
+        assert!(removed.state.services.is_empty());
+        assert_eq!(removed.state.namespaces.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_not_a_crash() {
+        let mut cache = ManifestCache::default();
+        let loaded = cache.refresh(Path::new("/nonexistent/ambit-manifests")).unwrap();
+        assert_eq!(loaded.errors.len(), 1);
+        assert!(cache.refresh(Path::new("/nonexistent/ambit-manifests")).is_none());
+    }
 }
