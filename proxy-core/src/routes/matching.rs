@@ -1,6 +1,8 @@
 //! Request matching: path, method, headers and query parameters (HTTPRoute), and the
 //! GRPCRoute service/method matches expressed on the `/service/method` path.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, Method};
 use regex::Regex;
 
@@ -164,22 +166,30 @@ impl RouteMatch {
 /// `,` in order, as RFC 7230 section 3.2.2 describes (which the spec defers to).
 /// `Set-Cookie` cannot be combined that way, so there any single value may match.
 fn header_matches(m: &HeaderMatch, headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(&m.name).iter().peekable();
-    if values.peek().is_none() {
-        return false;
-    }
+    let mut values = headers.get_all(&m.name).iter();
+    let Some(first) = values.next() else { return false };
     if m.name == http::header::SET_COOKIE {
-        return values.any(|v| m.value.matches(&String::from_utf8_lossy(v.as_bytes())));
+        return std::iter::once(first).chain(values).any(|v| m.value.matches(&String::from_utf8_lossy(v.as_bytes())));
     }
-    let joined: Vec<_> = values.map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
-    m.value.matches(&joined.join(","))
+    match values.next() {
+        // The common case: one header line, matched without allocating.
+        None => m.value.matches(&String::from_utf8_lossy(first.as_bytes())),
+        Some(second) => {
+            let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+            for v in std::iter::once(second).chain(values) {
+                joined.push(',');
+                joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+            m.value.matches(&joined)
+        }
+    }
 }
 
 /// A query parameter is matched on the (percent-decoded) value of its first
 /// occurrence, as the spec recommends. Names are compared case-sensitively after
 /// percent-decoding; a parameter without `=` has the empty value.
 fn query_matches(m: &QueryMatch, query: Option<&str>) -> bool {
-    match query_param(query, &m.name) {
+    match query_param_cow(query, &m.name) {
         Some(value) => m.value.matches(&value),
         None => false,
     }
@@ -187,6 +197,11 @@ fn query_matches(m: &QueryMatch, query: Option<&str>) -> bool {
 
 /// The percent-decoded value of the first occurrence of `name` in a raw query string.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query_param_cow(query, name).map(Cow::into_owned)
+}
+
+/// [`query_param`] without allocating when nothing needs decoding.
+fn query_param_cow<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
     query?
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -197,9 +212,9 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// Decodes `%XX` escapes; malformed escapes are kept as they are, invalid UTF-8 is
 /// replaced. `+` is left alone (it is not a space outside form encoding).
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -215,7 +230,7 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn hex(b: u8) -> Option<u8> {
