@@ -163,6 +163,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
 
+    println!("==> 1 metrics on vs off (agent restarted per run)");
+    if let Err(e) = throughput::metrics_overhead(&mut world, &plan, &mut report) {
+        println!("    failed: {e:#}");
+        report.fail("1 metrics overhead", format!("{e:#}"));
+    }
+
     println!("==> 3 connect hook cost (attached, then detached)");
     let hook = (|| -> Result<()> {
         let attached = connect::hook_sample(&world, &plan)?;

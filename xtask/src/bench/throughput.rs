@@ -45,3 +45,32 @@ pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report) ->
     );
     Ok(())
 }
+
+/// Scenario 1 again for Ambit alone, with its data-path metrics on and off
+/// (`--no-metrics`), access logs off in both: the agent is restarted for each run and
+/// the two settings alternate, so drift on the machine hits both alike.
+pub fn metrics_overhead(world: &mut World, plan: &Plan, report: &mut Report) -> Result<()> {
+    let url = format!("http://{}/", world.service("echo", 80)?);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..plan.reps {
+        for metrics in [false, true] {
+            world.start_agent_with(if metrics { &[] } else { &["--no-metrics"] })?;
+            h2load(world, &url, plan.requests / 10, 64, &["--h1"])?; // warm-up
+            let r = h2load(world, &url, plan.requests, 64, &["--h1"])?;
+            if r.failed > 0 {
+                anyhow::bail!("{url}: {} of {} requests failed", r.failed, plan.requests);
+            }
+            if metrics { &mut on } else { &mut off }.push(r.requests_per_s);
+        }
+    }
+    // Leave the agent as the other scenarios had it.
+    world.start_agent_with(&[])?;
+    let (with, without) = (median(&on).unwrap_or(f64::NAN), median(&off).unwrap_or(f64::NAN));
+    let mut loss = Figure::new(SCENARIO, "throughput lost to metrics", "%", Better::Lower);
+    loss.ambit.push((1.0 - with / without) * 100.0);
+    report.push(loss.target("≤ 3%", |_, m| m <= 3.0).note(format!(
+        "median of {} runs each: {with:.0} req/s with metrics, {without:.0} req/s with --no-metrics; access logs off",
+        plan.reps
+    )));
+    Ok(())
+}

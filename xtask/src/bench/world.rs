@@ -173,7 +173,19 @@ impl World {
 
     /// (Re)starts the agent, waits until it serves the routes, pins it to CPU 0.
     pub fn start_agent(&mut self) -> Result<()> {
-        let agent = RunningAgent::start(&self.bed, &AgentOptions { log_level: "warn".into(), ..AgentOptions::default() })?;
+        self.start_agent_with(&[])
+    }
+
+    /// (Re)starts the agent with extra arguments (e.g. `--no-metrics`).
+    pub fn start_agent_with(&mut self, extra: &[&str]) -> Result<()> {
+        // The previous agent (if any) stops and removes its pins first.
+        self.agent = None;
+        let options = AgentOptions {
+            log_level: "warn".into(),
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            ..AgentOptions::default()
+        };
+        let agent = RunningAgent::start(&self.bed, &options)?;
         agent.wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
         let pin_dir = agent.pin_dir().display().to_string();
         let pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find the agent's pid")?;
