@@ -35,6 +35,9 @@ pub enum Outcome {
     /// Routes apply but none matches: the proxy answers 404.
     NoMatch { scope: ScopeUsed },
     Matched { scope: ScopeUsed, rule: Arc<Rule>, match_index: Option<usize> },
+    /// TLSRoutes or TCPRoutes govern the connection (no request is looked at): the
+    /// routes in precedence order.
+    Connection { scope: ScopeUsed, routes: Arc<ambit_proxy_core::routes::L4Routes> },
 }
 
 /// The answer of [`explain`].
@@ -146,7 +149,11 @@ pub fn explain(
         Outcome::NotRedirected
     } else {
         let request = RequestView { method: &method, path: path_only, query, headers: &header_map };
-        let scope = if service.routes.consumers.contains_key(caller_ns) { ScopeUsed::Consumer } else { ScopeUsed::Producer };
+        let consumer = service.routes.consumers.contains_key(caller_ns) || service.routes.l4_consumers.contains_key(caller_ns);
+        let scope = if consumer { ScopeUsed::Consumer } else { ScopeUsed::Producer };
+        if let Some(routes) = service.routes.l4_for_caller(caller_ns) {
+            Outcome::Connection { scope, routes: routes.clone() }
+        } else {
         match service.routes.decide(caller_ns, &request) {
             Decision::NoRoutes => Outcome::NoRoutes,
             Decision::NoMatch => Outcome::NoMatch { scope },
@@ -154,6 +161,7 @@ pub fn explain(
                 let match_index = m.route_match.and_then(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)));
                 Outcome::Matched { scope, rule: m.rule.clone(), match_index }
             }
+        }
         }
     };
     Ok(Explanation {
@@ -251,6 +259,26 @@ impl fmt::Display for Explanation {
                 "Outcome:  no routes apply: forwarded to the Service's endpoints [{}]",
                 endpoints.join(", ")
             ),
+            Outcome::Connection { scope, routes } => {
+                writeln!(f, "Scope:    {}", scope_text(scope))?;
+                writeln!(f, "Outcome:  routed per connection by {}s (the request is not looked at); bytes pass through unchanged", routes.kind())?;
+                if routes.needs_server_name() {
+                    writeln!(f, "  the ClientHello's server name picks the route (exact, then longest wildcard); no match or no server name: reset")?;
+                } else {
+                    writeln!(f, "  the first route carries every connection")?;
+                }
+                for (hostnames, route) in routes.routes() {
+                    let hosts: Vec<String> = hostnames.iter().map(ToString::to_string).collect();
+                    writeln!(f, "  {} rule {} hostnames [{}]", route.route(), route.index, hosts.join(", "))?;
+                    if route.backends.backends().is_empty() {
+                        writeln!(f, "    no backendRefs: connections are reset")?;
+                    }
+                    for b in route.backends.backends() {
+                        writeln!(f, "    backend weight {}: {}", b.weight, describe_target(&b.target))?;
+                    }
+                }
+                Ok(())
+            }
             Outcome::NoMatch { scope } => {
                 writeln!(f, "Scope:    {}", scope_text(scope))?;
                 writeln!(f, "Outcome:  NoMatch: no rule matches, the proxy answers 404")

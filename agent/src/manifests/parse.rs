@@ -123,6 +123,10 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
         "TLSRoute" => {
             // v1alpha3 has the same schema as v1alpha2 for everything we read.
             value["apiVersion"] = Value::String("gateway.networking.k8s.io/v1alpha2".into());
+            // v1alpha2 makes `hostnames` optional (absent: every server name).
+            if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("hostnames").or_insert_with(|| Value::Array(vec![]));
+            }
             ClusterObject::TlsRoute(serde_json::from_value(value).map_err(de)?)
         }
         "TCPRoute" => ClusterObject::TcpRoute(serde_json::from_value(value).map_err(de)?),

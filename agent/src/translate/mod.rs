@@ -9,11 +9,15 @@
 //!   a producer route (same namespace as the Service) applies to every caller, a
 //!   consumer route (other namespace) only to callers in the route's namespace. All
 //!   accepted routes of one kind for one Service port and scope merge into one
-//!   [`RouteList`]. A GRPCRoute wins over an HTTPRoute on the same port and scope; the
-//!   HTTPRoute reports `Accepted=False` with reason `Conflicted`.
+//!   [`RouteList`] (HTTPRoute, GRPCRoute) or [`L4Routes`] (TLSRoute, TCPRoute; see
+//!   [`l4`]). One kind owns a Service port and scope, by precedence GRPCRoute >
+//!   HTTPRoute > TLSRoute > TCPRoute; a route of a losing kind reports
+//!   `Accepted=False` with reason `Conflicted` (or `Accepted=True` with a message when
+//!   it loses only some of its ports).
 //! - Validation: see [`rules`] (invalid rules are dropped, `PartiallyInvalid`).
 
 mod backends;
+mod l4;
 mod owner;
 mod rules;
 mod services;
@@ -31,7 +35,7 @@ use std::sync::Arc;
 
 use ambit_proxy_core::config::{ProxyConfig, RouteSet, ServicePort};
 use ambit_proxy_core::identity::{CgroupId, Workload};
-use ambit_proxy_core::routes::{RouteKind, RouteList, RouteMeta, RouteRef, Rule};
+use ambit_proxy_core::routes::{L4Route, L4Routes, RouteKind, RouteList, RouteMeta, RouteRef, Rule, TlsRoute};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -91,10 +95,62 @@ pub enum Scope {
     Consumer(Arc<str>),
 }
 
-#[derive(Default)]
+/// The routes attached to one Service port and scope: all of the kind that owns it.
 struct ScopeRules {
-    grpc: Vec<Arc<Rule>>,
-    http: Vec<Arc<Rule>>,
+    /// The first kind attached; routes are attached in precedence order
+    /// (GRPCRoute, HTTPRoute, TLSRoute, TCPRoute), so it is the winning kind.
+    owner: RouteKind,
+    rules: Vec<Arc<Rule>>,
+    l4: Vec<TlsRoute>,
+}
+
+/// What a route brings to the Service ports it attaches to.
+enum Attachable {
+    /// HTTPRoute/GRPCRoute rules.
+    Rules(CompiledRoute),
+    /// A TLSRoute/TCPRoute.
+    Connection(l4::CompiledL4),
+}
+
+impl Attachable {
+    fn status(&self) -> &CompiledRoute {
+        match self {
+            Attachable::Rules(c) => c,
+            Attachable::Connection(c) => &c.status,
+        }
+    }
+
+    fn all_dropped(&self) -> bool {
+        match self {
+            Attachable::Rules(c) => c.all_dropped(),
+            Attachable::Connection(c) => c.all_dropped(),
+        }
+    }
+
+    fn add_to(&self, bucket: &mut ScopeRules) {
+        match self {
+            Attachable::Rules(c) => bucket.rules.extend(c.rules.iter().cloned()),
+            Attachable::Connection(c) => bucket.l4.extend(c.route.iter().cloned()),
+        }
+    }
+}
+
+fn parent_ref(
+    group: &Option<String>,
+    kind: &Option<String>,
+    namespace: &Option<String>,
+    name: &str,
+    port: Option<i32>,
+    section_name: &Option<String>,
+) -> ParentRef {
+    ParentRef {
+        group: group.clone(),
+        kind: kind.clone(),
+        namespace: namespace.clone(),
+        name: name.to_string(),
+        port,
+        section_name: section_name.clone(),
+    }
 }
 
 type PortKey = (ObjectKey, u16);
@@ -117,8 +173,9 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     workloads(state, node, &mut out);
     let index = ServiceIndex::build(state, &mut out.problems);
 
+    // Routes are attached in precedence order of their kinds: GRPCRoute, HTTPRoute,
+    // TLSRoute, TCPRoute.
     let mut buckets: HashMap<PortKey, BTreeMap<Scope, ScopeRules>> = HashMap::new();
-    let mut grpc_owned: HashSet<(PortKey, Scope)> = HashSet::new();
 
     for (key, route) in &state.grpc_routes {
         let parents = route.spec.parent_refs.iter().flatten().map(|p| ParentRef {
@@ -137,7 +194,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
             Some(r) => mirror(r),
         };
         let compiled = compile_route(&ctx, rules);
-        attach(key, &route.metadata, parents, compiled, &index, &mut buckets, &mut grpc_owned, &mut out);
+        attach(key, &route.metadata, parents, Attachable::Rules(compiled), &index, &mut buckets, &mut out);
     }
     for (key, route) in &state.http_routes {
         let parents: Vec<ParentRef> = route
@@ -171,7 +228,32 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
             Some(r) => mirror(r),
         };
         let compiled = compile_route(&ctx, rules);
-        attach(key, &route.metadata, parents, compiled, &index, &mut buckets, &mut grpc_owned, &mut out);
+        attach(key, &route.metadata, parents, Attachable::Rules(compiled), &index, &mut buckets, &mut out);
+    }
+
+    for (key, route) in &state.tls_routes {
+        let parents: Vec<ParentRef> = route
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| parent_ref(&p.group, &p.kind, &p.namespace, &p.name, p.port, &p.section_name))
+            .collect();
+        let meta = route_meta(RouteKind::Tls, key, &route.metadata);
+        let compiled = l4::compile(RouteKind::Tls, &meta, &index, &key.namespace, Some(&route.spec.hostnames), mirror(&route.spec.rules));
+        attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
+    }
+    for (key, route) in &state.tcp_routes {
+        let parents: Vec<ParentRef> = route
+            .spec
+            .parent_refs
+            .iter()
+            .flatten()
+            .map(|p| parent_ref(&p.group, &p.kind, &p.namespace, &p.name, p.port, &p.section_name))
+            .collect();
+        let meta = route_meta(RouteKind::Tcp, key, &route.metadata);
+        let compiled = l4::compile(RouteKind::Tcp, &meta, &index, &key.namespace, None, mirror(&route.spec.rules));
+        attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
     }
 
     for (key, info) in &index.services {
@@ -191,15 +273,28 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
             let mut routes = RouteSet::default();
             if let Some(scopes) = buckets.remove(&(key.clone(), port.port)) {
                 for (scope, rules) in scopes {
-                    let list = if !rules.grpc.is_empty() {
-                        RouteList::new(RouteKind::Grpc, rules.grpc)
-                    } else {
-                        RouteList::new(RouteKind::Http, rules.http)
-                    };
-                    match scope {
-                        Scope::Producer => routes.producer = Some(Arc::new(list)),
-                        Scope::Consumer(ns) => {
-                            routes.consumers.insert(ns, Arc::new(list));
+                    match rules.owner {
+                        RouteKind::Http | RouteKind::Grpc => {
+                            let list = Arc::new(RouteList::new(rules.owner, rules.rules));
+                            match scope {
+                                Scope::Producer => routes.producer = Some(list),
+                                Scope::Consumer(ns) => {
+                                    routes.consumers.insert(ns, list);
+                                }
+                            }
+                        }
+                        RouteKind::Tls | RouteKind::Tcp => {
+                            let l4 = Arc::new(if rules.owner == RouteKind::Tls {
+                                L4Routes::tls(rules.l4)
+                            } else {
+                                L4Routes::tcp(rules.l4.into_iter().map(|r| r.route).collect::<Vec<Arc<L4Route>>>())
+                            });
+                            match scope {
+                                Scope::Producer => routes.l4_producer = Some(l4),
+                                Scope::Consumer(ns) => {
+                                    routes.l4_consumers.insert(ns, l4);
+                                }
+                            }
                         }
                     }
                 }
@@ -313,12 +408,12 @@ fn attach(
     key: &ObjectKey,
     meta: &ObjectMeta,
     parents: Vec<ParentRef>,
-    compiled: CompiledRoute,
+    attachable: Attachable,
     index: &ServiceIndex,
     buckets: &mut HashMap<PortKey, BTreeMap<Scope, ScopeRules>>,
-    grpc_owned: &mut HashSet<(PortKey, Scope)>,
     out: &mut Translation,
 ) {
+    let compiled = attachable.status();
     let kind = compiled.kind;
     let mut statuses = Vec::new();
     let mut attached_here: HashSet<(PortKey, Scope)> = HashSet::new();
@@ -353,11 +448,11 @@ fn attach(
             ),
             Some(info) => match select_ports(info, &parent) {
                 Err(message) => Condition::new(ConditionType::Accepted, false, Reason::NoMatchingParent, message),
-                Ok(_) if compiled.all_dropped() => Condition::new(
+                Ok(_) if attachable.all_dropped() => Condition::new(
                     ConditionType::Accepted,
                     false,
                     Reason::UnsupportedValue,
-                    format!("every rule is invalid: {}", dropped_message(&compiled)),
+                    format!("every rule is invalid: {}", dropped_message(compiled)),
                 ),
                 Ok(ports) => {
                     let scope = if svc_ns == key.namespace {
@@ -367,24 +462,29 @@ fn attach(
                     };
                     let svc_key = ObjectKey::new(svc_ns.clone(), parent.name.clone());
                     let mut conflicted = Vec::new();
+                    let mut winners: Vec<RouteKind> = Vec::new();
                     let mut attached = Vec::new();
                     for port in ports {
                         let pk = (svc_key.clone(), port);
-                        if kind == RouteKind::Http && grpc_owned.contains(&(pk.clone(), scope.clone())) {
+                        let bucket = buckets
+                            .entry(pk.clone())
+                            .or_default()
+                            .entry(scope.clone())
+                            .or_insert_with(|| ScopeRules { owner: kind, rules: vec![], l4: vec![] });
+                        if bucket.owner != kind {
                             conflicted.push(port);
+                            if !winners.contains(&bucket.owner) {
+                                winners.push(bucket.owner);
+                            }
                             continue;
                         }
                         attached.push(port);
-                        if !attached_here.insert((pk.clone(), scope.clone())) {
+                        if !attached_here.insert((pk, scope.clone())) {
                             continue;
                         }
-                        if kind == RouteKind::Grpc {
-                            grpc_owned.insert((pk.clone(), scope.clone()));
-                        }
-                        let bucket = buckets.entry(pk).or_default().entry(scope.clone()).or_default();
-                        let rules = if kind == RouteKind::Grpc { &mut bucket.grpc } else { &mut bucket.http };
-                        rules.extend(compiled.rules.iter().cloned());
+                        attachable.add_to(bucket);
                     }
+                    let winner = winners.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ");
                     let scope_text = match &scope {
                         Scope::Producer => "producer route (all callers)".to_string(),
                         Scope::Consumer(ns) => format!("consumer route (callers in namespace {ns})"),
@@ -394,7 +494,7 @@ fn attach(
                             ConditionType::Accepted,
                             false,
                             Reason::Conflicted,
-                            format!("a GRPCRoute already routes port(s) {conflicted:?} of Service {svc_key} for this scope"),
+                            format!("a {winner} already routes port(s) {conflicted:?} of Service {svc_key} for this scope (precedence: GRPCRoute > HTTPRoute > TLSRoute > TCPRoute)"),
                         )
                     } else if conflicted.is_empty() {
                         Condition::new(
@@ -408,7 +508,7 @@ fn attach(
                             ConditionType::Accepted,
                             true,
                             Reason::Accepted,
-                            format!("{scope_text} on Service {svc_key} port(s) {attached:?}; not on {conflicted:?}, where a GRPCRoute takes precedence"),
+                            format!("{scope_text} on Service {svc_key} port(s) {attached:?}; not on {conflicted:?}, where a {winner} takes precedence"),
                         )
                     }
                 }
@@ -422,7 +522,7 @@ fn attach(
                 ConditionType::PartiallyInvalid,
                 true,
                 Reason::UnsupportedValue,
-                format!("Dropped Rule(s): {}", dropped_message(&compiled)),
+                format!("Dropped Rule(s): {}", dropped_message(compiled)),
             ));
         }
         statuses.push(ParentStatus { parent_ref: parent, controller_name: CONTROLLER_NAME.to_string(), conditions });
