@@ -34,7 +34,9 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// answers with `400 Bad Request` and closes.
 const REJECTION: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
 /// Bytes read from the socket at once while inspecting.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
+/// Capacity of the released-bytes buffer kept across reads; larger ones are freed once drained.
+const RETAINED_PENDING: usize = 1024;
 
 /// Why a request head was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,7 +384,6 @@ pub struct RequestFramingGuard<S> {
     /// Bytes released by the tracker, not yet read by the server.
     pending: Vec<u8>,
     pending_pos: usize,
-    scratch: Vec<u8>,
     eof: bool,
 }
 
@@ -394,7 +395,6 @@ impl<S> RequestFramingGuard<S> {
             tracker: FramingTracker::new(max_head),
             pending: Vec::new(),
             pending_pos: 0,
-            scratch: Vec::new(),
             eof: false,
         }
     }
@@ -409,7 +409,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
                 buf.put_slice(&this.pending[this.pending_pos..this.pending_pos + k]);
                 this.pending_pos += k;
                 if this.pending_pos == this.pending.len() {
-                    this.pending.clear();
+                    // Idle connections keep no buffer beyond a small one.
+                    if this.pending.capacity() > RETAINED_PENDING {
+                        this.pending = Vec::new();
+                    } else {
+                        this.pending.clear();
+                    }
                     this.pending_pos = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -420,8 +425,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
             if this.tracker.is_passthrough() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            this.scratch.resize(READ_CHUNK, 0);
-            let mut scratch = ReadBuf::new(&mut this.scratch);
+            // A stack buffer (uninitialised: not zeroed on every read), so that no
+            // per-connection read buffer outlives the read.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut scratch = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
             let read = scratch.filled();
             if read.is_empty() {
