@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use ambit_e2e::{AgentOptions, ClientRequest, Pod, RequestResult, RunningAgent, TestBed};
-use support::{wait_until, World};
+use support::{condition, settled, version, World};
 
 /// Two versions of an echo Deployment behind one Service (`echo`) and one Service each.
 /// The banner port (2525) greets with "220 <pod> ready": it tells which pod a TCP
@@ -80,13 +80,6 @@ spec:
   - {name: banner, port: 25, targetPort: 2525}
 "#;
 
-fn start() -> World {
-    let bed = TestBed::new().unwrap();
-    bed.apply_yaml(L4_WORLD).unwrap();
-    let agent = RunningAgent::start(&bed, &AgentOptions::default()).unwrap();
-    World { agent, bed }
-}
-
 /// A TCPRoute in `namespace` on `echo` (namespace server) port `port`, sending every
 /// connection to `backend`'s banner port.
 fn tcp_route(name: &str, namespace: &str, port: u16, backend: &str) -> String {
@@ -103,57 +96,19 @@ spec:
     )
 }
 
-/// Which Deployment answered: from the banner ("220 echo-vN-… ready") or the HTTP
-/// `x-echo-pod` header.
-fn version(r: &RequestResult) -> Option<&'static str> {
-    let pod = r
-        .banner
-        .as_deref()
-        .and_then(|b| b.strip_prefix("220 "))
-        .or_else(|| r.echo_pod())
-        .or_else(|| r.header("x-echo-pod"))?;
-    if pod.starts_with("echo-v1-") {
-        Some("v1")
-    } else if pod.starts_with("echo-v2-") {
-        Some("v2")
-    } else {
-        None
-    }
-}
-
-/// Waits (up to 5 s) until 10 connections in a row all satisfy `f`.
-fn settled(world: &World, pod: &Pod, request: ClientRequest, mut f: impl FnMut(&RequestResult) -> bool) {
-    let request = request.count(10).new_connection_per_request().timeout(Duration::from_secs(3));
-    let ok = wait_until(Duration::from_secs(5), || {
-        pod.run_client(&request).is_ok_and(|out| out.results.len() == 10 && out.results.iter().all(&mut f))
-    });
-    if ok.is_none() {
-        let last = pod.run_client(&request);
-        panic!("{request:?}: not settled after 5 s; last: {last:?}\nagent log:\n{}", world.agent.log_tail(30));
-    }
-}
-
+/// L4 routes are chosen per connection: every request of a check opens its own.
 fn banner(addr: &str) -> ClientRequest {
-    ClientRequest::tcp(addr, "EHLO ambit\r\n").banner()
+    ClientRequest::tcp(addr, "EHLO ambit\r\n").banner().new_connection_per_request()
 }
 
 /// An HTTPS request to `echo` port 443 with `server_name` as SNI (and Host).
 fn https(server_name: &str) -> ClientRequest {
-    ClientRequest::http("https://echo.server:443/").header("host", server_name)
-}
-
-fn condition(dump: &serde_json::Value, kind: &str, namespace: &str, name: &str, type_: &str) -> Option<(String, String)> {
-    let status = dump["routeStatus"]
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == kind && r["namespace"] == namespace && r["name"] == name)?;
-    let c = status["parents"][0]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?;
-    Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned()))
+    ClientRequest::http("https://echo.server:443/").header("host", server_name).new_connection_per_request()
 }
 
 #[test]
 fn tcp_route_producer_and_consumer_scopes() {
-    let world = start();
+    let world = World::start_with(L4_WORLD, Default::default()).unwrap();
     let a = world.client("mesh-a", "client-a").unwrap();
     let b = world.client("mesh-b", "client-b").unwrap();
     // Without routes, port 9090 is the plain TCP echo of either pod.
@@ -176,7 +131,7 @@ fn tcp_route_producer_and_consumer_scopes() {
 
 #[test]
 fn tls_route_routes_by_server_name_and_resets_on_no_match() {
-    let world = start();
+    let world = World::start_with(L4_WORLD, Default::default()).unwrap();
     let a = world.client("mesh-a", "client-a").unwrap();
     world
         .bed
@@ -218,7 +173,7 @@ spec:
 
 #[test]
 fn http_route_wins_over_tcp_route_on_the_same_port() {
-    let world = start();
+    let world = World::start_with(L4_WORLD, Default::default()).unwrap();
     let a = world.client("mesh-a", "client-a").unwrap();
     world
         .bed
@@ -236,7 +191,7 @@ spec:
             tcp_route("loser", "server", 80, "echo-v2")
         ))
         .unwrap();
-    settled(&world, &a, ClientRequest::http("http://echo.server/"), |r| r.status == Some(200) && version(r) == Some("v1"));
+    settled(&world, &a, ClientRequest::http("http://echo.server/").new_connection_per_request(), |r| r.status == Some(200) && version(r) == Some("v1"));
     let dump = world.agent.config_dump().unwrap();
     assert_eq!(condition(&dump, "HTTPRoute", "server", "web", "Accepted"), Some(("True".into(), "Accepted".into())));
     assert_eq!(condition(&dump, "TCPRoute", "server", "loser", "Accepted"), Some(("False".into(), "Conflicted".into())));

@@ -142,15 +142,25 @@ fn namespace_label_toggles_redirection_within_a_second() {
     let client = world.client("mesh-a", "toggler").unwrap();
     assert_eq!(get(&client, "http://echo.server/"), Ok(200));
 
+    // Timed by what the agent serves: its workloads change in the same step that
+    // rewrites the connect hooks' enrollment map. (Timing by connections would measure
+    // the client: an un-redirected connect() sometimes waits for a SYN retransmission
+    // before the node's "no route" answer arrives.)
     world.bed.label_namespace("mesh-a", "ambit.dev/mesh", None).unwrap();
-    let off = wait_until(Duration::from_secs(3), || get(&client, "http://echo.server/").is_err());
-    let off = off.expect("redirection did not stop after the label was removed");
+    let started = std::time::Instant::now();
+    world.agent.wait_not_enrolled("mesh-a", "toggler", Duration::from_secs(3)).unwrap();
+    let off = started.elapsed();
     assert!(off < Duration::from_secs(1), "took {off:?}");
+    let bypassed = wait_until(Duration::from_millis(2500), || get(&client, "http://echo.server/").is_err());
+    assert!(bypassed.is_some(), "new connections still redirected after the label was removed");
 
     world.bed.label_namespace("mesh-a", "ambit.dev/mesh", Some("enabled")).unwrap();
-    let on = wait_until(Duration::from_secs(3), || get(&client, "http://echo.server/") == Ok(200));
-    let on = on.expect("redirection did not start after the label was added");
+    let started = std::time::Instant::now();
+    world.agent.wait_enrolled("mesh-a", "toggler", Duration::from_secs(3)).unwrap();
+    let on = started.elapsed();
     assert!(on < Duration::from_secs(1), "took {on:?}");
+    let redirected = wait_until(Duration::from_millis(2500), || get(&client, "http://echo.server/") == Ok(200));
+    assert!(redirected.is_some(), "new connections not redirected after the label was added");
 }
 
 fn tracked(world: &World) -> (u64, u64) {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ambit_e2e::{AgentOptions, ClientRequest, Pod, RequestResult, RunningAgent, TestBed};
-use support::{access_log_agent, wait_until, World};
+use support::{access_log_agent, condition, route_status, settled, version, wait_until, World};
 
 /// Two versions of an echo Deployment behind one Service (`echo`) and one Service each.
 const ROUTING_WORLD: &str = r#"
@@ -84,13 +84,6 @@ spec:
   - {name: grpc, port: 7070, appProtocol: kubernetes.io/h2c}
 "#;
 
-fn start(options: AgentOptions) -> World {
-    let bed = TestBed::new().unwrap();
-    bed.apply_yaml(ROUTING_WORLD).unwrap();
-    let agent = RunningAgent::start(&bed, &options).unwrap();
-    World { agent, bed }
-}
-
 /// A producer HTTPRoute `name` on `echo` port 80 sending everything to `backends`
 /// (`(service, weight)`).
 fn producer_route(name: &str, backends: &[(&str, u32)]) -> String {
@@ -116,18 +109,6 @@ fn one(pod: &Pod, request: ClientRequest) -> RequestResult {
     out.only().clone()
 }
 
-/// Which Deployment (`echo-v1`/`echo-v2`) answered, from the echo's pod name.
-fn version(r: &RequestResult) -> Option<&'static str> {
-    let pod = r.echo_pod().or_else(|| r.header("x-echo-pod"))?;
-    if pod.starts_with("echo-v1-") {
-        Some("v1")
-    } else if pod.starts_with("echo-v2-") {
-        Some("v2")
-    } else {
-        None
-    }
-}
-
 /// Waits (up to 5 s) until `f` holds for a fresh request.
 fn eventually(what: &str, world: &World, mut f: impl FnMut() -> bool) {
     if wait_until(Duration::from_secs(5), &mut f).is_none() {
@@ -135,35 +116,9 @@ fn eventually(what: &str, world: &World, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Waits (up to 5 s) until 10 requests in a row all satisfy `f` (plain load balancing
-/// over both versions cannot pass this by chance, so it shows the route is applied).
-fn settled(world: &World, pod: &Pod, request: ClientRequest, mut f: impl FnMut(&RequestResult) -> bool) {
-    let request = request.count(10).timeout(Duration::from_secs(5));
-    let ok = wait_until(Duration::from_secs(5), || {
-        pod.run_client(&request).is_ok_and(|out| out.results.len() == 10 && out.results.iter().all(&mut f))
-    });
-    if ok.is_none() {
-        panic!("{request:?}: not settled after 5 s\nagent log:\n{}", world.agent.log_tail(30));
-    }
-}
-
-fn route_status<'a>(dump: &'a serde_json::Value, kind: &str, namespace: &str, name: &str) -> Option<&'a serde_json::Value> {
-    dump["routeStatus"]
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == kind && r["namespace"] == namespace && r["name"] == name)
-}
-
-/// The first parent's condition `type_` of a route: (status, reason).
-fn condition(dump: &serde_json::Value, kind: &str, namespace: &str, name: &str, type_: &str) -> Option<(String, String)> {
-    let status = route_status(dump, kind, namespace, name)?;
-    let c = status["parents"][0]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?;
-    Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned()))
-}
-
 #[test]
 fn consumer_route_replaces_the_producer_route_only_for_its_namespace_and_spoofing_changes_nothing() {
-    let world = start(access_log_agent());
+    let world = World::start_with(ROUTING_WORLD, access_log_agent()).unwrap();
     let a = world.client("mesh-a", "caller-a").unwrap();
     let b = world.client("mesh-b", "caller-b").unwrap();
     world.bed.apply_yaml(&producer_route("producer", &[("echo-v1", 1)])).unwrap();
@@ -218,7 +173,7 @@ spec:
 
 #[test]
 fn grpcroute_wins_over_httproute_and_grpc_no_match_is_unimplemented() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "grpc-caller").unwrap();
     world
         .bed
@@ -285,7 +240,7 @@ fn now_ms() -> f64 {
 
 #[test]
 fn live_route_updates_under_load_fail_no_request_and_apply_within_a_second_on_open_connections() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "loader").unwrap();
     world.bed.apply_yaml(&producer_route("live", &[("echo-v1", 1)])).unwrap();
     settled(&world, &a, ClientRequest::http("http://echo.server/"), |r| version(r) == Some("v1"));
@@ -333,7 +288,7 @@ fn live_route_updates_under_load_fail_no_request_and_apply_within_a_second_on_op
 
 #[test]
 fn h2c_streams_share_one_connection_through_the_proxy() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "h2-caller").unwrap();
     let out = a.run_client(&ClientRequest::http("http://echo.server:8081/h2").h2c().count(12).concurrency(1)).unwrap();
     assert_eq!(out.results.len(), 12);
@@ -349,7 +304,7 @@ fn h2c_streams_share_one_connection_through_the_proxy() {
 
 #[test]
 fn websocket_upgrade_passes_through_after_routing() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "ws-caller").unwrap();
     world
         .bed
@@ -379,7 +334,7 @@ spec:
 
 #[test]
 fn server_first_protocol_gets_its_banner_through_the_proxy() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "smtp-ish").unwrap();
     for _ in 0..3 {
         let r = one(&a, ClientRequest::tcp("echo.server:25", "EHLO ambit\r\n").banner());
@@ -394,7 +349,7 @@ fn server_first_protocol_gets_its_banner_through_the_proxy() {
 
 #[test]
 fn gep_1742_request_and_backend_request_timeouts_give_504() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "impatient").unwrap();
     world
         .bed
@@ -431,7 +386,7 @@ spec:
 
 #[test]
 fn request_mirror_copies_requests_with_their_bodies_up_to_64_kib() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "mirrored").unwrap();
     world
         .bed
@@ -488,7 +443,7 @@ fn raw(pod: &Pod, bytes: &str) -> String {
 
 #[test]
 fn malformed_oversized_and_ambiguous_http_from_a_pod_is_refused() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "sloppy").unwrap();
     let answer = raw(&a, "GET /\x01bad HTTP/1.1\r\nHost: echo\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
@@ -511,7 +466,7 @@ fn malformed_oversized_and_ambiguous_http_from_a_pod_is_refused() {
 
 #[test]
 fn invalid_routes_are_rejected_with_a_reason_while_the_others_keep_serving() {
-    let world = start(AgentOptions::default());
+    let world = World::start_with(ROUTING_WORLD, AgentOptions::default()).unwrap();
     let a = world.client("mesh-a", "steady").unwrap();
     world.bed.apply_yaml(&producer_route("good", &[("echo-v1", 1)])).unwrap();
     settled(&world, &a, ClientRequest::http("http://echo.server/"), |r| version(r) == Some("v1"));

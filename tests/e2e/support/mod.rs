@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ambit_e2e::{AgentOptions, ClientRequest, Pod, PodSpec, RunningAgent, TestBed};
+use ambit_e2e::{AgentOptions, ClientRequest, Pod, PodSpec, RequestResult, RunningAgent, TestBed};
 use anyhow::Result;
 
 pub const WORLD: &str = r#"
@@ -59,8 +59,13 @@ pub struct World {
 
 impl World {
     pub fn start(options: AgentOptions) -> Result<World> {
+        Self::start_with(WORLD, options)
+    }
+
+    /// A bed with `yaml` applied and an agent serving it.
+    pub fn start_with(yaml: &str, options: AgentOptions) -> Result<World> {
         let bed = TestBed::new()?;
-        bed.apply_yaml(WORLD)?;
+        bed.apply_yaml(yaml)?;
         let agent = RunningAgent::start(&bed, &options)?;
         Ok(World { agent, bed })
     }
@@ -114,4 +119,52 @@ pub fn get(pod: &Pod, url: &str) -> Result<u16, String> {
         (Some(e), _) => Err(e.clone()),
         (None, None) => Err("no status".into()),
     }
+}
+
+/// Which Deployment (`echo-v1`/`echo-v2`) answered: from the banner port's greeting
+/// ("220 echo-vN-… ready"), the echo's pod name, or its `x-echo-pod` header.
+pub fn version(r: &RequestResult) -> Option<&'static str> {
+    let pod = r
+        .banner
+        .as_deref()
+        .and_then(|b| b.strip_prefix("220 "))
+        .or_else(|| r.echo_pod())
+        .or_else(|| r.header("x-echo-pod"))?;
+    if pod.starts_with("echo-v1-") {
+        Some("v1")
+    } else if pod.starts_with("echo-v2-") {
+        Some("v2")
+    } else {
+        None
+    }
+}
+
+/// Waits (up to 10 s) until 10 requests in a row all satisfy `f` (plain load balancing
+/// over two versions cannot pass this by chance, so it shows a route is applied). Each
+/// request may take 2 s, so an attempt made before the change (say, a banner read from
+/// a port that sends none) leaves time for more attempts.
+pub fn settled(world: &World, pod: &Pod, request: ClientRequest, mut f: impl FnMut(&RequestResult) -> bool) {
+    let request = request.count(10).timeout(Duration::from_secs(2));
+    let ok = wait_until(Duration::from_secs(10), || {
+        pod.run_client(&request).is_ok_and(|out| out.results.len() == 10 && out.results.iter().all(&mut f))
+    });
+    if ok.is_none() {
+        let last = pod.run_client(&request);
+        panic!("{request:?}: not settled after 10 s; last: {last:?}\nagent log:\n{}", world.agent.log_tail(30));
+    }
+}
+
+/// A route's status in `/config_dump`.
+pub fn route_status<'a>(dump: &'a serde_json::Value, kind: &str, namespace: &str, name: &str) -> Option<&'a serde_json::Value> {
+    dump["routeStatus"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == kind && r["namespace"] == namespace && r["name"] == name)
+}
+
+/// The first parent's condition `type_` of a route: (status, reason).
+pub fn condition(dump: &serde_json::Value, kind: &str, namespace: &str, name: &str, type_: &str) -> Option<(String, String)> {
+    let status = route_status(dump, kind, namespace, name)?;
+    let c = status["parents"][0]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?;
+    Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned()))
 }
