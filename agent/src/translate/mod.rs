@@ -135,6 +135,18 @@ impl Attachable {
     }
 }
 
+/// The parentRefs of a route of any kind: the generated types differ per kind but
+/// have the same fields.
+macro_rules! parent_refs {
+    ($refs:expr) => {
+        $refs
+            .iter()
+            .flatten()
+            .map(|p| parent_ref(&p.group, &p.kind, &p.namespace, &p.name, p.port, &p.section_name))
+            .collect::<Vec<ParentRef>>()
+    };
+}
+
 fn parent_ref(
     group: &Option<String>,
     kind: &Option<String>,
@@ -178,15 +190,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     let mut buckets: HashMap<PortKey, BTreeMap<Scope, ScopeRules>> = HashMap::new();
 
     for (key, route) in &state.grpc_routes {
-        let parents = route.spec.parent_refs.iter().flatten().map(|p| ParentRef {
-            group: p.group.clone(),
-            kind: p.kind.clone(),
-            namespace: p.namespace.clone(),
-            name: p.name.clone(),
-            port: p.port,
-            section_name: p.section_name.clone(),
-        });
-        let parents: Vec<ParentRef> = parents.collect();
+        let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Grpc, key, &route.metadata);
         let ctx = RuleCtx { kind: RouteKind::Grpc, services: &index, route_ns: &key.namespace, meta: &meta };
         let rules: Result<Vec<RuleSpec<GrpcMatchSpec>>, String> = match &route.spec.rules {
@@ -197,20 +201,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
         attach(key, &route.metadata, parents, Attachable::Rules(compiled), &index, &mut buckets, &mut out);
     }
     for (key, route) in &state.http_routes {
-        let parents: Vec<ParentRef> = route
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| ParentRef {
-                group: p.group.clone(),
-                kind: p.kind.clone(),
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
-                port: p.port,
-                section_name: p.section_name.clone(),
-            })
-            .collect();
+        let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Http, key, &route.metadata);
         let ctx = RuleCtx { kind: RouteKind::Http, services: &index, route_ns: &key.namespace, meta: &meta };
         let rules: Result<Vec<RuleSpec<HttpMatchSpec>>, String> = match &route.spec.rules {
@@ -232,25 +223,13 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     }
 
     for (key, route) in &state.tls_routes {
-        let parents: Vec<ParentRef> = route
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| parent_ref(&p.group, &p.kind, &p.namespace, &p.name, p.port, &p.section_name))
-            .collect();
+        let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Tls, key, &route.metadata);
         let compiled = l4::compile(RouteKind::Tls, &meta, &index, &key.namespace, Some(&route.spec.hostnames), mirror(&route.spec.rules));
         attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
     }
     for (key, route) in &state.tcp_routes {
-        let parents: Vec<ParentRef> = route
-            .spec
-            .parent_refs
-            .iter()
-            .flatten()
-            .map(|p| parent_ref(&p.group, &p.kind, &p.namespace, &p.name, p.port, &p.section_name))
-            .collect();
+        let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Tcp, key, &route.metadata);
         let compiled = l4::compile(RouteKind::Tcp, &meta, &index, &key.namespace, None, mirror(&route.spec.rules));
         attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
