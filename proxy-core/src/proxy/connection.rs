@@ -3,14 +3,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
+use super::in_flight::{InFlight, InFlightBody};
 use super::request_framing::RequestFramingGuard;
-use super::{http, l4_route, tcp, Proxy};
+use super::{http, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::identity::{Origin, Workload};
 use crate::metrics::TcpLabels;
@@ -134,19 +135,25 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
 }
 
 async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(proxy.options.max_header_bytes.max(8192)).keep_alive(true);
-    builder.http2().max_header_list_size(proxy.options.max_header_bytes as u32);
+    let builder = http_server(&proxy.options);
+    let in_flight = InFlight::new();
     let service = hyper::service::service_fn({
         let proxy = proxy.clone();
+        let in_flight = in_flight.clone();
         move |request| {
             let proxy = proxy.clone();
             let ctx = ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(http::handle(proxy, ctx, request).await) }
+            let guard = in_flight.start();
+            async move {
+                let response = http::handle(proxy, ctx, request).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, guard)))
+            }
         }
     });
-    // HTTP/1 requests with ambiguous framing get 400 before hyper sees them.
-    let io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes);
+    // HTTP/1 requests with ambiguous framing get 400 before hyper sees them; heads
+    // that take too long close the connection.
+    let io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes)
+        .with_head_timeout(proxy.options.timeouts.request_head);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -155,8 +162,38 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+        _ = in_flight.idle_for(proxy.options.timeouts.http_idle) => {
+            tracing::debug!("closing idle HTTP connection");
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%error, "HTTP connection ended with an error");
     }
+}
+
+/// The downstream HTTP server: HTTP/1.1 and h2c with the configured timeouts and limits.
+fn http_server(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
+    let timeouts = &options.timeouts;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // hyper starts this timer when it waits for a head, also between keep-alive
+        // requests: it bounds the keep-alive idle time (a head in progress is bounded
+        // by the framing guard's shorter timer).
+        .header_read_timeout(timeouts.http_idle)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeouts.http2_keep_alive_interval)
+        .keep_alive_timeout(timeouts.http2_keep_alive_timeout)
+        .max_concurrent_streams(options.http2.max_concurrent_streams)
+        .max_pending_accept_reset_streams(options.http2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(options.http2.max_local_error_reset_streams)
+        .max_header_list_size(options.max_header_bytes as u32);
+    builder
 }

@@ -11,8 +11,10 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::access_log::{request_id, HttpRecord, LoggedBody};
+use super::deadline;
 use super::body::{self, Body};
 use super::connection::ConnContext;
+use super::idle;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
@@ -260,8 +262,9 @@ fn set_path(parts: &mut http::request::Parts, path: &str) {
 fn upstream_version(protocol: AppProtocol, downstream: Version) -> UpstreamVersion {
     match protocol {
         AppProtocol::H2c => UpstreamVersion::Http2,
-        AppProtocol::Http => UpstreamVersion::Http1,
-        AppProtocol::Tcp | AppProtocol::Detect => {
+        // HTTP/2 with prior knowledge (h2c, e.g. gRPC) stays HTTP/2 on `appProtocol:
+        // http` ports too: a client only sends it to a server that speaks it.
+        AppProtocol::Http | AppProtocol::Tcp | AppProtocol::Detect => {
             if downstream == Version::HTTP_2 {
                 UpstreamVersion::Http2
             } else {
@@ -320,19 +323,28 @@ async fn forward(
     // The response keeps no reference to the downstream's extensions.
     parts.extensions = http::Extensions::new();
     let request = upstream_request(parts, body, version, false);
-    let sent_at = Instant::now();
+    let sent_at = tokio::time::Instant::now();
+    // The route's timeouts run until the response body's end, not only its head.
+    let deadline = deadline::deadline(&timeouts, sent_at);
     let attempt = proxy.upstream.send(endpoint, version, request);
-    let attempt = with_timeout(timeouts.backend_request, attempt);
-    let result = with_timeout(timeouts.request, attempt).await;
+    let result = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, attempt).await.ok(),
+        None => Some(attempt.await),
+    };
     routed.backend_elapsed = Some(sent_at.elapsed());
     match result {
-        None | Some(None) => LocalReply::Timeout.response(grpc),
-        Some(Some(Ok(response))) => {
+        None => LocalReply::Timeout.response(grpc),
+        Some(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers, false);
-            Response::from_parts(parts, body::boxed(body))
+            let body = body::boxed(body);
+            let body = match deadline {
+                Some(deadline) => deadline::bounded(body, deadline),
+                None => body,
+            };
+            Response::from_parts(parts, body)
         }
-        Some(Some(Err(error))) => {
+        Some(Err(error)) => {
             tracing::info!(%error, backend = %target.label, "upstream request failed");
             if error.is_connect() {
                 LocalReply::ConnectFailed.response(grpc)
@@ -340,14 +352,6 @@ async fn forward(
                 LocalReply::UpstreamError.response(grpc)
             }
         }
-    }
-}
-
-/// Runs `future` under an optional timeout: `None` when it passed.
-async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, future: F) -> Option<F::Output> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, future).await.ok(),
-        None => Some(future.await),
     }
 }
 
@@ -370,14 +374,14 @@ async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, bo
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         if let Some(downstream_upgrade) = downstream_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let idle_timeout = proxy.options.timeouts.stream_idle;
             tokio::spawn(async move {
                 match tokio::try_join!(downstream_upgrade, upstream_upgrade) {
                     Ok((down, up)) => {
                         let mut down = hyper_util::rt::TokioIo::new(down);
                         let mut up = hyper_util::rt::TokioIo::new(up);
-                        if let Err(error) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                            tracing::debug!(%error, "upgraded connection ended");
-                        }
+                        let copied = idle::copy_until_idle(&mut down, &mut up, idle_timeout).await;
+                        tracing::debug!(ended = ?copied.ended, "upgraded connection ended");
                     }
                     Err(error) => tracing::debug!(%error, "upgrade failed"),
                 }
@@ -392,7 +396,8 @@ async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, bo
 }
 
 /// Sends a copy of the request (its body once it has been read whole, see
-/// [`mirror_body`]) to a mirror backend and discards the answer.
+/// [`mirror_body`]) to a mirror backend and discards the answer. Mirrors take a slot of
+/// the node-wide cap (none free: dropped) and are abandoned after the mirror timeout.
 fn spawn_mirror(
     proxy: &Arc<Proxy>,
     parts: &http::request::Parts,
@@ -411,14 +416,21 @@ fn spawn_mirror(
     *head.headers_mut() = parts.headers.clone();
     let (head, ()) = head.into_parts();
     let version = upstream_version(protocol, head.version);
+    let Some(slot) = proxy.mirrors.try_take() else { return };
     let proxy = proxy.clone();
     tokio::spawn(async move {
-        // No copy: the body was too large (logged), failed, or was never read whole.
-        let Ok(copy) = copy.await else { return };
-        let request = upstream_request(head, copy.into_body(), version, false);
-        match proxy.upstream.send(endpoint, version, request).await {
-            Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
-            Err(error) => tracing::debug!(%error, "mirror request failed"),
+        let mirror = async {
+            // No copy: the body was too large (logged), failed, or was never read whole.
+            let Ok(copy) = copy.await else { return };
+            let request = upstream_request(head, copy.into_body(), version, false);
+            match proxy.upstream.send(endpoint, version, request).await {
+                Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
+                Err(error) => tracing::debug!(%error, "mirror request failed"),
+            }
+        };
+        if tokio::time::timeout(proxy.mirrors.timeout(), mirror).await.is_err() {
+            tracing::debug!(%endpoint, "mirror request timed out");
         }
+        drop(slot);
     });
 }

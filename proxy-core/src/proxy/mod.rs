@@ -6,18 +6,24 @@ mod access_log;
 mod body;
 mod client_hello;
 mod connection;
+mod deadline;
 mod detect;
 mod headers;
 mod http;
+mod idle;
+mod in_flight;
 mod l4_route;
+mod limits;
 mod local_reply;
 mod mirror_body;
+mod mirrors;
 mod request_framing;
 mod tcp;
 mod upstream;
 
 pub use access_log::{AccessLog, InvalidSample};
 pub use detect::Detected;
+pub use limits::{ConnectionTimeouts, Http2Limits, MirrorLimits};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,8 +49,15 @@ pub struct ProxyOptions {
     pub max_header_bytes: usize,
     /// Idle upstream HTTP/1.1 connections kept per endpoint.
     pub max_idle_per_endpoint: usize,
-    /// Idle upstream connections are closed after this long.
+    /// Idle upstream connections are closed after this long (a periodic reaper closes
+    /// them even when their endpoint is not used again).
     pub idle_timeout: Duration,
+    /// Downstream and passthrough timeouts.
+    pub timeouts: ConnectionTimeouts,
+    /// Downstream HTTP/2 limits.
+    pub http2: Http2Limits,
+    /// RequestMirror bounds.
+    pub mirrors: MirrorLimits,
 }
 
 impl Default for ProxyOptions {
@@ -55,6 +68,9 @@ impl Default for ProxyOptions {
             max_header_bytes: 64 * 1024,
             max_idle_per_endpoint: 64,
             idle_timeout: Duration::from_secs(90),
+            timeouts: ConnectionTimeouts::default(),
+            http2: Http2Limits::default(),
+            mirrors: MirrorLimits::default(),
         }
     }
 }
@@ -65,6 +81,7 @@ pub struct Proxy {
     resolver: Arc<dyn OriginResolver>,
     options: ProxyOptions,
     upstream: Arc<upstream::Upstreams>,
+    mirrors: mirrors::MirrorSlots,
     access_log: AccessLog,
     /// None when metrics are switched off (`--no-metrics`).
     metrics: Option<Arc<ProxyMetrics>>,
@@ -83,12 +100,19 @@ impl Proxy {
         metrics: Option<Arc<ProxyMetrics>>,
     ) -> Arc<Self> {
         let upstream = Arc::new(upstream::Upstreams::new(&options));
-        Arc::new(Self { config, resolver, options, upstream, access_log: AccessLog::default(), metrics })
+        upstream::Upstreams::start_reaper(&upstream);
+        let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
+        Arc::new(Self { config, resolver, options, upstream, mirrors, access_log: AccessLog::default(), metrics })
     }
 
     /// The metrics this proxy records (None when switched off).
     pub fn metrics(&self) -> Option<&Arc<ProxyMetrics>> {
         self.metrics.as_ref()
+    }
+
+    /// Mirror requests dropped so far because the node-wide cap was reached.
+    pub fn mirrors_dropped(&self) -> u64 {
+        self.mirrors.dropped()
     }
 
     pub fn config(&self) -> &ConfigHandle {

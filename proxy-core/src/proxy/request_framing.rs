@@ -19,11 +19,14 @@
 //! `CONNECT` request, and for input hyper rejects anyway (malformed or oversized heads,
 //! unparseable lengths or chunk sizes), so hyper's own 400/431 answers stay unchanged.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Most headers in one request head (hyper answers more with 431 itself).
@@ -113,6 +116,16 @@ impl FramingTracker {
     /// Whether the tracker has stepped aside for the rest of the connection.
     pub fn is_passthrough(&self) -> bool {
         self.state == State::Passthrough
+    }
+
+    /// Whether a request head is being received: nothing read yet on a new connection,
+    /// or part of a head held back.
+    pub fn head_in_progress(&self) -> bool {
+        match self.state {
+            State::Start => true,
+            State::Head => !self.held.is_empty(),
+            _ => false,
+        }
     }
 
     /// Feeds bytes read from the client and appends to `release` the bytes that may be
@@ -385,6 +398,10 @@ pub struct RequestFramingGuard<S> {
     pending: Vec<u8>,
     pending_pos: usize,
     eof: bool,
+    /// Longest time a head may take (see [`RequestFramingGuard::with_head_timeout`]).
+    head_timeout: Option<Duration>,
+    /// Armed while a head is in progress.
+    head_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> RequestFramingGuard<S> {
@@ -396,7 +413,36 @@ impl<S> RequestFramingGuard<S> {
             pending: Vec::new(),
             pending_pos: 0,
             eof: false,
+            head_timeout: None,
+            head_deadline: None,
         }
+    }
+
+    /// Fails reading (so the server closes the connection) when a request head is not
+    /// complete within `timeout`: counted from the start on a new connection, else from
+    /// a head's first byte. Heads are held back here until complete, so the server's own
+    /// header timer cannot tell a slow head from an idle connection.
+    pub fn with_head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = Some(timeout);
+        self.update_head_timer();
+        self
+    }
+
+    fn update_head_timer(&mut self) {
+        let Some(timeout) = self.head_timeout else { return };
+        if !self.tracker.head_in_progress() {
+            self.head_deadline = None;
+        } else if self.head_deadline.is_none() {
+            self.head_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+    }
+
+    /// Pending, or a timeout error once the head deadline has passed.
+    fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(deadline) = &mut self.head_deadline else { return Poll::Pending };
+        ready!(deadline.as_mut().poll(cx));
+        tracing::debug!("request head not complete in time; closing the connection");
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")))
     }
 }
 
@@ -429,7 +475,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
             // per-connection read buffer outlives the read.
             let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut scratch = ReadBuf::uninit(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut scratch))?;
+            if Pin::new(&mut this.inner).poll_read(cx, &mut scratch)?.is_pending() {
+                return this.poll_head_deadline(cx);
+            }
             let read = scratch.filled();
             if read.is_empty() {
                 this.eof = true;
@@ -441,6 +489,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
                 this.pending.extend_from_slice(REJECTION);
                 this.eof = true;
             }
+            this.update_head_timer();
         }
     }
 }

@@ -6,11 +6,13 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use super::connection::ConnContext;
+use super::idle::{self, Ended};
 use super::Proxy;
 
 /// Connects to a ready endpoint of the Service and copies bytes both ways. Half-close is
 /// propagated (a FIN from one side is forwarded as a shutdown to the other); an
-/// unreachable backend resets the client connection at once.
+/// unreachable backend resets the client connection at once; no byte either way for
+/// the stream idle timeout closes both sides.
 pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream, endpoint: Option<SocketAddr>) {
     let started = Instant::now();
     let Some(endpoint) = endpoint else {
@@ -31,9 +33,14 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
         metrics.tcp_opened(&labels);
         labels
     });
-    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    let copied = idle::copy_until_idle(&mut client, &mut upstream, proxy.options.timeouts.stream_idle).await;
     // Bytes from the client (sent on to the backend) and to the client.
-    let (sent, received) = result.as_ref().map(|(a, b)| (*a, *b)).unwrap_or((0, 0));
+    let (sent, received) = (copied.from_a, copied.from_b);
+    let error = match &copied.ended {
+        Ended::Closed => String::new(),
+        Ended::Idle => "idle timeout".to_owned(),
+        Ended::Failed(error) => error.to_string(),
+    };
     if let (Some(metrics), Some(labels)) = (&proxy.metrics, &labels) {
         metrics.tcp_closed(labels, sent, received);
     }
@@ -52,11 +59,11 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
             bytes_sent = sent,
             bytes_received = received,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            error = result.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+            error = %error,
         );
     }
-    if let Err(error) = result {
-        tracing::debug!(%error, "TCP passthrough ended with an error");
+    if !error.is_empty() {
+        tracing::debug!(%error, "TCP passthrough ended");
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::body::Body;
@@ -53,6 +53,8 @@ pub struct Upstreams {
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
+    http2_keep_alive_interval: Duration,
+    http2_keep_alive_timeout: Duration,
 }
 
 impl Upstreams {
@@ -63,7 +65,64 @@ impl Upstreams {
             connect_timeout: options.connect_timeout,
             max_idle: options.max_idle_per_endpoint,
             idle_timeout: options.idle_timeout,
+            http2_keep_alive_interval: options.timeouts.http2_keep_alive_interval,
+            http2_keep_alive_timeout: options.timeouts.http2_keep_alive_timeout,
         }
+    }
+
+    /// Starts closing idle and dead pooled connections periodically (every half idle
+    /// timeout, between 1 and 30 s), until the pools are dropped. Outside a Tokio
+    /// runtime there is no reaper (connections are then only checked when reused).
+    pub fn start_reaper(this: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no Tokio runtime: upstream pools are not reaped");
+            return;
+        };
+        let every = (this.idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let pools = Arc::downgrade(this);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(pools) = pools.upgrade() else { return };
+                pools.reap();
+            }
+        });
+    }
+
+    /// Closes idle HTTP/1.1 connections past the idle timeout (dropping the sender ends
+    /// the connection), forgets closed ones and closed HTTP/2 connections, and removes
+    /// endpoints left without connections.
+    fn reap(&self) {
+        let (mut closed, mut endpoints) = (0, 0);
+        {
+            let mut map = self.http1.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, pool| {
+                let before = pool.len();
+                pool.retain(|idle| idle.since.elapsed() < self.idle_timeout && !idle.sender.is_closed());
+                closed += before - pool.len();
+                endpoints += usize::from(pool.is_empty());
+                !pool.is_empty()
+            });
+        }
+        {
+            let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|_, sender| !sender.is_closed());
+            closed += before - map.len();
+        }
+        if closed > 0 || endpoints > 0 {
+            tracing::debug!(closed, endpoints, "reaped upstream pools");
+        }
+    }
+
+    /// Endpoints with pooled connections (HTTP/1.1 idle, HTTP/2 shared).
+    #[cfg(test)]
+    fn pooled_endpoints(&self) -> (usize, usize) {
+        let http1 = self.http1.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let http2 = self.http2.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (http1, http2)
     }
 
     pub async fn connect(&self, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
@@ -170,6 +229,9 @@ impl Upstreams {
         }
         let stream = self.connect(endpoint).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.http2_keep_alive_interval)
+            .keep_alive_timeout(self.http2_keep_alive_timeout)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Handshake(endpoint, e))?;
@@ -201,5 +263,73 @@ impl Upstreams {
             }
         });
         sender.send_request(request).await.map_err(|e| UpstreamError::Request(endpoint, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::body;
+    use hyper_util::server::conn::auto;
+    use tokio::net::TcpListener;
+
+    /// A backend that answers every request with 200 and reports each closed connection
+    /// (it closes each connection itself after `lifetime`, if given).
+    async fn backend(lifetime: Option<Duration>) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(body::empty()))
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let serve = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(lifetime.unwrap_or(Duration::MAX), serve).await;
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        (addr, closed)
+    }
+
+    #[tokio::test]
+    async fn the_reaper_closes_idle_connections_and_forgets_their_endpoints() {
+        let (addr, mut closed) = backend(None).await;
+        let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
+        let pools = Arc::new(Upstreams::new(&options));
+        Upstreams::start_reaper(&pools);
+        let request = Request::get("/").body(body::empty()).unwrap();
+        let response = pools.send(addr, UpstreamVersion::Http1, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pools.pooled_endpoints() != (1, 0) {
+            assert!(tokio::time::Instant::now() < deadline, "connection never pooled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nobody uses the endpoint again: the reaper alone must close the connection.
+        tokio::time::timeout(Duration::from_secs(5), closed.recv()).await.expect("idle connection not closed").unwrap();
+        assert_eq!(pools.pooled_endpoints(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn closed_http2_connections_are_forgotten() {
+        let (addr, mut closed) = backend(Some(Duration::from_millis(300))).await;
+        let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
+        let pools = Arc::new(Upstreams::new(&options));
+        Upstreams::start_reaper(&pools);
+        let request = Request::get("http://svc/").body(body::empty()).unwrap();
+        pools.send(addr, UpstreamVersion::Http2, request).await.unwrap();
+        assert_eq!(pools.pooled_endpoints(), (0, 1));
+        tokio::time::timeout(Duration::from_secs(5), closed.recv()).await.expect("backend never closed").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pools.pooled_endpoints() != (0, 0) {
+            assert!(tokio::time::Instant::now() < deadline, "closed HTTP/2 connection still pooled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -1,0 +1,149 @@
+//! Copying bytes both ways between two connections until both are done, one fails, or
+//! no byte has moved in either direction for the idle timeout (TCP passthrough and
+//! upgraded connections).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// How a copy ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Both directions finished (each side shut down its writing half).
+    Closed,
+    /// Nothing moved for the idle timeout; both sides are to be closed.
+    Idle,
+    Failed(io::Error),
+}
+
+/// The outcome of [`copy_until_idle`].
+#[derive(Debug)]
+pub struct Copied {
+    /// Bytes read from `a` (and written to `b`).
+    pub from_a: u64,
+    /// Bytes read from `b` (and written to `a`).
+    pub from_b: u64,
+    pub ended: Ended,
+}
+
+/// Copies `a` → `b` and `b` → `a` (half-close is propagated) until both directions
+/// end, either fails, or nothing has moved for `idle`.
+pub async fn copy_until_idle<A, B>(a: &mut A, b: &mut B, idle: Duration) -> Copied
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let mut a = Tracked { inner: a, activity: &activity, read: 0 };
+    let mut b = Tracked { inner: b, activity: &activity, read: 0 };
+    let ended = {
+        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        tokio::select! {
+            result = copy => match result {
+                Ok(_) => Ended::Closed,
+                Err(error) => Ended::Failed(error),
+            },
+            _ = activity.idle_for(idle) => Ended::Idle,
+        }
+    };
+    Copied { from_a: a.read, from_b: b.read, ended }
+}
+
+/// When a byte last moved, in milliseconds since `base`.
+struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { base: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let now = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A connection that records every byte read or written in an [`Activity`].
+struct Tracked<'a, S> {
+    inner: &'a mut S,
+    activity: &'a Activity,
+    read: u64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            this.read += read as u64;
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_pair_is_cut_after_the_idle_timeout_and_traffic_keeps_it_open() {
+        let (mut a, mut a_peer) = tokio::io::duplex(64);
+        let (mut b, mut b_peer) = tokio::io::duplex(64);
+        let started = Instant::now();
+        let copy = tokio::spawn(async move { copy_until_idle(&mut a, &mut b, Duration::from_secs(5)).await });
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            a_peer.write_all(b"hi").await.unwrap();
+            let mut got = [0u8; 2];
+            b_peer.read_exact(&mut got).await.unwrap();
+        }
+        let copied = copy.await.unwrap();
+        assert!(matches!(copied.ended, Ended::Idle), "{copied:?}");
+        assert_eq!((copied.from_a, copied.from_b), (6, 0));
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_secs(14) && elapsed < Duration::from_secs(15), "{elapsed:?}");
+    }
+}
