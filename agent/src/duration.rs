@@ -11,9 +11,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(parsed.as_secs(), parsed.subsec_nanos()))
 }
 
+/// Parses a GEP-2257 duration that must be longer than zero (a timeout of zero would
+/// cut every connection at once).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("duration {text:?} must be longer than zero"));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_must_be_longer_than_zero() {
+        assert_eq!(parse_positive_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("fast").is_err());
+    }
 
     #[test]
     fn parses_the_gateway_api_syntax() {

@@ -3,6 +3,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use ambit_proxy_core::proxy::{ConnectionTimeouts, Http2Limits, MirrorLimits, ProxyOptions};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -95,7 +98,74 @@ struct NodeArgs {
     no_metrics: bool,
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = ambit_agent::duration::parse_duration)]
-    drain: std::time::Duration,
+    drain: Duration,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Data-path timeouts and limits (defaults and their counterparts in Envoy, ztunnel and
+/// HAProxy: README "Timeouts and limits").
+#[derive(Args, Clone)]
+struct LimitArgs {
+    /// HTTP/1: longest time from accepting a connection, or from a request head's first byte, to the head's end.
+    #[arg(long, env = "AMBIT_REQUEST_HEAD_TIMEOUT", default_value = "10s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    request_head_timeout: Duration,
+    /// Downstream HTTP connections with no request in flight are closed after this long (HTTP/1 keep-alive, HTTP/2).
+    #[arg(long, env = "AMBIT_HTTP_IDLE_TIMEOUT", default_value = "5m", value_parser = ambit_agent::duration::parse_positive_duration)]
+    http_idle_timeout: Duration,
+    /// TCP passthrough and upgraded (WebSocket) connections with no byte either way for this long are closed.
+    #[arg(long, env = "AMBIT_STREAM_IDLE_TIMEOUT", default_value = "1h", value_parser = ambit_agent::duration::parse_positive_duration)]
+    stream_idle_timeout: Duration,
+    /// Timeout for connecting to a backend endpoint.
+    #[arg(long, env = "AMBIT_CONNECT_TIMEOUT", default_value = "5s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    connect_timeout: Duration,
+    /// Idle pooled upstream connections are closed after this long.
+    #[arg(long, env = "AMBIT_UPSTREAM_IDLE_TIMEOUT", default_value = "90s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    upstream_idle_timeout: Duration,
+    /// HTTP/2 keep-alive: a PING after this long without frames (both directions).
+    #[arg(long, env = "AMBIT_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    http2_keepalive_interval: Duration,
+    /// HTTP/2 keep-alive: the connection is closed when a PING is not answered within this.
+    #[arg(long, env = "AMBIT_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    http2_keepalive_timeout: Duration,
+    /// Streams one downstream HTTP/2 connection may have open at once.
+    #[arg(long, env = "AMBIT_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before they are accepted; more gets GOAWAY (rapid reset).
+    #[arg(long, env = "AMBIT_HTTP2_MAX_PENDING_RESETS", default_value_t = 20)]
+    http2_max_pending_resets: usize,
+    /// Streams the proxy may reset for client errors on one connection; more gets GOAWAY.
+    #[arg(long, env = "AMBIT_HTTP2_MAX_ERROR_RESETS", default_value_t = 1024)]
+    http2_max_error_resets: usize,
+    /// RequestMirror requests in flight on this node at once; more are dropped.
+    #[arg(long, env = "AMBIT_MAX_MIRRORS_IN_FLIGHT", default_value_t = 256)]
+    max_mirrors_in_flight: usize,
+    /// A mirror request is abandoned after this long.
+    #[arg(long, env = "AMBIT_MIRROR_TIMEOUT", default_value = "10s", value_parser = ambit_agent::duration::parse_positive_duration)]
+    mirror_timeout: Duration,
+}
+
+impl LimitArgs {
+    fn proxy_options(&self) -> ProxyOptions {
+        ProxyOptions {
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.upstream_idle_timeout,
+            timeouts: ConnectionTimeouts {
+                request_head: self.request_head_timeout,
+                http_idle: self.http_idle_timeout,
+                stream_idle: self.stream_idle_timeout,
+                http2_keep_alive_interval: self.http2_keepalive_interval,
+                http2_keep_alive_timeout: self.http2_keepalive_timeout,
+            },
+            http2: Http2Limits {
+                max_concurrent_streams: self.http2_max_concurrent_streams,
+                max_pending_accept_reset_streams: self.http2_max_pending_resets,
+                max_local_error_reset_streams: self.http2_max_error_resets,
+            },
+            mirrors: MirrorLimits { max_in_flight: self.max_mirrors_in_flight, timeout: self.mirror_timeout },
+            ..ProxyOptions::default()
+        }
+    }
 }
 
 impl NodeArgs {
@@ -114,6 +184,7 @@ impl NodeArgs {
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,
+            proxy: self.limits.proxy_options(),
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct NodeOptions {
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,
     pub drain: Duration,
+    /// The data path's timeouts and limits.
+    pub proxy: ProxyOptions,
 }
 
 /// What was last applied, kept for the admin API.
@@ -107,7 +109,7 @@ impl Node {
         let redirector = Arc::new(redirector);
         let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
         let config = ConfigHandle::default();
-        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), ProxyOptions::default(), metrics.proxy());
+        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), options.proxy.clone(), metrics.proxy());
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
