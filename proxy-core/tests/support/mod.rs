@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod h2_frames;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -69,6 +71,7 @@ pub struct RunningProxy {
     pub addr: SocketAddr,
     pub config: ConfigHandle,
     pub shutdown: CancellationToken,
+    pub proxy: Arc<Proxy>,
 }
 
 impl Drop for RunningProxy {
@@ -78,14 +81,19 @@ impl Drop for RunningProxy {
 }
 
 pub async fn start_proxy(config: ProxyConfig) -> RunningProxy {
+    start_proxy_with(config, ProxyOptions::default()).await
+}
+
+/// A proxy with `options` (the detection timeout shortened for tests).
+pub async fn start_proxy_with(config: ProxyConfig, options: ProxyOptions) -> RunningProxy {
     let handle = ConfigHandle::new(config);
-    let options = ProxyOptions { detect_timeout: Duration::from_millis(100), ..ProxyOptions::default() };
+    let options = ProxyOptions { detect_timeout: Duration::from_millis(100), ..options };
     let proxy = Proxy::new(handle.clone(), Arc::new(FixedOrigin), options);
     let listener = ambit_proxy_core::proxy::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(proxy.serve(listener, shutdown.clone(), Duration::from_secs(1)));
-    RunningProxy { addr, config: handle, shutdown }
+    tokio::spawn(proxy.clone().serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    RunningProxy { addr, config: handle, shutdown, proxy }
 }
 
 /// An HTTP/1.1 + h2c backend that answers with `name`, the request line and headers:
