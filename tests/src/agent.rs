@@ -74,6 +74,11 @@ pub fn cleanup_stale_pins() {
 }
 
 impl RunningAgent {
+    /// The agent's process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
     pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
         cleanup_stale_pins();

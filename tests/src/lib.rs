@@ -10,6 +10,7 @@
 //! cluster-IP ranges, so a cluster-IP connection that the agent does not
 //! redirect fails at once with EHOSTUNREACH.
 
+pub mod abuse_client;
 pub mod agent;
 pub mod apiserver_bridge;
 pub mod bed;

@@ -126,6 +126,24 @@ impl Pod {
         parse_client_output(&out.stdout, &out.stderr, out.status.success())
     }
 
+    /// Runs `ambit-pod abuse` (a misbehaving client) inside the pod against `to`.
+    pub fn run_abuse(&self, kind: &str, to: std::net::SocketAddr, limit: std::time::Duration) -> Result<crate::abuse_client::AbuseReport> {
+        let out = Command::new(&self.pod_bin)
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--netns")
+            .arg(&self.netns)
+            .args(["abuse", "--kind", kind, "--to", &to.to_string(), "--limit-ms", &limit.as_millis().to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .context("running ambit-pod abuse")?;
+        if !out.status.success() {
+            bail!("ambit-pod abuse failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("ambit-pod abuse printed no valid report: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Async form of [`Pod::run_client`] (tokio), for tests that run many clients at once.
     pub async fn run_client_async(&self, req: &ClientRequest) -> Result<ClientOutput> {
         let cmd = tokio::process::Command::from(self.client_command(&req.to_args()));

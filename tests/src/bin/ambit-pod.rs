@@ -34,6 +34,8 @@ enum Cmd {
     },
     /// Make requests and print one JSON report on stdout.
     Client(ambit_e2e::echo_client::ClientOpts),
+    /// Misbehave against a server (slowloris, HTTP/2 floods) and print one JSON report.
+    Abuse(ambit_e2e::abuse_client::AbuseOpts),
     /// Exec a program after joining.
     Exec {
         /// Program and arguments.
@@ -69,6 +71,14 @@ fn main() {
                 eprintln!("ambit-pod serve: {e:#}");
                 std::process::exit(1);
             }
+        }
+        Cmd::Abuse(opts) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let report = rt.block_on(ambit_e2e::abuse_client::run(opts));
+            println!("{}", serde_json::to_string(&report).expect("serializable report"));
         }
         Cmd::Client(opts) => {
             let rt = tokio::runtime::Builder::new_current_thread()
