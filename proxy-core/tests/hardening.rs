@@ -139,6 +139,60 @@ async fn an_idle_tcp_passthrough_connection_is_closed_on_both_sides() {
     assert_eq!(got.as_deref(), Some(&b"ping"[..]));
 }
 
+/// A WebSocket backend: accepts the upgrade, echoes the first bytes, then stays silent
+/// and reports when the proxy closes the upgraded connection.
+async fn upgrade_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read_exact(&mut byte).await.is_err() {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").await;
+        let mut buf = [0u8; 64];
+        if let Ok(n @ 1..) = s.read(&mut buf).await {
+            let _ = s.write_all(&buf[..n]).await;
+        }
+        while matches!(s.read(&mut buf).await, Ok(1..)) {}
+        let _ = tx.send(());
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn an_idle_upgraded_connection_is_closed_on_both_sides() {
+    let (backend, mut backend_closed) = upgrade_backend().await;
+    let options = timeouts(|t| t.stream_idle = Duration::from_secs(1));
+    let proxy = start_proxy_with(config_with(service_port(AppProtocol::Http, vec![backend], RouteSet::default())), options).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut byte)).await.unwrap().unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream.write_all(b"frame").await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut echoed)).await.unwrap().unwrap();
+    let last_byte = Instant::now();
+    let (closed, _) = wait_closed(&mut stream, Duration::from_secs(6)).await;
+    let idle = closed.expect("idle upgraded connection not closed").duration_since(last_byte);
+    assert!((Duration::from_millis(900)..Duration::from_secs(4)).contains(&idle), "{idle:?}");
+    tokio::time::timeout(Duration::from_secs(2), backend_closed.recv()).await.expect("backend side kept open");
+}
+
 /// A TCP backend that never writes; reports what it read once the proxy closes.
 async fn silent_tcp_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
