@@ -77,6 +77,8 @@ fn invalid_rules_are_dropped_and_reported() {
         ("duplicate", "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}, {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: c, value: d}]}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("cors", "  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("timeout", "  - timeouts: {request: forever}\n    backendRefs: [{name: web, port: 80}]"),
+        ("regex-bomb", "  - matches: [{path: {type: RegularExpression, value: \"/(a{1000}){1000}\"}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ("regex-escape", "  - matches: [{headers: [{type: RegularExpression, name: x, value: \"a)|(?:.*\"}]}]\n    backendRefs: [{name: web, port: 80}]"),
     ];
     let mut yaml = String::new();
     for (name, bad) in cases {
@@ -96,6 +98,8 @@ fn invalid_rules_are_dropped_and_reported() {
         let (ok, reason, message) = cond(status(&t, &format!("all-{name}")), ConditionType::Accepted);
         assert_eq!((ok, reason), (false, Reason::UnsupportedValue), "{name}: {message}");
     }
+    let (_, _, message) = cond(status(&t, "partial-regex-bomb"), ConditionType::PartiallyInvalid);
+    assert!(message.contains("per-pattern limit of 1048576 bytes"), "{message}");
     // The good rules of every partial route still serve.
     let list = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap();
     assert_eq!(list.rules().count(), cases.len());
