@@ -124,10 +124,19 @@ fn access_log_state(admin: &Admin) -> Response<Full<Bytes>> {
 }
 
 fn handle_on(admin: &Admin, surface: Surface, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if !surface.serves(req.uri().path()) {
-        return reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n");
+    let text = "text/plain; charset=utf-8";
+    match (surface, req.method(), req.uri().path()) {
+        (_, _, path) if !surface.serves(path) => reply(StatusCode::NOT_FOUND, text, "not found\n"),
+        // Reachable from pods: say whether, never what (errors name cgroups).
+        (Surface::Health, &Method::GET, "/ready") if admin.node.is_ready() => {
+            let degraded = admin.node.readiness_text() != "ready\n";
+            reply(StatusCode::OK, text, if degraded { "ready, degraded\n" } else { "ready\n" })
+        }
+        (Surface::Health | Surface::Metrics, method, _) if method != Method::GET => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, text, "read-only listener\n")
+        }
+        _ => handle(admin, req),
     }
-    handle(admin, req)
 }
 
 fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {

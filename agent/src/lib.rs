@@ -13,6 +13,7 @@ pub mod check;
 pub mod cluster;
 pub mod duration;
 pub mod kubernetes;
+pub mod listen_addr;
 pub mod explain;
 pub mod manifests;
 pub mod redirect;

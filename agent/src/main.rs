@@ -86,10 +86,10 @@ struct NodeArgs {
     #[arg(long, env = "AMBIT_ADMIN_ALLOW_REMOTE")]
     admin_allow_remote: bool,
     /// Read-only listener for kubelet probes: GET /healthz and /ready only.
-    #[arg(long, env = "AMBIT_HEALTH_ADDR")]
+    #[arg(long, env = "AMBIT_HEALTH_ADDR", value_parser = ambit_agent::listen_addr::parse_listen_addr)]
     health_addr: Option<SocketAddr>,
     /// Read-only listener for Prometheus: GET /metrics only.
-    #[arg(long, env = "AMBIT_METRICS_ADDR")]
+    #[arg(long, env = "AMBIT_METRICS_ADDR", value_parser = ambit_agent::listen_addr::parse_listen_addr)]
     metrics_addr: Option<SocketAddr>,
     /// Size AMBIT_ENROLLED,AMBIT_SERVICES (entries) when they are created (tests).
     #[arg(long, hide = true, value_delimiter = ',', num_args = 2)]
