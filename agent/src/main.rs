@@ -92,8 +92,8 @@ struct NodeArgs {
     #[arg(long, env = "AMBIT_METRICS_ADDR", value_parser = ambit_agent::listen_addr::parse_listen_addr)]
     metrics_addr: Option<SocketAddr>,
     /// Size AMBIT_ENROLLED,AMBIT_SERVICES (entries) when they are created (tests).
-    #[arg(long, hide = true, value_delimiter = ',', num_args = 2)]
-    bpf_map_capacity: Option<Vec<u32>>,
+    #[arg(long, hide = true)]
+    bpf_map_capacity: Option<ambit_agent::redirect::MapCapacity>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log_level: String,
@@ -128,10 +128,7 @@ impl NodeArgs {
             admin_allow_remote: self.admin_allow_remote,
             health_addr: self.health_addr,
             metrics_addr: self.metrics_addr,
-            map_capacity: match self.bpf_map_capacity.as_deref() {
-                Some([enrolled, services]) => ambit_agent::redirect::MapCapacity { enrolled: Some(*enrolled), services: Some(*services) },
-                _ => ambit_agent::redirect::MapCapacity::default(),
-            },
+            map_capacity: self.bpf_map_capacity.unwrap_or_default(),
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,

@@ -20,3 +20,28 @@ impl MapCapacity {
             .filter_map(|(name, size)| size.map(|s| (name, s)))
     }
 }
+
+impl std::str::FromStr for MapCapacity {
+    type Err = String;
+
+    /// `ENROLLED,SERVICES`, both entry counts above 0.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("{text:?} is not ENROLLED,SERVICES (two entry counts above 0)");
+        let (enrolled, services) = text.split_once(',').ok_or_else(invalid)?;
+        let count = |n: &str| n.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(invalid);
+        Ok(Self { enrolled: Some(count(enrolled)?), services: Some(count(services)?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_two_counts() {
+        assert_eq!("3,1024".parse(), Ok(MapCapacity { enrolled: Some(3), services: Some(1024) }));
+        for bad in ["", "3", "0,5", "3,", "a,b", "3,5,7"] {
+            assert!(bad.parse::<MapCapacity>().is_err(), "{bad}");
+        }
+    }
+}
