@@ -1,7 +1,9 @@
 //! Tenant isolation of the agent itself (issue 11): a pod cannot reach the admin API's
 //! dumps and switches, a regular-expression bomb in a route is refused with a status
 //! and does not grow the agent, and a full eBPF map is reported while everything that
-//! fits keeps being served. Needs root; fails (never skips) without it.
+//! fits keeps being served; a pod whose cgroup is missing does not make the control
+//! plane translate everything again every 250 ms. Needs root; fails (never skips)
+//! without it.
 
 mod support;
 
@@ -230,4 +232,33 @@ fn failed_map_sync_is_reported_and_enrollment_continues() {
     assert!(fits.is_some(), "late never enrolled after room was made: {}", world.agent.log_tail(30));
     let metrics = world.agent.admin("GET", "/metrics").unwrap().1;
     assert_eq!(map_metric(&metrics, "ambit_redirect_map_unsynced_entries", "AMBIT_ENROLLED"), Some(0.0), "{metrics}");
+}
+
+const GHOST: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ghost, namespace: mesh-a, uid: 00000000-0000-4000-8000-00000000dead}
+spec:
+  containers: [{name: c, image: none}]
+status: {qosClass: BestEffort}
+"#;
+
+fn config_version(world: &World) -> Option<f64> {
+    let metrics = world.agent.admin("GET", "/metrics").ok()?.1;
+    metrics.lines().find_map(|l| l.strip_prefix("ambit_config_version ")).and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn a_missing_cgroup_is_looked_for_without_translating_everything_again() {
+    let world = World::start(AgentOptions::default()).unwrap();
+    let before = config_version(&world).unwrap();
+    world.bed.apply_yaml(GHOST).unwrap();
+    let applied = wait_until(Duration::from_secs(5), || config_version(&world) > Some(before));
+    assert!(applied.is_some(), "the pod was never applied: {}", world.agent.log_tail(20));
+    let version = config_version(&world);
+    assert!(world.agent.log().contains("\"pending_cgroups\":1"), "the ghost pod is not pending: {}", world.agent.log_tail(20));
+    // The retry runs every 250 ms while the cgroup is missing; each translation would
+    // bump the version.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(config_version(&world), version, "{}", world.agent.log_tail(20));
 }
