@@ -199,3 +199,18 @@ fn check_reports_rejections_and_manifest_errors() {
     assert!(report.to_string().contains("c.yaml"), "{report}");
     assert!(ambit_agent::check::check(&dir.path().join("missing")).is_err());
 }
+
+#[test]
+fn the_configuration_regex_budget_drops_rules_once_spent() {
+    // Each pattern is under the per-pattern limit (about 0.8 MB compiled), but 100 of
+    // them are more than the configuration's 64 MiB.
+    let rules: String = (0..100)
+        .map(|i| format!("  - matches: [{{path: {{type: RegularExpression, value: \"/p{i}/\\\\w{{15}}\"}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"))
+        .collect();
+    let t = translate_yaml(&route("many", "{kind: Service, name: web, port: 80}", &rules));
+    let (pi, reason, message) = cond(status(&t, "many"), ConditionType::PartiallyInvalid);
+    assert!(pi && reason == Reason::UnsupportedValue, "{message}");
+    assert!(message.contains("67108864-byte budget"), "{message}");
+    let served = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap().rules().count();
+    assert!((40..100).contains(&served), "{served} rules served");
+}
