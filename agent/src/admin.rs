@@ -1,5 +1,12 @@
-//! The admin API (loopback by default): health, readiness, configuration dump, live
-//! log level and access-log switches.
+//! The admin API: health, readiness, configuration dump, live log level and
+//! access-log switches. It answers on up to three listeners ([`Surface`]):
+//!
+//! - the admin listener (`--admin-addr`, loopback only unless `--admin-allow-remote`):
+//!   every path below;
+//! - the health listener (`--health-addr`, for kubelet probes): only `/healthz` and
+//!   `/ready`;
+//! - the metrics listener (`--metrics-addr`, for Prometheus): only `/metrics`, which
+//!   names workloads and Services but no pod UIDs or cgroups.
 //!
 //! | path | method | what |
 //! |---|---|---|
@@ -30,7 +37,28 @@ pub struct Admin {
     pub logs: Option<LogControl>,
 }
 
-pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: CancellationToken) {
+/// Which paths one listener answers; everything else is 404 there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Every path, including the dumps and the write endpoints.
+    Admin,
+    /// `/healthz` and `/ready` only.
+    Health,
+    /// `/metrics` only.
+    Metrics,
+}
+
+impl Surface {
+    fn serves(self, path: &str) -> bool {
+        match self {
+            Surface::Admin => true,
+            Surface::Health => matches!(path, "/healthz" | "/ready"),
+            Surface::Metrics => path == "/metrics",
+        }
+    }
+}
+
+pub async fn serve(admin: Arc<Admin>, surface: Surface, listener: TcpListener, shutdown: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -43,7 +71,7 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Cancellat
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(&admin, req)) }
+                async move { Ok::<_, Infallible>(handle_on(&admin, surface, req)) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -52,8 +80,22 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Cancellat
     }
 }
 
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding the admin API to {addr}: {e}"))
+/// Binds the admin listener. A non-loopback address is refused unless `allow_remote`:
+/// the admin API has no authentication, and whoever reaches it can switch logs and read
+/// every workload's UID and cgroup.
+pub async fn bind(addr: SocketAddr, allow_remote: bool) -> anyhow::Result<TcpListener> {
+    if !addr.ip().is_loopback() && !allow_remote {
+        anyhow::bail!(
+            "refusing to serve the admin API on non-loopback {addr}: it is unauthenticated \
+             (use --health-addr and --metrics-addr for probes and scraping, or --admin-allow-remote)"
+        );
+    }
+    bind_any(addr, "the admin API").await
+}
+
+/// Binds a listener for `what` (any address).
+pub async fn bind_any(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {what} to {addr}: {e}"))
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -81,13 +123,29 @@ fn access_log_state(admin: &Admin) -> Response<Full<Bytes>> {
     json(&serde_json::json!({"enabled": log.enabled(), "sample": log.sample()}))
 }
 
+fn handle_on(admin: &Admin, surface: Surface, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = "text/plain; charset=utf-8";
+    match (surface, req.method(), req.uri().path()) {
+        (_, _, path) if !surface.serves(path) => reply(StatusCode::NOT_FOUND, text, "not found\n"),
+        // Reachable from pods: say whether, never what (errors name cgroups).
+        (Surface::Health, &Method::GET, "/ready") if admin.node.is_ready() => {
+            let degraded = admin.node.readiness_text() != "ready\n";
+            reply(StatusCode::OK, text, if degraded { "ready, degraded\n" } else { "ready\n" })
+        }
+        (Surface::Health | Surface::Metrics, method, _) if method != Method::GET => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, text, "read-only listener\n")
+        }
+        _ => handle(admin, req),
+    }
+}
+
 fn handle(admin: &Admin, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let text = "text/plain; charset=utf-8";
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => reply(StatusCode::OK, text, "ok\n"),
         (&Method::GET, "/ready") => {
             if admin.node.is_ready() {
-                reply(StatusCode::OK, text, "ready\n")
+                reply(StatusCode::OK, text, admin.node.readiness_text())
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, text, "not ready\n")
             }

@@ -13,6 +13,7 @@ pub mod check;
 pub mod cluster;
 pub mod duration;
 pub mod kubernetes;
+pub mod listen_addr;
 pub mod explain;
 pub mod manifests;
 pub mod redirect;
@@ -28,6 +29,7 @@ pub const MESH_POD_ANNOTATION: &str = "ambit.dev/mesh";
 pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
 
 pub mod admin;
+pub mod endpoints;
 pub mod logging;
 pub mod metrics;
 pub mod node;

@@ -80,9 +80,23 @@ struct NodeArgs {
     /// Where eBPF programs and maps are pinned (bpffs).
     #[arg(long, env = "AMBIT_BPF_PIN_DIR", default_value = "/sys/fs/bpf/ambit")]
     bpf_pin_dir: PathBuf,
-    /// Admin API address (health, readiness, config dump, log level).
+    /// Admin API address (health, readiness, config dump, log level). Loopback only
+    /// unless --admin-allow-remote: it is unauthenticated.
     #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15021")]
     admin_addr: SocketAddr,
+    /// Allow a non-loopback --admin-addr. Anyone who reaches it can change logging and
+    /// read every workload's UID and cgroup.
+    #[arg(long, env = "AMBIT_ADMIN_ALLOW_REMOTE")]
+    admin_allow_remote: bool,
+    /// Read-only listener for kubelet probes: GET /healthz and /ready only.
+    #[arg(long, env = "AMBIT_HEALTH_ADDR", value_parser = ambit_agent::listen_addr::parse_listen_addr)]
+    health_addr: Option<SocketAddr>,
+    /// Read-only listener for Prometheus: GET /metrics only.
+    #[arg(long, env = "AMBIT_METRICS_ADDR", value_parser = ambit_agent::listen_addr::parse_listen_addr)]
+    metrics_addr: Option<SocketAddr>,
+    /// Size AMBIT_ENROLLED,AMBIT_SERVICES (entries) when they are created (tests).
+    #[arg(long, hide = true)]
+    bpf_map_capacity: Option<ambit_agent::redirect::MapCapacity>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log_level: String,
@@ -181,6 +195,10 @@ impl NodeArgs {
             cgroup_root,
             bpf_pin_dir: self.bpf_pin_dir.clone(),
             admin_addr: self.admin_addr,
+            admin_allow_remote: self.admin_allow_remote,
+            health_addr: self.health_addr,
+            metrics_addr: self.metrics_addr,
+            map_capacity: self.bpf_map_capacity.unwrap_or_default(),
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,
@@ -205,13 +223,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone { manifests, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             let options = node.options()?;
-            runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs))?;
+            let data_path = data_path_runtime()?;
+            control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { kube, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             let options = node.options()?;
-            runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs))?;
+            let data_path = data_path_runtime()?;
+            control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { manifests } => {
@@ -251,6 +271,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+/// The proxy listeners and their connections: one worker per CPU.
+fn data_path_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().thread_name("ambit-data").enable_all().build()?)
+}
+
+/// Watches, translation, status writes and the admin API, on the main thread, so that
+/// translating a large change never takes a data-path worker.
+fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

@@ -131,6 +131,55 @@ pub struct ConfigState {
     applied: Mutex<Applied>,
     syncs: AtomicU64,
     sync_errors: AtomicU64,
+    maps: MapSyncCounts,
+}
+
+/// Per eBPF map written by the agent: syncs that left entries out, and how many.
+#[derive(Debug, Default)]
+struct MapSyncCounts {
+    /// (map name, syncs that left entries unsynced, entries unsynced by the last sync).
+    by_map: Mutex<Vec<(&'static str, u64, usize)>>,
+}
+
+impl MapSyncCounts {
+    fn record(&self, map: &'static str, unsynced: usize) {
+        let mut by_map = self.by_map.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match by_map.iter().position(|(m, ..)| *m == map) {
+            Some(i) => i,
+            None => {
+                by_map.push((map, 0, 0));
+                by_map.len() - 1
+            }
+        };
+        let entry = &mut by_map[index];
+        entry.1 += u64::from(unsynced > 0);
+        entry.2 = unsynced;
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let by_map = self.by_map.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        {
+            let mut errors = encoder.encode_descriptor(
+                "ambit_redirect_map_sync_errors",
+                "Syncs of an eBPF map that left entries out (e.g. the map was full), by map",
+                None,
+                MetricType::Counter,
+            )?;
+            for (map, failed, _) in &by_map {
+                ConstCounter::new(*failed).encode(errors.encode_family(&[("map", *map)])?)?;
+            }
+        }
+        let mut unsynced = encoder.encode_descriptor(
+            "ambit_redirect_map_unsynced_entries",
+            "Entries the last sync of an eBPF map could not write or remove, by map",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (map, _, n) in &by_map {
+            ConstGauge::new(*n as i64).encode(unsynced.encode_family(&[("map", *map)])?)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +221,12 @@ impl ConfigState {
         self.syncs.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a failed apply (the eBPF maps could not be updated).
+    /// Records how one eBPF map's sync went (`unsynced` 0: complete).
+    pub fn map_synced(&self, map: &'static str, unsynced: usize) {
+        self.maps.record(map, unsynced);
+    }
+
+    /// Records a failed apply (the eBPF maps could not be fully updated).
     pub fn sync_failed(&self) {
         self.sync_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -210,6 +264,7 @@ impl prometheus_client::collector::Collector for ConfigState {
         drop(applied);
         counter(&mut encoder, "ambit_config_syncs", "Successful configuration applies", self.syncs.load(Ordering::Relaxed))?;
         counter(&mut encoder, "ambit_config_sync_errors", "Failed configuration applies", self.sync_errors.load(Ordering::Relaxed))?;
+        self.maps.encode(&mut encoder)?;
         counter(&mut encoder, "ambit_config_watch_errors", "Failed Kubernetes list/watch requests (retried with backoff)", WATCH_ERRORS.load(Ordering::Relaxed))?;
         Ok(())
     }

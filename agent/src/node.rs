@@ -1,7 +1,6 @@
 //! The node runtime shared by standalone and Kubernetes modes: the proxy listeners,
 //! the eBPF redirector, and publishing each new cluster view to both.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,13 +9,14 @@ use std::time::Duration;
 
 use ambit_proxy_core::config::ConfigHandle;
 use ambit_proxy_core::proxy::{Proxy, ProxyOptions};
+use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
 use crate::cluster::ClusterState;
 use crate::metrics::NodeMetrics;
-use crate::redirect::{Redirector, RedirectorConfig};
+use crate::redirect::{MapCapacity, Redirector, RedirectorConfig, SyncOutcome};
 use crate::translate::{self, Translation};
 
 /// How often pods that still lack a cgroup on this node are looked for again.
@@ -52,7 +52,16 @@ pub struct NodeOptions {
     /// The kubelet cgroup root: pod cgroups are found below it and the hooks attach to it.
     pub cgroup_root: PathBuf,
     pub bpf_pin_dir: PathBuf,
+    /// The admin API (loopback unless `admin_allow_remote`).
     pub admin_addr: SocketAddr,
+    /// Serve the admin API on a non-loopback `admin_addr` (it is unauthenticated).
+    pub admin_allow_remote: bool,
+    /// Read-only listener for kubelet probes: `/healthz` and `/ready` only.
+    pub health_addr: Option<SocketAddr>,
+    /// Read-only listener for Prometheus: `/metrics` only.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Sizes of the enrollment and Service maps (tests make them tiny).
+    pub map_capacity: MapCapacity,
     pub access_log: bool,
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,
@@ -61,10 +70,38 @@ pub struct NodeOptions {
     pub proxy: ProxyOptions,
 }
 
-/// What was last applied, kept for the admin API.
+/// What was last applied, kept for the admin API and the cgroup retry.
 #[derive(Default)]
 struct Applied {
     translation: Option<Translation>,
+    maps: MapSync,
+    /// The last apply failed: retry it even if no pending cgroup appeared.
+    failed: bool,
+}
+
+/// How the last apply's eBPF map syncs went.
+#[derive(Clone, Debug, Default)]
+struct MapSync {
+    services: SyncOutcome,
+    enrolled: SyncOutcome,
+}
+
+impl MapSync {
+    fn each(&self) -> [(&'static str, &SyncOutcome); 2] {
+        [(ambit_ebpf_common::map_names::SERVICES, &self.services), (ambit_ebpf_common::map_names::ENROLLED, &self.enrolled)]
+    }
+
+    /// One line per incomplete map, for `/config_dump` problems and `/ready`.
+    fn problems(&self) -> Vec<String> {
+        self.each()
+            .into_iter()
+            .filter(|(_, o)| !o.is_complete())
+            .map(|(map, o)| {
+                let error = o.first_error.as_deref().unwrap_or("unknown error");
+                format!("eBPF map {map}: {} entries not synced (first error: {error})", o.unsynced)
+            })
+            .collect()
+    }
 }
 
 /// One node's data plane and its redirection.
@@ -84,7 +121,13 @@ pub struct Node {
 impl Node {
     /// Binds the proxy listeners and attaches redirection. The listeners are bound
     /// before the hooks are attached so no redirected connection finds nothing there.
-    pub async fn start(options: NodeOptions, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
+    /// They are served on `data_path`, never on the caller's (control-plane) runtime.
+    pub async fn start(
+        options: NodeOptions,
+        data_path: &tokio::runtime::Handle,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let entered = data_path.enter();
         let mut listeners = Vec::new();
         let (mut v4, mut v6) = (None, None);
         for ip in &options.node_ips {
@@ -99,12 +142,14 @@ impl Node {
                     .map_err(|e| anyhow::anyhow!("binding the proxy listener {addr}: {e}"))?,
             );
         }
+        drop(entered);
         let redirector = Redirector::install(&RedirectorConfig {
             attach_cgroup: options.cgroup_root.clone(),
             pin_dir: options.bpf_pin_dir.clone(),
             proxy_v4: v4,
             proxy_v6: v6,
             proxy_port: options.proxy_port,
+            capacity: options.map_capacity,
         })?;
         let redirector = Arc::new(redirector);
         let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
@@ -113,7 +158,7 @@ impl Node {
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
-            .map(|listener| tokio::spawn(proxy.clone().serve(listener, shutdown.clone(), options.drain)))
+            .map(|listener| data_path.spawn(proxy.clone().serve(listener, shutdown.clone(), options.drain)))
             .collect();
         let cgroups = PodCgroupResolver::new(options.cgroup_root.clone());
         Ok(Arc::new(Self {
@@ -173,28 +218,82 @@ impl Node {
         let view = translate::NodeView { node_name: self.options.node_name.as_deref(), cgroups: &self.cgroups };
         let mut translation = translate::translate(state, &view);
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
-        let config = std::mem::take(&mut translation.config);
-        let mut config = config;
+        let mut config = std::mem::take(&mut translation.config);
         config.version = version;
         self.config.store(config);
-        let services: BTreeSet<SocketAddr> = translation.service_addrs.clone();
-        self.redirector.sync_services(&services)?;
-        self.redirector.sync_enrolled(&translation.enrolled_cgroups)?;
+        let maps = self.sync_maps(&translation);
         for problem in &translation.problems {
             tracing::warn!(%problem, "configuration problem");
         }
         let pending = translation.pending_cgroups;
         tracing::info!(
             version,
-            services = services.len(),
+            services = translation.service_addrs.len(),
             enrolled = translation.enrolled_cgroups.len(),
             pending_cgroups = pending,
             "configuration applied"
         );
         self.metrics.config().applied(state, &translation, version);
-        self.applied.lock().unwrap_or_else(|p| p.into_inner()).translation = Some(translation);
+        let complete = maps.services.is_complete() && maps.enrolled.is_complete();
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        *applied = Applied { translation: Some(translation), maps, failed: false };
+        drop(applied);
         self.ready.store(true, Ordering::Release);
+        if !complete {
+            // Everything that fits is in the maps and served; the rest is reported.
+            self.metrics.config().sync_failed();
+        }
         Ok(pending)
+    }
+
+    /// Writes the Service and enrollment maps: every entry that can be written is, even
+    /// when some cannot (a full map); the rest is counted, logged and reported.
+    fn sync_maps(&self, translation: &Translation) -> MapSync {
+        let outcome = |wanted: usize, result: anyhow::Result<SyncOutcome>| {
+            result.unwrap_or_else(|error| SyncOutcome { unsynced: wanted, first_error: Some(format!("{error:#}")) })
+        };
+        let maps = MapSync {
+            services: outcome(translation.service_addrs.len(), self.redirector.sync_services(&translation.service_addrs)),
+            enrolled: outcome(translation.enrolled_cgroups.len(), self.redirector.sync_enrolled(&translation.enrolled_cgroups)),
+        };
+        for (map, outcome) in maps.each() {
+            self.metrics.config().map_synced(map, outcome.unsynced);
+            if !outcome.is_complete() {
+                static INCOMPLETE: RateLimitedLog = RateLimitedLog::new(DEFAULT_INTERVAL);
+                if let Some(suppressed) = INCOMPLETE.admit() {
+                    tracing::error!(
+                        map,
+                        unsynced = outcome.unsynced,
+                        error = outcome.first_error.as_deref().unwrap_or(""),
+                        suppressed,
+                        "eBPF map sync incomplete; the entries that fit are applied"
+                    );
+                }
+            }
+        }
+        maps
+    }
+
+    /// Whether the cgroup retry should translate again: the last apply failed, or a pod
+    /// that lacked its cgroup has one now (checked pod by pod, without translating).
+    pub fn retry_due(&self) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied.failed
+            || applied
+                .translation
+                .as_ref()
+                .is_some_and(|t| t.pending_pods.iter().any(|pod| pod.cgroup_found(&self.cgroups)))
+    }
+
+    /// `/ready`'s body: "ready", plus what is degraded.
+    pub fn readiness_text(&self) -> String {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let problems = applied.maps.problems();
+        if problems.is_empty() {
+            "ready\n".to_string()
+        } else {
+            format!("ready, degraded:\n{}\n", problems.join("\n"))
+        }
     }
 
     /// The route status of the last applied translation (empty before the first apply).
@@ -210,6 +309,7 @@ impl Node {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "applying configuration failed");
+                self.applied.lock().unwrap_or_else(|p| p.into_inner()).failed = true;
                 previous.max(1)
             }
         }
@@ -218,14 +318,22 @@ impl Node {
     pub fn config_dump(&self) -> serde_json::Value {
         let config = self.config.load();
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let (status, problems) = match &applied.translation {
+        let (status, mut problems) = match &applied.translation {
             Some(t) => (serde_json::to_value(&t.route_status).unwrap_or_default(), t.problems.clone()),
             None => (json!([]), vec![]),
         };
+        problems.extend(applied.maps.problems());
+        let map_sync: serde_json::Map<String, serde_json::Value> = applied
+            .maps
+            .each()
+            .into_iter()
+            .map(|(map, o)| (map.to_string(), json!({"unsynced": o.unsynced, "error": o.first_error})))
+            .collect();
         json!({
             "config": config.dump(),
             "routeStatus": status,
             "problems": problems,
+            "mapSync": map_sync,
         })
     }
 

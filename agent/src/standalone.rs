@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, Admin};
+use crate::admin::Admin;
+use crate::endpoints::Endpoints;
 use crate::logging::LogControl;
 use crate::manifests;
 use crate::node::{Node, NodeOptions};
@@ -14,15 +15,21 @@ use crate::node::{Node, NodeOptions};
 /// How often the manifests directory is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow::Result<()> {
+/// Runs the control plane (manifests watch, translation, admin API) on the calling
+/// runtime; the proxy listeners are served on `data_path`.
+pub async fn run(
+    dir: PathBuf,
+    options: NodeOptions,
+    logs: LogControl,
+    data_path: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("manifests directory {} does not exist", dir.display());
     }
     let shutdown = CancellationToken::new();
-    let admin_listener = admin::bind(options.admin_addr).await?;
-    let node = Node::start(options, shutdown.clone()).await?;
-    let admin_state = Arc::new(Admin { node: node.clone(), logs: Some(logs) });
-    tokio::spawn(admin::serve(admin_state, admin_listener, shutdown.clone()));
+    let endpoints = Endpoints::bind(&options, &data_path).await?;
+    let node = Node::start(options, &data_path, shutdown.clone()).await?;
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown);
 
     let mut loaded = manifests::watch_dir(dir, POLL_INTERVAL);
     let mut pending = node.apply(&loaded.borrow_and_update().state)?;
@@ -36,8 +43,10 @@ pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow
                 pending = node.apply_logged(&current.state, pending);
             }
             _ = retry.tick(), if pending > 0 => {
-                let current = loaded.borrow().clone();
-                pending = node.apply_logged(&current.state, pending);
+                if node.retry_due() {
+                    let current = loaded.borrow().clone();
+                    pending = node.apply_logged(&current.state, pending);
+                }
             }
             _ = termination.requested() => break,
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ambit_agent::kubernetes::rbac;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -38,6 +38,8 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     let sa: ServiceAccount = strict("serviceaccount.yaml");
     let _: ClusterRole = strict("clusterrole.yaml");
     let binding: ClusterRoleBinding = strict("clusterrolebinding.yaml");
+    let role: Role = strict("role.yaml");
+    let role_binding: RoleBinding = strict("rolebinding.yaml");
     let ds: DaemonSet = strict("daemonset.yaml");
     let ns_name = ns.metadata.name.unwrap();
     assert_eq!(sa.metadata.namespace.as_deref(), Some(ns_name.as_str()));
@@ -45,6 +47,12 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     let subject = &binding.subjects.unwrap()[0];
     assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), (sa.metadata.name.as_deref().unwrap(), Some(ns_name.as_str())));
     assert_eq!(binding.role_ref.name, "ambit-agent");
+    // The Lease Role lives in the agent's namespace and is bound to its ServiceAccount there.
+    assert_eq!(role.metadata.namespace.as_deref(), Some(ns_name.as_str()));
+    assert_eq!(role_binding.metadata.namespace.as_deref(), Some(ns_name.as_str()));
+    assert_eq!((role_binding.role_ref.kind.as_str(), role_binding.role_ref.name.as_str()), ("Role", "ambit-agent"));
+    let subject = &role_binding.subjects.unwrap()[0];
+    assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), (sa.metadata.name.as_deref().unwrap(), Some(ns_name.as_str())));
 
     let spec = ds.spec.unwrap();
     let pod = spec.template.spec.unwrap();
@@ -53,20 +61,30 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     assert_ne!(pod.host_pid, Some(true));
     let agent = &pod.containers[0];
     let env: BTreeSet<&str> = agent.env.iter().flatten().map(|e| e.name.as_str()).collect();
-    for needed in ["NODE_NAME", "NODE_IP", "POD_NAME", "POD_NAMESPACE"] {
+    for needed in ["NODE_NAME", "NODE_IP", "HOST_IP", "POD_NAME", "POD_NAMESPACE"] {
         assert!(env.contains(needed), "missing env {needed}");
     }
+    // Every node address (both families), not only the primary one.
+    let field = |name: &str| {
+        let var = agent.env.iter().flatten().find(|e| e.name == name).unwrap();
+        var.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path.clone()
+    };
+    assert_eq!(field("NODE_IP"), "status.hostIPs");
+    assert_eq!(field("HOST_IP"), "status.hostIP");
     let caps = agent.security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
     assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]));
     let bpf = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/sys/fs/bpf").unwrap();
     assert_eq!(bpf.mount_propagation.as_deref(), Some("Bidirectional"));
-    // The probes reach the admin API on the node IP (hostNetwork), where --admin-addr binds it.
-    assert!(agent.args.iter().flatten().any(|a| a == "--admin-addr=$(NODE_IP):15021"));
+    // The admin API stays on loopback (its default); the probes reach the read-only
+    // health listener on the node IP (hostNetwork).
+    let args: Vec<&str> = agent.args.iter().flatten().map(String::as_str).collect();
+    assert!(!args.iter().any(|a| a.starts_with("--admin-addr") || a.starts_with("--admin-allow-remote")), "{args:?}");
+    assert!(args.contains(&"--health-addr=$(HOST_IP):15020"), "{args:?}");
     for probe in [&agent.liveness_probe, &agent.readiness_probe] {
         let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!(serde_json::to_value(&get.port).unwrap(), 15021);
+        assert_eq!(serde_json::to_value(&get.port).unwrap(), 15020);
     }
     assert_eq!(agent.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
     assert_eq!(agent.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
@@ -80,7 +98,7 @@ fn the_daemonset_arguments_are_accepted_by_the_cli() {
         .clone()
         .unwrap()
         .into_iter()
-        .map(|a| a.replace("$(NODE_IP)", "127.0.0.1"))
+        .map(|a| a.replace("$(NODE_IP)", "127.0.0.1").replace("$(HOST_IP)", "127.0.0.1"))
         .collect();
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent")).args(["run", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
@@ -103,12 +121,18 @@ fn kustomization_lists_every_manifest() {
     assert_eq!(listed, present);
 }
 
-#[test]
-fn cluster_role_grants_exactly_what_the_agent_uses() {
-    let role: ClusterRole = strict("clusterrole.yaml");
+type Grant = (String, String, String);
+
+/// Every (group, resource, verb) the rules grant; with `names`, only rules limited to
+/// exactly those resourceNames count, otherwise only unlimited ones.
+fn grants(rules: Vec<PolicyRule>, names: Option<&[&str]>) -> BTreeSet<Grant> {
     let mut granted = BTreeSet::new();
-    for rule in role.rules.unwrap() {
-        assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
+    for rule in rules {
+        assert!(rule.non_resource_urls.is_none());
+        let limited: Option<Vec<&str>> = rule.resource_names.as_ref().map(|n| n.iter().map(String::as_str).collect());
+        if limited.as_deref() != names {
+            continue;
+        }
         for group in rule.api_groups.iter().flatten() {
             for resource in rule.resources.iter().flatten() {
                 for verb in &rule.verbs {
@@ -118,10 +142,42 @@ fn cluster_role_grants_exactly_what_the_agent_uses() {
             }
         }
     }
-    let used: BTreeSet<(String, String, String)> =
-        rbac::ALL.iter().map(|p| (p.group.to_string(), p.resource.to_string(), p.verb.to_string())).collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
-    let unused: Vec<_> = granted.difference(&used).collect();
-    assert!(missing.is_empty(), "used but not granted: {missing:?}");
-    assert!(unused.is_empty(), "granted but unused: {unused:?}");
+    granted
+}
+
+fn exactly(granted: &BTreeSet<Grant>, used: &BTreeSet<Grant>, what: &str) {
+    let missing: Vec<_> = used.difference(granted).collect();
+    let unused: Vec<_> = granted.difference(used).collect();
+    assert!(missing.is_empty(), "{what}: used but not granted: {missing:?}");
+    assert!(unused.is_empty(), "{what}: granted but unused: {unused:?}");
+}
+
+fn grant(p: &rbac::Permission) -> Grant {
+    (p.group.to_string(), p.resource.to_string(), p.verb.to_string())
+}
+
+#[test]
+fn cluster_role_grants_exactly_what_the_agent_uses() {
+    let role: ClusterRole = strict("clusterrole.yaml");
+    let rules = role.rules.unwrap();
+    assert!(rules.iter().all(|r| r.resource_names.is_none()), "the ClusterRole limits nothing by name");
+    let used: BTreeSet<Grant> = rbac::ALL.iter().filter(|p| !rbac::NAMESPACED.contains(p)).map(grant).collect();
+    exactly(&grants(rules, None), &used, "ClusterRole");
+}
+
+#[test]
+fn the_lease_role_is_namespaced_and_limited_to_the_lease_name() {
+    let role: Role = strict("role.yaml");
+    let rules = role.rules.unwrap();
+    let lease = ambit_agent::kubernetes::lease::LEASE_NAME;
+    let by_name = grants(rules.clone(), Some(&[lease]));
+    let unlimited = grants(rules.clone(), None);
+    let named = by_name.len() + unlimited.len();
+    assert_eq!(named, rules.iter().map(|r| r.verbs.len()).sum::<usize>(), "rules limited to another name: {rules:?}");
+    // create cannot be limited by name (the name is not known when a create is authorized).
+    let create: BTreeSet<Grant> = [grant(&rbac::LEASE_CREATE)].into();
+    exactly(&unlimited, &create, "Role without resourceNames");
+    let named_used: BTreeSet<Grant> =
+        rbac::NAMESPACED.iter().filter(|p| **p != rbac::LEASE_CREATE).map(grant).collect();
+    exactly(&by_name, &named_used, "Role limited to the Lease");
 }

@@ -336,6 +336,7 @@ fn scenario() {
         proxy_v4: Some(PROXY_V4),
         proxy_v6: Some(PROXY_V6),
         proxy_port: PROXY_PORT,
+        capacity: Default::default(),
     };
     let listener4 = env.netns.listen(SocketAddr::new(PROXY_V4.into(), PROXY_PORT));
     let listener6 = env.netns.listen(SocketAddr::new(PROXY_V6.into(), PROXY_PORT));
@@ -343,8 +344,8 @@ fn scenario() {
     let r = Redirector::install(&cfg).expect("install");
     let counts = redirect::attached_program_counts(&root).unwrap();
     assert!(counts.values().all(|&n| n == 1), "after install: {counts:?}");
-    r.sync_enrolled(&BTreeSet::from([pod])).unwrap();
-    r.sync_services(&BTreeSet::from([vip4(), vip6()])).unwrap();
+    assert!(r.sync_enrolled(&BTreeSet::from([pod])).unwrap().is_complete());
+    assert!(r.sync_services(&BTreeSet::from([vip4(), vip6()])).unwrap().is_complete());
     assert_eq!(r.tracked().unwrap(), Tracked::default());
 
     // Redirected: IPv4, IPv6 socket to an IPv4-mapped VIP, IPv6.
@@ -429,5 +430,27 @@ fn scenario() {
     assert_eq!(errno, libc::ENETUNREACH, "after uninstall nothing is redirected");
     Redirector::uninstall(&pin_dir).expect("uninstall is idempotent");
     println!("uninstall detaches everything");
+
+    check_full_maps(&env, &cfg, &listener4, pod);
+    Redirector::uninstall(&pin_dir).expect("uninstall after the full-map check");
     drop(env);
+}
+
+/// With maps created tiny, a sync writes every entry that fits, reports the rest, and
+/// what fits keeps redirecting; freeing room lets a later sync complete.
+fn check_full_maps(env: &Env, cfg: &RedirectorConfig, listener4: &TcpListener, pod: u64) {
+    let capacity = redirect::MapCapacity { enrolled: Some(1), services: Some(2) };
+    let r = Redirector::install(&RedirectorConfig { capacity, ..cfg.clone() }).expect("install with tiny maps");
+    let vip = |last: u8| SocketAddr::from(([10, 96, 55, last], 80));
+    // Sorted by address: .10 and .11 fit, .12 does not.
+    let outcome = r.sync_services(&BTreeSet::from([vip(10), vip(11), vip(12)])).unwrap();
+    assert_eq!(outcome.unsynced, 1, "{outcome:?}");
+    assert!(outcome.first_error.as_deref().is_some_and(|e| e.contains("10.96.55.12:80")), "{outcome:?}");
+    let outcome = r.sync_enrolled(&BTreeSet::from([pod, u64::MAX])).unwrap();
+    assert_eq!(outcome.unsynced, 1, "{outcome:?}");
+    check_redirected(env, &r, listener4, vip4(), pod);
+    wait_tracked(&r, Tracked::default());
+    assert!(r.sync_services(&BTreeSet::from([vip(10), vip(12)])).unwrap().is_complete());
+    assert!(r.sync_enrolled(&BTreeSet::from([pod])).unwrap().is_complete());
+    println!("full maps: what fits is written and redirects, the rest is reported");
 }

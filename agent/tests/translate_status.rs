@@ -77,6 +77,8 @@ fn invalid_rules_are_dropped_and_reported() {
         ("duplicate", "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}, {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: c, value: d}]}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("cors", "  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("timeout", "  - timeouts: {request: forever}\n    backendRefs: [{name: web, port: 80}]"),
+        ("regex-bomb", "  - matches: [{path: {type: RegularExpression, value: \"/(a{1000}){1000}\"}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ("regex-escape", "  - matches: [{headers: [{type: RegularExpression, name: x, value: \"a)|(?:.*\"}]}]\n    backendRefs: [{name: web, port: 80}]"),
     ];
     let mut yaml = String::new();
     for (name, bad) in cases {
@@ -96,6 +98,8 @@ fn invalid_rules_are_dropped_and_reported() {
         let (ok, reason, message) = cond(status(&t, &format!("all-{name}")), ConditionType::Accepted);
         assert_eq!((ok, reason), (false, Reason::UnsupportedValue), "{name}: {message}");
     }
+    let (_, _, message) = cond(status(&t, "partial-regex-bomb"), ConditionType::PartiallyInvalid);
+    assert!(message.contains("per-pattern limit of 1048576 bytes"), "{message}");
     // The good rules of every partial route still serve.
     let list = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap();
     assert_eq!(list.rules().count(), cases.len());
@@ -194,4 +198,19 @@ fn check_reports_rejections_and_manifest_errors() {
     assert!(!report.ok());
     assert!(report.to_string().contains("c.yaml"), "{report}");
     assert!(ambit_agent::check::check(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn the_configuration_regex_budget_drops_rules_once_spent() {
+    // Each pattern is under the per-pattern limit (about 0.8 MB compiled), but 100 of
+    // them are more than the configuration's 64 MiB.
+    let rules: String = (0..100)
+        .map(|i| format!("  - matches: [{{path: {{type: RegularExpression, value: \"/p{i}/\\\\w{{15}}\"}}}}]\n    backendRefs: [{{name: web, port: 80}}]\n"))
+        .collect();
+    let t = translate_yaml(&route("many", "{kind: Service, name: web, port: 80}", &rules));
+    let (pi, reason, message) = cond(status(&t, "many"), ConditionType::PartiallyInvalid);
+    assert!(pi && reason == Reason::UnsupportedValue, "{message}");
+    assert!(message.contains("67108864-byte budget"), "{message}");
+    let served = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap().rules().count();
+    assert!((40..100).contains(&served), "{served} rules served");
 }

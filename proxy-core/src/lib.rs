@@ -10,4 +10,5 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limited_log;
 pub mod routes;

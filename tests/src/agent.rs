@@ -74,11 +74,6 @@ pub fn cleanup_stale_pins() {
 }
 
 impl RunningAgent {
-    /// The agent's process id (None once stopped).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
     pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
         cleanup_stale_pins();
@@ -238,6 +233,19 @@ impl RunningAgent {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v.get("target").and_then(|t| t.as_str()) == Some("ambit::access"))
             .collect()
+    }
+
+    /// The agent's process id (None once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The agent's resident set size in bytes (VmRSS), None once it is gone.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// How long the agent has been running.

@@ -1,7 +1,8 @@
 //! Every Kubernetes API permission the agent uses, one constant per call site. The
 //! watchers, the lease elector and the status writer name the constant they need (it is
 //! in their error messages), and the RBAC test checks `daemonset/clusterrole.yaml`
-//! against [`ALL`]: everything used is granted and nothing granted is unused.
+//! against [`ALL`] minus [`NAMESPACED`], and `daemonset/role.yaml` against
+//! [`NAMESPACED`]: everything used is granted and nothing granted is unused.
 
 use std::fmt;
 
@@ -92,3 +93,8 @@ pub const ALL: &[Permission] = &[
     LEASE_CREATE,
     LEASE_UPDATE,
 ];
+
+/// The permissions granted only in the agent's own namespace (a Role, not the
+/// ClusterRole): the status-writer Lease. `get` and `update` are further limited to the
+/// Lease's name ([`LEASE_NAME`](super::lease::LEASE_NAME)); `create` cannot be.
+pub const NAMESPACED: &[Permission] = &[LEASE_GET, LEASE_CREATE, LEASE_UPDATE];

@@ -13,7 +13,8 @@ use super::client::{self, ApiServer};
 use super::feed::{ClusterFeed, FeedOptions};
 use super::lease::{self, LeaseConfig};
 use super::status;
-use crate::admin::{self, Admin};
+use crate::admin::Admin;
+use crate::endpoints::Endpoints;
 use crate::logging::LogControl;
 use crate::node::{Node, NodeOptions};
 
@@ -55,17 +56,24 @@ impl KubeArgs {
     }
 }
 
-/// Runs the agent against the Kubernetes API until SIGTERM or Ctrl-C.
-pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyhow::Result<()> {
+/// Runs the agent against the Kubernetes API until SIGTERM or Ctrl-C. The control plane
+/// (watches, translation, status, admin API) runs on the calling runtime; the proxy
+/// listeners on `data_path`.
+pub async fn run(
+    kube: KubeArgs,
+    options: NodeOptions,
+    logs: LogControl,
+    data_path: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     if kube.lease_renew >= kube.lease_duration {
         anyhow::bail!("--lease-renew ({:?}) must be shorter than --lease-duration ({:?})", kube.lease_renew, kube.lease_duration);
     }
     let client = client::client(&kube.api_server()).await?;
     let shutdown = CancellationToken::new();
-    let admin_listener = admin::bind(options.admin_addr).await?;
+    let endpoints = Endpoints::bind(&options, &data_path).await?;
     let node_name = options.node_name.clone();
-    let node = Node::start(options, shutdown.clone()).await?;
-    tokio::spawn(admin::serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), admin_listener, shutdown.clone()));
+    let node = Node::start(options, &data_path, shutdown.clone()).await?;
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown);
 
     let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
     let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));
@@ -96,7 +104,7 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
                 current = Some(snapshot);
             }
             _ = retry.tick(), if pending > 0 => {
-                if let Some(state) = &current {
+                if let Some(state) = current.as_ref().filter(|_| node.retry_due()) {
                     pending = node.apply_logged(state, pending);
                 }
             }

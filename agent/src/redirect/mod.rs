@@ -16,16 +16,18 @@
 //!
 //! # Capacity
 //! `AMBIT_ENROLLED` holds [`MAX_ENROLLED`](ambit_ebpf_common::MAX_ENROLLED) pod cgroups,
-//! `AMBIT_SERVICES` [`MAX_SERVICES`](ambit_ebpf_common::MAX_SERVICES) VIP:ports (syncs
-//! beyond that fail with an error), and `AMBIT_SOCKETS`/`AMBIT_CONNS`
+//! `AMBIT_SERVICES` [`MAX_SERVICES`](ambit_ebpf_common::MAX_SERVICES) VIP:ports (a sync
+//! beyond that writes every entry that fits and reports the rest: [`SyncOutcome`]), and `AMBIT_SOCKETS`/`AMBIT_CONNS`
 //! [`MAX_TRACKED`](ambit_ebpf_common::MAX_TRACKED) live redirected connections: when
 //! full, further redirected connects fail with EPERM and count `TrackingFull`.
 
 mod addr;
 mod bpffs;
+mod capacity;
 mod object;
 mod programs;
 mod resolver;
+mod sync;
 mod sys;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +42,9 @@ use anyhow::{anyhow, bail, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader};
 
+pub use capacity::MapCapacity;
 pub use programs::PROGRAMS;
+pub use sync::SyncOutcome;
 pub use resolver::ConnsResolver;
 
 /// Where and how to install the redirection.
@@ -56,6 +60,8 @@ pub struct RedirectorConfig {
     pub proxy_v6: Option<Ipv6Addr>,
     /// Proxy listener port.
     pub proxy_port: u16,
+    /// Sizes of the enrollment and Service maps (default: the object's).
+    pub capacity: MapCapacity,
 }
 
 /// Entry counts of the tracking maps.
@@ -109,8 +115,12 @@ impl Redirector {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
 
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&maps)
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(&maps);
+        for (name, entries) in cfg.capacity.overrides() {
+            loader.map_max_entries(name, entries);
+        }
+        let mut ebpf = loader
             .load(object::OBJECT)
             .context("loading the eBPF object")?;
 
@@ -136,25 +146,32 @@ impl Redirector {
         })
     }
 
-    /// Makes `AMBIT_ENROLLED` hold exactly these pod cgroup ids (adds missing, removes extra).
-    pub fn sync_enrolled(&self, cgroups: &BTreeSet<u64>) -> anyhow::Result<()> {
+    /// Makes `AMBIT_ENROLLED` hold exactly these pod cgroup ids (removes extra, then adds
+    /// missing). Continues past entries that cannot be written (e.g. a full map) and
+    /// reports them; fails only when the map cannot be read at all.
+    pub fn sync_enrolled(&self, cgroups: &BTreeSet<u64>) -> anyhow::Result<SyncOutcome> {
         let mut map = self
             .enrolled
             .lock()
             .map_err(|_| anyhow!("enrolled map lock poisoned"))?;
         let present = map.keys().collect::<Result<BTreeSet<u64>, _>>()?;
+        let mut outcome = SyncOutcome::default();
         for id in present.difference(cgroups) {
-            map.remove(id).with_context(|| format!("unenrolling cgroup {id}"))?;
+            if let Err(error) = map.remove(id) {
+                outcome.failed(format_args!("unenrolling cgroup {id}: {error}"));
+            }
         }
         for id in cgroups.difference(&present) {
-            map.insert(id, EnrolledPod { flags: 0, _pad: 0 }, 0)
-                .with_context(|| format!("enrolling cgroup {id}"))?;
+            if let Err(error) = map.insert(id, EnrolledPod { flags: 0, _pad: 0 }, 0) {
+                outcome.failed(format_args!("enrolling cgroup {id}: {error}"));
+            }
         }
-        Ok(())
+        Ok(outcome)
     }
 
-    /// Makes `AMBIT_SERVICES` hold exactly these VIP:port pairs.
-    pub fn sync_services(&self, services: &BTreeSet<SocketAddr>) -> anyhow::Result<()> {
+    /// Makes `AMBIT_SERVICES` hold exactly these VIP:port pairs, as
+    /// [`Redirector::sync_enrolled`] does.
+    pub fn sync_services(&self, services: &BTreeSet<SocketAddr>) -> anyhow::Result<SyncOutcome> {
         let wanted: BTreeMap<[u8; 18], ServiceKey> = services
             .iter()
             .map(|s| (sort_key(&addr::service_key(*s)), addr::service_key(*s)))
@@ -167,19 +184,23 @@ impl Redirector {
             .keys()
             .map(|k| k.map(|k| (sort_key(&k), k)))
             .collect::<Result<_, _>>()?;
+        let mut outcome = SyncOutcome::default();
+        let name = |key: &ServiceKey| addr::from_map_addr(key.addr, key.port);
         for (k, key) in &present {
             if !wanted.contains_key(k) {
-                map.remove(key)
-                    .with_context(|| format!("removing service {}", addr::from_map_addr(key.addr, key.port)))?;
+                if let Err(error) = map.remove(key) {
+                    outcome.failed(format_args!("removing service {}: {error}", name(key)));
+                }
             }
         }
         for (k, key) in &wanted {
             if !present.contains_key(k) {
-                map.insert(key, ServiceValue { flags: 0, _pad: 0 }, 0)
-                    .with_context(|| format!("adding service {}", addr::from_map_addr(key.addr, key.port)))?;
+                if let Err(error) = map.insert(key, ServiceValue { flags: 0, _pad: 0 }, 0) {
+                    outcome.failed(format_args!("adding service {}: {error}", name(key)));
+                }
             }
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// Resolver for the proxy: (peer, local) of an accepted connection -> Origin via AMBIT_CONNS.

@@ -35,7 +35,9 @@ use std::sync::Arc;
 
 use ambit_proxy_core::config::{ProxyConfig, RouteSet, ServicePort};
 use ambit_proxy_core::identity::{CgroupId, Workload};
-use ambit_proxy_core::routes::{L4Route, L4Routes, RouteKind, RouteList, RouteMeta, RouteRef, Rule, TlsRoute};
+use ambit_proxy_core::routes::{
+    L4Route, L4Routes, RegexBudget, RouteKind, RouteList, RouteMeta, RouteRef, Rule, TlsRoute,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -78,12 +80,29 @@ pub struct Translation {
     pub enrolled_cgroups: BTreeSet<u64>,
     /// Enrolled pods on this node whose cgroup was not found (yet).
     pub pending_cgroups: usize,
+    /// Those pods, so that the caller can cheaply check whether a cgroup appeared
+    /// before translating everything again.
+    pub pending_pods: Vec<PendingPod>,
     /// Every cluster IP × TCP port of every Service: connects to these are redirected
     /// (when the caller is enrolled).
     pub service_addrs: BTreeSet<SocketAddr>,
     pub route_status: Vec<RouteStatus>,
     /// Things that are wrong in the input but do not belong to a route's status.
     pub problems: Vec<String>,
+}
+
+/// An enrolled pod on this node whose cgroup was not found, with what finding it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingPod {
+    pub uid: String,
+    pub qos: Option<String>,
+}
+
+impl PendingPod {
+    /// Whether its cgroup exists now.
+    pub fn cgroup_found(&self, cgroups: &dyn CgroupLookup) -> bool {
+        cgroups.find(&self.uid, self.qos.as_deref()).is_some()
+    }
 }
 
 /// Which callers a route applies to.
@@ -188,11 +207,13 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     // Routes are attached in precedence order of their kinds: GRPCRoute, HTTPRoute,
     // TLSRoute, TCPRoute.
     let mut buckets: HashMap<PortKey, BTreeMap<Scope, ScopeRules>> = HashMap::new();
+    // One compiled-regex budget for the whole configuration, spent in translation order.
+    let regexes = RegexBudget::default();
 
     for (key, route) in &state.grpc_routes {
         let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Grpc, key, &route.metadata);
-        let ctx = RuleCtx { kind: RouteKind::Grpc, services: &index, route_ns: &key.namespace, meta: &meta };
+        let ctx = RuleCtx { kind: RouteKind::Grpc, services: &index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
         let rules: Result<Vec<RuleSpec<GrpcMatchSpec>>, String> = match &route.spec.rules {
             None => Ok(vec![]),
             Some(r) => mirror(r),
@@ -203,7 +224,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     for (key, route) in &state.http_routes {
         let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Http, key, &route.metadata);
-        let ctx = RuleCtx { kind: RouteKind::Http, services: &index, route_ns: &key.namespace, meta: &meta };
+        let ctx = RuleCtx { kind: RouteKind::Http, services: &index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
         let rules: Result<Vec<RuleSpec<HttpMatchSpec>>, String> = match &route.spec.rules {
             // The API default: one rule matching every path, with no backends.
             None => Ok(vec![RuleSpec {
@@ -323,6 +344,7 @@ fn workloads(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {
         let Some(cgroup) = node.cgroups.find(uid, qos) else {
             tracing::debug!(pod = %key, uid, "pod cgroup not found (yet)");
             out.pending_cgroups += 1;
+            out.pending_pods.push(PendingPod { uid: uid.to_owned(), qos: qos.map(str::to_owned) });
             continue;
         };
         let service_account = spec.and_then(|s| s.service_account_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or("default");

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use ambit_proxy_core::routes::{
     grpc_method_match, BackendFilters, BackendSet, BackendTarget, Forward, HeaderMatch, HeaderModifier, Mirror,
-    PathMatch, PathModifier, QueryMatch, Redirect, RedirectStatus, RouteKind, RouteMatch, RouteMeta, Rule,
+    PathMatch, PathModifier, QueryMatch, Redirect, RedirectStatus, RegexBudget, RouteKind, RouteMatch, RouteMeta, Rule,
     RuleAction, RuleFilters, StringMatch, Timeouts, UrlRewrite, WeightedBackend,
 };
+use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use http::{HeaderName, HeaderValue, Method};
 
 use super::backends::{resolve, RefProblem};
@@ -61,32 +62,33 @@ impl CompiledRoute {
 
 /// The match type of a route kind.
 pub trait MatchSpec {
-    fn compile(&self) -> Result<RouteMatch, RuleError>;
+    /// Compiles the match; its regular expressions charge the configuration's `regexes`.
+    fn compile(&self, regexes: &RegexBudget) -> Result<RouteMatch, RuleError>;
     /// The path match type for ReplacePrefixMatch validation (None: no path match).
     fn path_type(&self) -> Option<&str>;
 }
 
-fn string_match(spec: &ValueMatchSpec, what: &str) -> Result<StringMatch, RuleError> {
+fn string_match(spec: &ValueMatchSpec, what: &str, regexes: &RegexBudget) -> Result<StringMatch, RuleError> {
     match spec.type_.as_deref().unwrap_or("Exact") {
         "Exact" => Ok(StringMatch::Exact(spec.value.clone())),
-        "RegularExpression" => StringMatch::regex(&spec.value)
+        "RegularExpression" => StringMatch::regex_within(&spec.value, regexes)
             .map_err(|e| invalid(format!("{what} {:?}: invalid regular expression {:?}: {e}", spec.name, spec.value))),
         other => Err(invalid(format!("{what} {:?}: unsupported match type {other:?}", spec.name))),
     }
 }
 
-fn header_matches(specs: &[ValueMatchSpec]) -> Result<Vec<HeaderMatch>, RuleError> {
+fn header_matches(specs: &[ValueMatchSpec], regexes: &RegexBudget) -> Result<Vec<HeaderMatch>, RuleError> {
     specs
         .iter()
         .map(|h| {
             let name = HeaderName::from_str(&h.name).map_err(|_| invalid(format!("invalid header name {:?}", h.name)))?;
-            Ok(HeaderMatch { name, value: string_match(h, "header")? })
+            Ok(HeaderMatch { name, value: string_match(h, "header", regexes)? })
         })
         .collect()
 }
 
 impl MatchSpec for HttpMatchSpec {
-    fn compile(&self) -> Result<RouteMatch, RuleError> {
+    fn compile(&self, regexes: &RegexBudget) -> Result<RouteMatch, RuleError> {
         let path = match &self.path {
             None => None,
             Some(p) => {
@@ -97,7 +99,7 @@ impl MatchSpec for HttpMatchSpec {
                     }
                     "Exact" => PathMatch::Exact(value),
                     "PathPrefix" => PathMatch::Prefix(value),
-                    "RegularExpression" => PathMatch::regex(&value)
+                    "RegularExpression" => PathMatch::regex_within(&value, regexes)
                         .map_err(|e| invalid(format!("path: invalid regular expression {value:?}: {e}")))?,
                     other => return Err(invalid(format!("unsupported path match type {other:?}"))),
                 })
@@ -110,9 +112,9 @@ impl MatchSpec for HttpMatchSpec {
         let query = self
             .query_params
             .iter()
-            .map(|q| Ok(QueryMatch { name: q.name.clone(), value: string_match(q, "query parameter")? }))
+            .map(|q| Ok(QueryMatch { name: q.name.clone(), value: string_match(q, "query parameter", regexes)? }))
             .collect::<Result<Vec<_>, RuleError>>()?;
-        Ok(RouteMatch { path, method, headers: header_matches(&self.headers)?, query })
+        Ok(RouteMatch { path, method, headers: header_matches(&self.headers, regexes)?, query })
     }
 
     fn path_type(&self) -> Option<&str> {
@@ -121,7 +123,7 @@ impl MatchSpec for HttpMatchSpec {
 }
 
 impl MatchSpec for GrpcMatchSpec {
-    fn compile(&self) -> Result<RouteMatch, RuleError> {
+    fn compile(&self, regexes: &RegexBudget) -> Result<RouteMatch, RuleError> {
         let path = match &self.method {
             None => None,
             Some(m) => {
@@ -139,12 +141,12 @@ impl MatchSpec for GrpcMatchSpec {
                     return Err(invalid("gRPC service and method names cannot contain '/'"));
                 }
                 Some(
-                    grpc_method_match(service, method, regex)
+                    grpc_method_match(service, method, regex, regexes)
                         .map_err(|e| invalid(format!("gRPC method match: invalid regular expression: {e}")))?,
                 )
             }
         };
-        Ok(RouteMatch { path, method: None, headers: header_matches(&self.headers)?, query: vec![] })
+        Ok(RouteMatch { path, method: None, headers: header_matches(&self.headers, regexes)?, query: vec![] })
     }
 
     fn path_type(&self) -> Option<&str> {
@@ -238,6 +240,8 @@ pub struct RuleCtx<'a> {
     pub services: &'a ServiceIndex,
     pub route_ns: &'a str,
     pub meta: &'a RouteMeta,
+    /// The configuration's compiled-regex budget, shared by every route.
+    pub regexes: &'a RegexBudget,
 }
 
 const ONCE_ONLY: [&str; 4] = ["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"];
@@ -249,7 +253,7 @@ pub fn compile_rule<M: MatchSpec>(
     spec: &RuleSpec<M>,
     problems: &mut Vec<RefProblem>,
 ) -> Result<Rule, RuleError> {
-    let matches = spec.matches.iter().map(MatchSpec::compile).collect::<Result<Vec<_>, _>>()?;
+    let matches = spec.matches.iter().map(|m| m.compile(ctx.regexes)).collect::<Result<Vec<_>, _>>()?;
 
     let mut filters = RuleFilters::default();
     let mut redirect_action = None;
@@ -390,10 +394,22 @@ pub fn compile_route<M: MatchSpec>(ctx: &RuleCtx<'_>, rules: Result<Vec<RuleSpec
             for (index, spec) in rules.iter().enumerate() {
                 match compile_rule(ctx, index, spec, &mut compiled.ref_problems) {
                     Ok(rule) => compiled.rules.push(Arc::new(rule)),
-                    Err(error) => compiled.dropped.push(DroppedRule { index, name: spec.name.clone(), error }),
+                    Err(error) => {
+                        log_dropped(ctx.meta, index, &error);
+                        compiled.dropped.push(DroppedRule { index, name: spec.name.clone(), error });
+                    }
                 }
             }
         }
     }
     compiled
+}
+
+/// Logs a dropped rule. Every translation drops it again, so at most one line per
+/// interval (the route status always shows every dropped rule).
+fn log_dropped(meta: &RouteMeta, index: usize, error: &RuleError) {
+    static DROPPED: RateLimitedLog = RateLimitedLog::new(DEFAULT_INTERVAL);
+    if let Some(suppressed) = DROPPED.admit() {
+        tracing::warn!(route = %meta.route, rule = index, error = %error.message, suppressed, "route rule dropped");
+    }
 }

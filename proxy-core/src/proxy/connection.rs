@@ -15,6 +15,7 @@ use super::{http, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::identity::{Origin, Workload};
 use crate::metrics::TcpLabels;
+use crate::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 
 /// What is known about a connection once it is accepted.
 #[derive(Debug)]
@@ -72,15 +73,22 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
     let origin = match proxy.resolver.resolve(peer, local) {
         Ok(origin) => origin,
         Err(error) => {
-            // Not a redirected connection (or its record is gone): never guess.
-            tracing::warn!(%error, "rejecting connection without a kernel redirect record");
+            // Not a redirected connection (or its record is gone): never guess. Anyone
+            // who can reach the listener can trigger this, hence rate-limited.
+            static NO_RECORD: RateLimitedLog = RateLimitedLog::new(DEFAULT_INTERVAL);
+            if let Some(suppressed) = NO_RECORD.admit() {
+                tracing::warn!(%error, %peer, suppressed, "rejecting connection without a kernel redirect record");
+            }
             tcp::reset(stream);
             return;
         }
     };
     let config = proxy.config.load();
     let Some(service) = config.service(origin.destination).cloned() else {
-        tracing::warn!(dialled = %origin.destination, "dialled address is not a known Service port; resetting");
+        static UNKNOWN_SERVICE: RateLimitedLog = RateLimitedLog::new(DEFAULT_INTERVAL);
+        if let Some(suppressed) = UNKNOWN_SERVICE.admit() {
+            tracing::warn!(dialled = %origin.destination, suppressed, "dialled address is not a known Service port; resetting");
+        }
         tcp::reset(stream);
         return;
     };

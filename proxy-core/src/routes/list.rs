@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn grpc_precedence_service_then_method_then_headers() {
         let g = |svc: Option<&str>, method: Option<&str>, headers: Vec<HeaderMatch>| RouteMatch {
-            path: Some(grpc_method_match(svc, method, false).unwrap()),
+            path: Some(grpc_method_match(svc, method, false, &crate::routes::RegexBudget::unlimited()).unwrap()),
             headers,
             ..Default::default()
         };
@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn grpc_regex_match_ranks_by_pattern_characters() {
         let m = |svc: &str| RouteMatch {
-            path: Some(grpc_method_match(Some(svc), None, true).unwrap()),
+            path: Some(grpc_method_match(Some(svc), None, true, &crate::routes::RegexBudget::unlimited()).unwrap()),
             ..Default::default()
         };
         let list = RouteList::new(

@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderName, Method};
 use regex::Regex;
 
+use super::pattern::{compile_anchored, PatternError, RegexBudget};
+
 /// The parts of a request that matching looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
@@ -72,21 +74,22 @@ pub struct RouteMatch {
     pub query: Vec<QueryMatch>,
 }
 
-/// Wraps a pattern so that it must match the whole input.
-fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
-}
-
-/// The pattern a regex was built from, without the anchoring added by [`anchored`].
+/// The pattern a regex was built from, without the anchoring added by [`compile_anchored`].
 pub(crate) fn unanchored(regex: &Regex) -> &str {
     let s = regex.as_str();
     s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s)
 }
 
 impl StringMatch {
-    /// Compiles an anchored regular expression. Errors carry the regex error text.
-    pub fn regex(pattern: &str) -> Result<Self, regex::Error> {
-        anchored(pattern).map(StringMatch::Regex)
+    /// Compiles an anchored regular expression (per-pattern limits only). Errors carry
+    /// the regex error text.
+    pub fn regex(pattern: &str) -> Result<Self, PatternError> {
+        Self::regex_within(pattern, &RegexBudget::unlimited())
+    }
+
+    /// [`StringMatch::regex`], charging the configuration's `budget`.
+    pub fn regex_within(pattern: &str, budget: &RegexBudget) -> Result<Self, PatternError> {
+        compile_anchored(pattern, budget).map(StringMatch::Regex)
     }
 
     pub fn matches(&self, value: &str) -> bool {
@@ -98,9 +101,14 @@ impl StringMatch {
 }
 
 impl PathMatch {
-    /// Compiles an anchored regular expression on the path.
-    pub fn regex(pattern: &str) -> Result<Self, regex::Error> {
-        anchored(pattern).map(PathMatch::Regex)
+    /// Compiles an anchored regular expression on the path (per-pattern limits only).
+    pub fn regex(pattern: &str) -> Result<Self, PatternError> {
+        Self::regex_within(pattern, &RegexBudget::unlimited())
+    }
+
+    /// [`PathMatch::regex`], charging the configuration's `budget`.
+    pub fn regex_within(pattern: &str, budget: &RegexBudget) -> Result<Self, PatternError> {
+        compile_anchored(pattern, budget).map(PathMatch::Regex)
     }
 
     pub fn matches(&self, path: &str) -> bool {
@@ -246,18 +254,25 @@ fn hex(b: u8) -> Option<u8> {
 ///   method only "this method of any service", neither "any gRPC call".
 ///
 /// Empty strings count as unset, as the spec says.
-pub fn grpc_method_match(service: Option<&str>, method: Option<&str>, regex: bool) -> Result<PathMatch, regex::Error> {
+/// Regex parts are each checked on their own first, so that one cannot close the
+/// group around it; the whole path regex charges `budget`.
+pub fn grpc_method_match(
+    service: Option<&str>,
+    method: Option<&str>,
+    regex: bool,
+    budget: &RegexBudget,
+) -> Result<PathMatch, PatternError> {
     let service = service.filter(|s| !s.is_empty());
     let method = method.filter(|m| !m.is_empty());
     if let (false, Some(s), Some(m)) = (regex, service, method) {
         return Ok(PathMatch::Exact(format!("/{s}/{m}")));
     }
     let part = |value: Option<&str>| match value {
-        None => GRPC_WILDCARD.to_owned(),
-        Some(v) if regex => v.to_owned(),
-        Some(v) => regex::escape(v),
+        None => Ok(GRPC_WILDCARD.to_owned()),
+        Some(v) if regex => compile_anchored(v, &RegexBudget::unlimited()).map(|_| v.to_owned()),
+        Some(v) => Ok(regex::escape(v)),
     };
-    PathMatch::regex(&format!("/(?:{})/(?:{})", part(service), part(method)))
+    PathMatch::regex_within(&format!("/(?:{})/(?:{})", part(service)?, part(method)?), budget)
 }
 
 /// What an unset service or method becomes in a translated gRPC match.
@@ -343,6 +358,16 @@ mod tests {
         let err = StringMatch::regex("(").unwrap_err();
         assert!(err.to_string().contains("unclosed"), "{err}");
         assert!(PathMatch::regex("[").is_err());
+    }
+
+    #[test]
+    fn a_pattern_cannot_escape_the_anchors() {
+        assert!(StringMatch::regex("a)|(?:.*").is_err());
+        assert!(PathMatch::regex("/a)|(?:.*").is_err());
+        // Nor the group around a gRPC service or method part.
+        let budget = crate::routes::RegexBudget::unlimited();
+        assert!(grpc_method_match(Some("a)|(?:.*"), None, true, &budget).is_err());
+        assert!(grpc_method_match(Some("a.B"), Some(".*)/(?:.*"), true, &budget).is_err());
     }
 
     #[test]
@@ -498,26 +523,26 @@ mod tests {
 
     #[test]
     fn grpc_both_exact_is_an_exact_path() {
-        let p = grpc_method_match(Some("echo.Echo"), Some("Call"), false).unwrap();
+        let p = grpc_method_match(Some("echo.Echo"), Some("Call"), false, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(matches!(&p, PathMatch::Exact(v) if v == "/echo.Echo/Call"));
         assert_eq!(grpc_specificity(Some(&p)), (9, 4));
     }
 
     #[test]
     fn grpc_service_only() {
-        let p = grpc_method_match(Some("a.B"), None, false).unwrap();
+        let p = grpc_method_match(Some("a.B"), None, false, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(p.matches("/a.B/Call") && p.matches("/a.B/Other"));
         assert!(!p.matches("/aXB/Call"), "the dot is literal");
         assert!(!p.matches("/a.B/") && !p.matches("/a.B") && !p.matches("/a.Bc/Call") && !p.matches("/a.B/x/y"));
         assert_eq!(grpc_specificity(Some(&p)), (3, 0));
         // An empty method is unset too.
-        let p2 = grpc_method_match(Some("a.B"), Some(""), false).unwrap();
+        let p2 = grpc_method_match(Some("a.B"), Some(""), false, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(p2.matches("/a.B/Call"));
     }
 
     #[test]
     fn grpc_method_only() {
-        let p = grpc_method_match(None, Some("Call"), false).unwrap();
+        let p = grpc_method_match(None, Some("Call"), false, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(p.matches("/a.B/Call") && p.matches("/x/Call"));
         assert!(!p.matches("/a.B/Calls") && !p.matches("//Call") && !p.matches("/a/b/Call"));
         assert_eq!(grpc_specificity(Some(&p)), (0, 4));
@@ -525,18 +550,18 @@ mod tests {
 
     #[test]
     fn grpc_regex() {
-        let p = grpc_method_match(Some(r"foo\..*"), Some("Get|List"), true).unwrap();
+        let p = grpc_method_match(Some(r"foo\..*"), Some("Get|List"), true, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(p.matches("/foo.Bar/Get") && p.matches("/foo.Baz/List"));
         assert!(!p.matches("/foo.Bar/Put") && !p.matches("/fooXBar/Get"));
         assert_eq!(grpc_specificity(Some(&p)), (6, 8), "backslashes are not counted");
-        let both = grpc_method_match(Some("a.B"), Some("C"), true).unwrap();
+        let both = grpc_method_match(Some("a.B"), Some("C"), true, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(both.matches("/a.B/C") && both.matches("/aXB/C"), "regex type: the dot is a regex dot");
-        assert!(grpc_method_match(Some("("), None, true).is_err());
+        assert!(grpc_method_match(Some("("), None, true, &crate::routes::RegexBudget::unlimited()).is_err());
     }
 
     #[test]
     fn grpc_neither_matches_any_call() {
-        let p = grpc_method_match(None, None, false).unwrap();
+        let p = grpc_method_match(None, None, false, &crate::routes::RegexBudget::unlimited()).unwrap();
         assert!(p.matches("/a.B/C"));
         assert!(!p.matches("/"));
         assert_eq!(grpc_specificity(Some(&p)), (0, 0));

@@ -7,6 +7,7 @@ mod filters;
 mod l4;
 mod list;
 mod matching;
+mod pattern;
 mod rule;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -17,5 +18,8 @@ pub use l4::{HostnameMatch, InvalidHostname, L4Route, L4Routes, TlsRoute, TlsTab
 pub use list::{MatchedRule, RouteList};
 pub use matching::{
     grpc_method_match, query_param, HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch,
+};
+pub use pattern::{
+    compile_anchored, PatternError, RegexBudget, CONFIG_REGEX_BUDGET, PATTERN_DFA_LIMIT, PATTERN_SIZE_LIMIT,
 };
 pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};
