@@ -8,6 +8,8 @@
 
 pub mod config;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limited;
 pub mod routes;

@@ -93,6 +93,14 @@ pub struct TcpLabels {
     pub service: Arc<str>,
 }
 
+/// Labels of `ambit_limit_rejections_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// The cap that refused: `caller_connections`, `caller_requests`, `node_connections`, `node_requests`.
+    pub limit: &'static str,
+    pub caller_namespace: Arc<str>,
+}
+
 /// One finished HTTP request, as the metrics see it.
 #[derive(Debug)]
 pub struct RequestRecord {
@@ -113,6 +121,7 @@ pub struct ProxyMetrics {
     tcp_closed: LockFreeFamily<TcpLabels, Counter>,
     tcp_received: LockFreeFamily<TcpLabels, Counter>,
     tcp_sent: LockFreeFamily<TcpLabels, Counter>,
+    limit_rejections: LockFreeFamily<RejectionLabels, Counter>,
 }
 
 impl ProxyMetrics {
@@ -135,6 +144,11 @@ impl ProxyMetrics {
         r.register("tcp_connections_closed", "TCP passthrough connections closed", metrics.tcp_closed.clone());
         r.register("tcp_received_bytes", "Bytes received from callers on TCP passthrough connections", metrics.tcp_received.clone());
         r.register("tcp_sent_bytes", "Bytes sent to callers on TCP passthrough connections", metrics.tcp_sent.clone());
+        r.register(
+            "limit_rejections",
+            "Connections reset and requests answered 503 because a cap was reached, by cap and caller namespace",
+            metrics.limit_rejections.clone(),
+        );
         Arc::new(metrics)
     }
 
@@ -152,6 +166,12 @@ impl ProxyMetrics {
         };
         self.request_duration.with(&latency, |h| h.observe(duration_seconds));
         self.requests.with(&labels, |c| c.inc());
+    }
+
+    /// Records one connection or request refused by the cap `limit`.
+    pub fn limit_rejected(&self, limit: &'static str, caller_namespace: &Arc<str>) {
+        let labels = RejectionLabels { limit, caller_namespace: caller_namespace.clone() };
+        self.limit_rejections.with(&labels, |c| c.inc());
     }
 
     /// Records a TCP passthrough connection opened to a backend.
