@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use ambit_proxy_core::limits::{Cap, LimitOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -96,6 +97,22 @@ struct NodeArgs {
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = ambit_agent::duration::parse_duration)]
     drain: std::time::Duration,
+    /// Most open proxied connections per caller pod; more are reset at accept (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_CONNECTIONS_PER_POD", default_value_t = LimitOptions::DEFAULT_CONNECTIONS_PER_CALLER)]
+    max_connections_per_pod: usize,
+    /// Most open proxied connections on the node (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_CONNECTIONS", default_value_t = LimitOptions::DEFAULT_CONNECTIONS_PER_NODE)]
+    max_connections: usize,
+    /// Most HTTP requests in flight per caller pod; more get 503 (gRPC: UNAVAILABLE) (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_REQUESTS_PER_POD", default_value_t = LimitOptions::DEFAULT_REQUESTS_PER_CALLER)]
+    max_requests_per_pod: usize,
+    /// Most HTTP requests in flight on the node (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_REQUESTS", default_value_t = LimitOptions::DEFAULT_REQUESTS_PER_NODE)]
+    max_requests: usize,
+    /// Most live redirected sockets one pod may hold in the eBPF tracking map; its
+    /// further connects to Services fail with EPERM (0: no quota).
+    #[arg(long, env = "AMBIT_MAX_TRACKED_SOCKETS_PER_POD", default_value_t = ambit_agent::redirect::DEFAULT_PER_POD_SOCKETS)]
+    max_tracked_sockets_per_pod: u32,
 }
 
 impl NodeArgs {
@@ -114,6 +131,13 @@ impl NodeArgs {
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,
+            limits: LimitOptions {
+                connections_per_caller: Cap::new(self.max_connections_per_pod),
+                connections_per_node: Cap::new(self.max_connections),
+                requests_per_caller: Cap::new(self.max_requests_per_pod),
+                requests_per_node: Cap::new(self.max_requests),
+            },
+            per_pod_sockets: self.max_tracked_sockets_per_pod,
         })
     }
 }

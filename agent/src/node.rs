@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ambit_proxy_core::config::ConfigHandle;
+use ambit_proxy_core::limits::LimitOptions;
 use ambit_proxy_core::proxy::{Proxy, ProxyOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +58,10 @@ pub struct NodeOptions {
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,
     pub drain: Duration,
+    /// The proxy's caps on connections and in-flight requests.
+    pub limits: LimitOptions,
+    /// The eBPF per-pod quota of tracked sockets (0: none).
+    pub per_pod_sockets: u32,
 }
 
 /// What was last applied, kept for the admin API.
@@ -103,11 +108,13 @@ impl Node {
             proxy_v4: v4,
             proxy_v6: v6,
             proxy_port: options.proxy_port,
+            per_pod_sockets: options.per_pod_sockets,
         })?;
         let redirector = Arc::new(redirector);
         let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
         let config = ConfigHandle::default();
-        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), ProxyOptions::default(), metrics.proxy());
+        let proxy_options = ProxyOptions { limits: options.limits, ..ProxyOptions::default() };
+        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), proxy_options, metrics.proxy());
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
@@ -235,9 +242,23 @@ impl Node {
         ];
         let counters: serde_json::Map<String, serde_json::Value> =
             names.iter().zip(stats.iter()).map(|(n, v)| (n.to_string(), json!(v))).collect();
+        let mut counters = counters;
+        let limit_stats = self.redirector.limit_stats().unwrap_or_default();
+        for (name, value) in ["refused_pod_quota", "refused_mptcp"].iter().zip(limit_stats.iter()) {
+            counters.insert(name.to_string(), json!(value));
+        }
         let tracked = self.redirector.tracked().ok();
+        let pod_sockets: serde_json::Map<String, serde_json::Value> = self
+            .redirector
+            .pod_sockets()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(cgroup, n)| (cgroup.to_string(), json!(n)))
+            .collect();
         json!({
             "counters": counters,
+            "perPodSocketQuota": self.options.per_pod_sockets,
+            "podSockets": pod_sockets,
             "trackedSockets": tracked.as_ref().map(|t| t.sockets),
             "trackedConnections": tracked.as_ref().map(|t| t.connections),
         })
