@@ -78,14 +78,19 @@ impl Drop for RunningProxy {
 }
 
 pub async fn start_proxy(config: ProxyConfig) -> RunningProxy {
-    let handle = ConfigHandle::new(config);
     let options = ProxyOptions { detect_timeout: Duration::from_millis(100), ..ProxyOptions::default() };
+    start_proxy_with(config, options).await.0
+}
+
+/// A proxy with `options`, and a handle on it (e.g. to read its budgets).
+pub async fn start_proxy_with(config: ProxyConfig, options: ProxyOptions) -> (RunningProxy, Arc<Proxy>) {
+    let handle = ConfigHandle::new(config);
     let proxy = Proxy::new(handle.clone(), Arc::new(FixedOrigin), options);
     let listener = ambit_proxy_core::proxy::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(proxy.serve(listener, shutdown.clone(), Duration::from_secs(1)));
-    RunningProxy { addr, config: handle, shutdown }
+    tokio::spawn(proxy.clone().serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    (RunningProxy { addr, config: handle, shutdown }, proxy)
 }
 
 /// An HTTP/1.1 + h2c backend that answers with `name`, the request line and headers:
