@@ -431,6 +431,26 @@ fn check_pod_quota(env: &Env, r: &Redirector, listener: &TcpListener, pod: u64, 
     check_redirected(env, r, listener, vip4(), pod);
 }
 
+/// A connection reset by the proxy, then closed by the application (a socket already
+/// in TCP_CLOSE may be set to TCP_CLOSE again by close()): counted closed once, and
+/// its records go.
+fn check_reset_counts_one_close(env: &Env, r: &Redirector, listener: &TcpListener) {
+    wait_tracked(r, Tracked::default());
+    let before = r.stats().unwrap();
+    let client = run_client(env, &env.cgroups.root.join("pod/ctr"), "connect", vip4(), 1);
+    assert!(client.line.starts_with("ok "), "{}", client.line);
+    let (stream, _) = accept(listener);
+    let abort = libc::linger { l_onoff: 1, l_linger: 0 };
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &abort).unwrap();
+    drop(stream);
+    client.finish();
+    wait_tracked(r, Tracked::default());
+    let after = r.stats().unwrap();
+    for s in [Stat::Established, Stat::Closed] {
+        assert_eq!(after[s as usize] - before[s as usize], 1, "{s:?}");
+    }
+}
+
 /// MPTCP connects from an enrolled pod to a Service are redirected like TCP (the
 /// kernel runs the connect hook for the MPTCP socket's TCP subflow) or, where a kernel
 /// shows the hook the MPTCP socket itself, refused (EPERM, counted): never let
@@ -551,6 +571,8 @@ fn scenario() {
     wait_tracked(&r, Tracked::default());
     check_pod_quota(&env, &r, &listener4, pod, pod2);
     println!("a pod at its quota is refused alone");
+    check_reset_counts_one_close(&env, &r, &listener4);
+    println!("a reset connection is counted closed once");
 
     // Many short connections: tracking returns to its baseline, counts are exact.
     wait_tracked(&r, Tracked::default());

@@ -27,7 +27,10 @@ pub fn handle(ctx: &SockOpsContext) -> u32 {
     match ctx.op() {
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => established(ctx),
         BPF_SOCK_OPS_STATE_CB => {
-            if ctx.arg(1) == BPF_TCP_CLOSE {
+            // arg 0 is the old state, arg 1 the new one. A socket already closed (say,
+            // reset by its peer) passes through TCP_CLOSE again when the application
+            // closes it: only the first entry counts.
+            if ctx.arg(1) == BPF_TCP_CLOSE && ctx.arg(0) != BPF_TCP_CLOSE {
                 closed(ctx);
             }
         }
