@@ -574,6 +574,14 @@ fn scenario() {
     check_reset_counts_one_close(&env, &r, &listener4);
     println!("a reset connection is counted closed once");
 
+    // A pod no longer enrolled loses its (zero) socket count; enrolled pods keep theirs.
+    assert_eq!(r.pod_sockets().unwrap().get(&pod2), Some(&0));
+    r.sync_enrolled(&BTreeSet::from([pod])).unwrap();
+    let counts = r.pod_sockets().unwrap();
+    assert!(!counts.contains_key(&pod2) && counts.contains_key(&pod), "{counts:?}");
+    r.sync_enrolled(&BTreeSet::from([pod, pod2])).unwrap();
+    println!("socket counts follow enrollment");
+
     // Many short connections: tracking returns to its baseline, counts are exact.
     wait_tracked(&r, Tracked::default());
     let before = r.stats().unwrap();
