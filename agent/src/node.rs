@@ -240,9 +240,8 @@ impl Node {
             "redirected", "skipped_not_enrolled", "skipped_not_service", "skipped_not_tcp",
             "tracking_full", "established", "closed", "skipped_no_proxy",
         ];
-        let counters: serde_json::Map<String, serde_json::Value> =
+        let mut counters: serde_json::Map<String, serde_json::Value> =
             names.iter().zip(stats.iter()).map(|(n, v)| (n.to_string(), json!(v))).collect();
-        let mut counters = counters;
         let limit_stats = self.redirector.limit_stats().unwrap_or_default();
         for (name, value) in ["refused_pod_quota", "refused_mptcp"].iter().zip(limit_stats.iter()) {
             counters.insert(name.to_string(), json!(value));
