@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ambit_proxy_core::proxy::{ConnectionTimeouts, Http2Limits, MirrorLimits, ProxyOptions};
 
+use ambit_proxy_core::limits::{Cap, LimitOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -113,12 +114,16 @@ struct NodeArgs {
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = ambit_agent::duration::parse_duration)]
     drain: Duration,
+    /// Most live redirected sockets one pod may hold in the eBPF tracking map; its
+    /// further connects to Services fail with EPERM (0: no quota).
+    #[arg(long, env = "AMBIT_MAX_TRACKED_SOCKETS_PER_POD", default_value_t = ambit_agent::redirect::DEFAULT_PER_POD_SOCKETS)]
+    max_tracked_sockets_per_pod: u32,
     #[command(flatten)]
     limits: LimitArgs,
 }
 
 /// Data-path timeouts and limits (defaults and their counterparts in Envoy, ztunnel and
-/// HAProxy: README "Timeouts and limits").
+/// HAProxy: README "Timeouts and limits" and "Limits").
 #[derive(Args, Clone)]
 struct LimitArgs {
     /// HTTP/1: longest time from accepting a connection, or from a request head's first byte, to the head's end.
@@ -157,6 +162,18 @@ struct LimitArgs {
     /// A mirror request is abandoned after this long.
     #[arg(long, env = "AMBIT_MIRROR_TIMEOUT", default_value = "10s", value_parser = ambit_agent::duration::parse_positive_duration)]
     mirror_timeout: Duration,
+    /// Most open proxied connections per caller pod; more are reset at accept (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_CONNECTIONS_PER_POD", default_value_t = LimitOptions::DEFAULT_CONNECTIONS_PER_CALLER)]
+    max_connections_per_pod: usize,
+    /// Most open proxied connections on the node (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_CONNECTIONS", default_value_t = LimitOptions::DEFAULT_CONNECTIONS_PER_NODE)]
+    max_connections: usize,
+    /// Most HTTP requests in flight per caller pod; more get 503 (gRPC: UNAVAILABLE) (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_REQUESTS_PER_POD", default_value_t = LimitOptions::DEFAULT_REQUESTS_PER_CALLER)]
+    max_requests_per_pod: usize,
+    /// Most HTTP requests in flight on the node (0: no cap).
+    #[arg(long, env = "AMBIT_MAX_REQUESTS", default_value_t = LimitOptions::DEFAULT_REQUESTS_PER_NODE)]
+    max_requests: usize,
 }
 
 impl LimitArgs {
@@ -177,6 +194,12 @@ impl LimitArgs {
                 max_local_error_reset_streams: self.http2_max_error_resets,
             },
             mirrors: MirrorLimits { max_in_flight: self.max_mirrors_in_flight, timeout: self.mirror_timeout },
+            limits: LimitOptions {
+                connections_per_caller: Cap::new(self.max_connections_per_pod),
+                connections_per_node: Cap::new(self.max_connections),
+                requests_per_caller: Cap::new(self.max_requests_per_pod),
+                requests_per_node: Cap::new(self.max_requests),
+            },
             ..ProxyOptions::default()
         }
     }
@@ -203,6 +226,7 @@ impl NodeArgs {
             metrics: !self.no_metrics,
             drain: self.drain,
             proxy: self.limits.proxy_options(),
+            per_pod_sockets: self.max_tracked_sockets_per_pod,
         })
     }
 }

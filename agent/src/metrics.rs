@@ -81,6 +81,8 @@ const SKIPPED: [(usize, &str); 4] = [(1, "not_enrolled"), (2, "not_service"), (3
 const TRACKING_FULL: usize = 4;
 const ESTABLISHED: usize = 5;
 const CLOSED: usize = 6;
+/// Index of each `ambit_ebpf_common::LimitStat` in [`Redirector::limit_stats`].
+const REFUSED: [(usize, &str); 2] = [(0, "pod_quota"), (1, "mptcp")];
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -115,6 +117,19 @@ impl prometheus_client::collector::Collector for RedirectCollector {
             }
         }
         counter(&mut encoder, "ambit_redirect_tracking_full", "connect() calls refused because the socket tracking map was full", stat(TRACKING_FULL))?;
+        let limit_stats = self.redirector.limit_stats().unwrap_or_default();
+        {
+            let mut family = encoder.encode_descriptor(
+                "ambit_redirect_refused",
+                "connect() calls the eBPF hooks refused (EPERM), by reason: the pod held its quota of tracked sockets, or MPTCP to a Service",
+                None,
+                MetricType::Counter,
+            )?;
+            for (index, reason) in REFUSED {
+                let value = limit_stats.get(index).copied().unwrap_or(0);
+                ConstCounter::new(value).encode(family.encode_family(&[("reason", reason)])?)?;
+            }
+        }
         counter(&mut encoder, "ambit_redirect_established", "Redirected connections established (handed to the proxy's lookup map)", stat(ESTABLISHED))?;
         counter(&mut encoder, "ambit_redirect_closed", "Tracked redirected connections closed and forgotten", stat(CLOSED))?;
         if let Ok(tracked) = self.redirector.tracked() {

@@ -68,6 +68,8 @@ pub struct NodeOptions {
     pub drain: Duration,
     /// The data path's timeouts and limits.
     pub proxy: ProxyOptions,
+    /// The eBPF per-pod quota of tracked sockets (0: none).
+    pub per_pod_sockets: u32,
 }
 
 /// What was last applied, kept for the admin API and the cgroup retry.
@@ -150,6 +152,7 @@ impl Node {
             proxy_v6: v6,
             proxy_port: options.proxy_port,
             capacity: options.map_capacity,
+            per_pod_sockets: options.per_pod_sockets,
         })?;
         let redirector = Arc::new(redirector);
         let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
@@ -343,11 +346,24 @@ impl Node {
             "redirected", "skipped_not_enrolled", "skipped_not_service", "skipped_not_tcp",
             "tracking_full", "established", "closed", "skipped_no_proxy",
         ];
-        let counters: serde_json::Map<String, serde_json::Value> =
+        let mut counters: serde_json::Map<String, serde_json::Value> =
             names.iter().zip(stats.iter()).map(|(n, v)| (n.to_string(), json!(v))).collect();
+        let limit_stats = self.redirector.limit_stats().unwrap_or_default();
+        for (name, value) in ["refused_pod_quota", "refused_mptcp"].iter().zip(limit_stats.iter()) {
+            counters.insert(name.to_string(), json!(value));
+        }
         let tracked = self.redirector.tracked().ok();
+        let pod_sockets: serde_json::Map<String, serde_json::Value> = self
+            .redirector
+            .pod_sockets()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(cgroup, n)| (cgroup.to_string(), json!(n)))
+            .collect();
         json!({
             "counters": counters,
+            "perPodSocketQuota": self.options.per_pod_sockets,
+            "podSockets": pod_sockets,
             "trackedSockets": tracked.as_ref().map(|t| t.sockets),
             "trackedConnections": tracked.as_ref().map(|t| t.connections),
         })

@@ -5,7 +5,7 @@
 //!
 //! Layout: a temporary attach cgroup `<cgroup2>/ambit-redirect-test-<pid>` with
 //! `pod/` (enrolled) holding `pod/ctr/` (where the "pod's" processes run, to exercise
-//! the ancestor walk) and `other/` (not enrolled); a network namespace with only `lo`,
+//! the ancestor walk), `pod2/` (a second enrolled pod) and `other/` (not enrolled); a network namespace with only `lo`,
 //! carrying the proxy addresses 10.55.0.1 and fd55::1. The fake VIPs are never routed
 //! anywhere: clients dial them only from inside that namespace.
 //!
@@ -25,7 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ambit_agent::redirect::{self, Redirector, RedirectorConfig, Tracked};
-use ambit_ebpf_common::Stat;
+use ambit_ebpf_common::{LimitStat, Stat};
 use ambit_proxy_core::identity::CgroupId;
 
 const CLIENT_ENV: &str = "AMBIT_REDIRECT_TEST_CLIENT";
@@ -33,6 +33,9 @@ const PROXY_V4: Ipv4Addr = Ipv4Addr::new(10, 55, 0, 1);
 const PROXY_V6: Ipv6Addr = Ipv6Addr::new(0xfd55, 0, 0, 0, 0, 0, 0, 1);
 const PROXY_PORT: u16 = 15001;
 const MANY: usize = 10_000;
+/// The per-pod quota of tracked sockets the redirector is installed with.
+const QUOTA: u32 = 8;
+const IPPROTO_MPTCP: i32 = 262;
 
 fn vip4() -> SocketAddr {
     "10.96.55.10:80".parse().unwrap()
@@ -91,6 +94,34 @@ fn client_main(spec: &str) {
                 Err(e) => println!("err {}", e.raw_os_error().unwrap_or(-1)),
             }
         }
+        "hold" => {
+            // Connects until `count` are open or one fails; reports, then holds them
+            // until killed.
+            let n: usize = count.parse().expect("count");
+            let mut held = Vec::new();
+            let mut report = format!("ok {n}");
+            for i in 0..n {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(s) => held.push(s),
+                    Err(e) => {
+                        report = format!("err {} at {i}", e.raw_os_error().unwrap_or(-1));
+                        break;
+                    }
+                }
+            }
+            println!("{report}");
+            thread::sleep(Duration::from_secs(30));
+            drop(held);
+        }
+        "mptcp" => match mptcp_connect(addr) {
+            Ok(mut s) => {
+                println!("ok {} {}", s.local_addr().unwrap(), s.peer_addr().unwrap());
+                let mut buf = [0u8; 16];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let _ = s.read(&mut buf);
+            }
+            Err(errno) => println!("err {errno}"),
+        },
         "many" => {
             let n: usize = count.parse().expect("count");
             for i in 0..n {
@@ -105,6 +136,37 @@ fn client_main(spec: &str) {
     }
 }
 
+/// connect() on an MPTCP socket (`socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)`).
+fn mptcp_connect(addr: SocketAddr) -> Result<TcpStream, i32> {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("the MPTCP client dials IPv4 only");
+    };
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+    // SAFETY: plain socket/connect/close calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, IPPROTO_MPTCP);
+        assert!(fd >= 0, "MPTCP sockets unavailable (net.mptcp.enabled=0?): errno {}", errno());
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            std::ptr::addr_of!(sa).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        if rc == 0 {
+            Ok(<TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd))
+        } else {
+            let e = errno();
+            libc::close(fd);
+            Err(e)
+        }
+    }
+}
+
 /// A running client and its first output line.
 struct Client {
     child: Child,
@@ -115,6 +177,12 @@ impl Client {
     fn finish(mut self) {
         let status = self.child.wait().expect("waiting for client");
         assert!(status.success(), "client failed: {status}");
+    }
+
+    /// Ends a client that holds its connections (`hold`).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -173,7 +241,7 @@ struct CgroupTree {
 impl CgroupTree {
     fn new(name: &str) -> Self {
         let root = cgroup2_mount().join(name);
-        for d in ["", "pod", "pod/ctr", "other"] {
+        for d in ["", "pod", "pod/ctr", "pod2", "other"] {
             fs::create_dir(root.join(d)).unwrap_or_else(|e| panic!("creating cgroup {d}: {e}"));
         }
         Self { root }
@@ -182,7 +250,7 @@ impl CgroupTree {
 
 impl Drop for CgroupTree {
     fn drop(&mut self) {
-        for d in ["pod/ctr", "pod", "other", ""] {
+        for d in ["pod/ctr", "pod", "pod2", "other", ""] {
             let dir = self.root.join(d);
             // Clients may still be exiting: retry briefly.
             for _ in 0..50 {
@@ -291,7 +359,14 @@ fn stat(r: &Redirector, s: Stat) -> u64 {
 /// One redirected connection: accepted by the proxy listener, resolved to the VIP and
 /// the pod cgroup, and shown to the client with the VIP as its peer.
 fn check_redirected(env: &Env, r: &Redirector, listener: &TcpListener, dial: SocketAddr, pod: u64) {
-    let client = run_client(env, &env.cgroups.root.join("pod/ctr"), "connect", dial, 1);
+    check_redirected_from(env, r, listener, dial, "pod/ctr", pod);
+}
+
+/// [`check_redirected`] from the cgroup `dir` (below the attach cgroup) of pod `pod`.
+/// Also checks that the proxy's lookup removed the connection's record at once, while
+/// the connection is still open.
+fn check_redirected_from(env: &Env, r: &Redirector, listener: &TcpListener, dial: SocketAddr, dir: &str, pod: u64) {
+    let client = run_client(env, &env.cgroups.root.join(dir), "connect", dial, 1);
     let mut words = client.line.split_whitespace();
     assert_eq!(words.next(), Some("ok"), "connect {dial}: {:?}", client.line);
     let client_local: SocketAddr = words.next().unwrap().parse().unwrap();
@@ -304,11 +379,114 @@ fn check_redirected(env: &Env, r: &Redirector, listener: &TcpListener, dial: Soc
         ambit_proxy_core::identity::canonical(peer),
         ambit_proxy_core::identity::canonical(client_local)
     );
+    let before = r.tracked().unwrap();
     let origin = r.origin_resolver().resolve(peer, local).expect("origin");
     assert_eq!(origin.destination, ambit_proxy_core::identity::canonical(dial));
     assert_eq!(origin.pod_cgroup, CgroupId(pod));
+    let tracked = r.tracked().unwrap();
+    assert_eq!(tracked.connections + 1, before.connections, "the record must be gone once looked up: {tracked:?}");
+    assert_eq!(tracked.sockets, before.sockets, "the open socket stays tracked: {tracked:?}");
+    assert!(r.origin_resolver().resolve(peer, local).is_err(), "a record serves one lookup");
     drop(stream);
     client.finish();
+}
+
+/// Accepts and closes whatever is queued on `listener` (connections never served).
+fn drain_queue(listener: &TcpListener) {
+    while let Ok((stream, _)) = listener.accept() {
+        drop(stream);
+    }
+}
+
+fn wait_pod_sockets(r: &Redirector, pod: u64, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = r.pod_sockets().unwrap().get(&pod).copied().unwrap_or(0);
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pod {pod} holds {now} tracked sockets, expected {want}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One pod at its quota of tracked sockets is refused (EPERM, counted); another
+/// enrolled pod still connects; the count returns to zero when the sockets close.
+fn check_pod_quota(env: &Env, r: &Redirector, listener: &TcpListener, pod: u64, pod2: u64) {
+    let root = &env.cgroups.root;
+    let refused = r.limit_stats().unwrap()[LimitStat::PodQuota as usize];
+    let holder = run_client(env, &root.join("pod/ctr"), "hold", vip4(), QUOTA as usize + 5);
+    assert_eq!(holder.line, format!("err {} at {QUOTA}", libc::EPERM), "the pod's connect beyond its quota must fail with EPERM");
+    wait_pod_sockets(r, pod, QUOTA as u64);
+    assert_eq!(r.limit_stats().unwrap()[LimitStat::PodQuota as usize], refused + 1);
+    // The other pod is unaffected, while the first still holds its quota. (The
+    // holder's connections wait in the listener's queue: clear it first.)
+    drain_queue(listener);
+    check_redirected_from(env, r, listener, vip4(), "pod2", pod2);
+    holder.kill();
+    drain_queue(listener);
+    wait_pod_sockets(r, pod, 0);
+    wait_tracked(r, Tracked::default());
+    // Back under its quota, the pod connects again.
+    check_redirected(env, r, listener, vip4(), pod);
+}
+
+/// A connection reset by the proxy, then closed by the application (a socket already
+/// in TCP_CLOSE may be set to TCP_CLOSE again by close()): counted closed once, and
+/// its records go.
+fn check_reset_counts_one_close(env: &Env, r: &Redirector, listener: &TcpListener) {
+    wait_tracked(r, Tracked::default());
+    let before = r.stats().unwrap();
+    let client = run_client(env, &env.cgroups.root.join("pod/ctr"), "connect", vip4(), 1);
+    assert!(client.line.starts_with("ok "), "{}", client.line);
+    let (stream, _) = accept(listener);
+    let abort = libc::linger { l_onoff: 1, l_linger: 0 };
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::Linger, &abort).unwrap();
+    drop(stream);
+    client.finish();
+    wait_tracked(r, Tracked::default());
+    let after = r.stats().unwrap();
+    for s in [Stat::Established, Stat::Closed] {
+        assert_eq!(after[s as usize] - before[s as usize], 1, "{s:?}");
+    }
+}
+
+/// MPTCP connects from an enrolled pod to a Service are redirected like TCP (the
+/// kernel runs the connect hook for the MPTCP socket's TCP subflow) or, where a kernel
+/// shows the hook the MPTCP socket itself, refused (EPERM, counted): never let
+/// through. Other MPTCP connects are untouched.
+fn check_mptcp(env: &Env, r: &Redirector, listener: &TcpListener, pod: u64) {
+    let root = &env.cgroups.root;
+    let refused = r.limit_stats().unwrap()[LimitStat::Mptcp as usize];
+    let client = run_client(env, &root.join("pod/ctr"), "mptcp", vip4(), 1);
+    let mut words = client.line.split_whitespace();
+    match words.next() {
+        Some("ok") => {
+            let client_local: SocketAddr = words.next().unwrap().parse().unwrap();
+            let (stream, peer) = accept(listener);
+            assert_eq!(peer, client_local, "the MPTCP connection must reach the proxy");
+            let origin = r.origin_resolver().resolve(peer, stream.local_addr().unwrap()).expect("origin");
+            assert_eq!(origin.destination, vip4());
+            assert_eq!(origin.pod_cgroup, CgroupId(pod));
+            drop(stream);
+            client.finish();
+            assert_eq!(r.limit_stats().unwrap()[LimitStat::Mptcp as usize], refused);
+            println!("MPTCP to a Service redirected (through its TCP subflow)");
+        }
+        _ => {
+            let line = client.line.clone();
+            client.finish();
+            assert_eq!(line, format!("err {}", libc::EPERM), "MPTCP to a Service must be redirected or refused");
+            assert_eq!(r.limit_stats().unwrap()[LimitStat::Mptcp as usize], refused + 1);
+            println!("MPTCP to a Service refused");
+        }
+    }
+    let refused = r.limit_stats().unwrap()[LimitStat::Mptcp as usize];
+    let errno = client_errno(env, &root.join("other"), "mptcp", vip4());
+    assert_eq!(errno, libc::ENETUNREACH, "a non-enrolled pod's MPTCP connect is untouched");
+    let errno = client_errno(env, &root.join("pod/ctr"), "mptcp", "10.55.0.1:15002".parse().unwrap());
+    assert_eq!(errno, libc::ECONNREFUSED, "MPTCP to a non-Service is untouched");
+    assert_eq!(r.limit_stats().unwrap()[LimitStat::Mptcp as usize], refused);
 }
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -329,6 +507,7 @@ fn scenario() {
     };
     let root = env.cgroups.root.clone();
     let pod = fs::metadata(root.join("pod")).unwrap().ino();
+    let pod2 = fs::metadata(root.join("pod2")).unwrap().ino();
 
     let cfg = RedirectorConfig {
         attach_cgroup: root.clone(),
@@ -337,6 +516,7 @@ fn scenario() {
         proxy_v6: Some(PROXY_V6),
         proxy_port: PROXY_PORT,
         capacity: Default::default(),
+        per_pod_sockets: QUOTA,
     };
     let listener4 = env.netns.listen(SocketAddr::new(PROXY_V4.into(), PROXY_PORT));
     let listener6 = env.netns.listen(SocketAddr::new(PROXY_V6.into(), PROXY_PORT));
@@ -344,7 +524,7 @@ fn scenario() {
     let r = Redirector::install(&cfg).expect("install");
     let counts = redirect::attached_program_counts(&root).unwrap();
     assert!(counts.values().all(|&n| n == 1), "after install: {counts:?}");
-    assert!(r.sync_enrolled(&BTreeSet::from([pod])).unwrap().is_complete());
+    assert!(r.sync_enrolled(&BTreeSet::from([pod, pod2])).unwrap().is_complete());
     assert!(r.sync_services(&BTreeSet::from([vip4(), vip6()])).unwrap().is_complete());
     assert_eq!(r.tracked().unwrap(), Tracked::default());
 
@@ -386,6 +566,22 @@ fn scenario() {
     assert_eq!(errno, libc::ENETUNREACH, "UDP must not be redirected");
     assert!(stat(&r, Stat::SkippedNotTcp) > not_tcp);
     println!("non-enrolled, non-service and UDP connects untouched");
+
+    check_mptcp(&env, &r, &listener4, pod);
+    println!("other MPTCP connects untouched");
+    wait_tracked(&r, Tracked::default());
+    check_pod_quota(&env, &r, &listener4, pod, pod2);
+    println!("a pod at its quota is refused alone");
+    check_reset_counts_one_close(&env, &r, &listener4);
+    println!("a reset connection is counted closed once");
+
+    // A pod no longer enrolled loses its (zero) socket count; enrolled pods keep theirs.
+    assert_eq!(r.pod_sockets().unwrap().get(&pod2), Some(&0));
+    r.sync_enrolled(&BTreeSet::from([pod])).unwrap();
+    let counts = r.pod_sockets().unwrap();
+    assert!(!counts.contains_key(&pod2) && counts.contains_key(&pod), "{counts:?}");
+    r.sync_enrolled(&BTreeSet::from([pod, pod2])).unwrap();
+    println!("socket counts follow enrollment");
 
     // Many short connections: tracking returns to its baseline, counts are exact.
     wait_tracked(&r, Tracked::default());

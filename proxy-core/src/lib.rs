@@ -8,7 +8,9 @@
 
 pub mod config;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod rate_limited_log;
+pub mod rate_limited;
 pub mod routes;

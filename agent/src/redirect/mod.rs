@@ -20,6 +20,13 @@
 //! beyond that writes every entry that fits and reports the rest: [`SyncOutcome`]), and `AMBIT_SOCKETS`/`AMBIT_CONNS`
 //! [`MAX_TRACKED`](ambit_ebpf_common::MAX_TRACKED) live redirected connections: when
 //! full, further redirected connects fail with EPERM and count `TrackingFull`.
+//!
+//! # Fairness
+//! Each pod may hold at most [`RedirectorConfig::per_pod_sockets`] tracked sockets
+//! (`AMBIT_POD_SOCKETS`, quota in `AMBIT_LIMITS`): beyond it only that pod's connects
+//! fail (EPERM, counted in `AMBIT_LIMIT_STATS`), so one pod cannot fill the shared
+//! tracking map. The proxy deletes a connection's `AMBIT_CONNS` entry once it has
+//! looked it up ([`ConnsResolver`]), so entries do not outlive their use.
 
 mod addr;
 mod bpffs;
@@ -36,7 +43,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ambit_ebpf_common::{map_names, ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, STAT_COUNT};
+use ambit_ebpf_common::{
+    map_names, ConnKey, EnrolledPod, Limits, ProxyTarget, Redirect, ServiceKey, ServiceValue, LIMIT_STAT_COUNT,
+    STAT_COUNT,
+};
 use ambit_proxy_core::identity::OriginResolver;
 use anyhow::{anyhow, bail, Context};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
@@ -62,7 +72,14 @@ pub struct RedirectorConfig {
     pub proxy_port: u16,
     /// Sizes of the enrollment and Service maps (default: the object's).
     pub capacity: MapCapacity,
+    /// Most live tracked sockets one pod may hold (its further redirected connects
+    /// fail with EPERM); 0 means no per-pod quota.
+    pub per_pod_sockets: u32,
 }
+
+/// The default of [`RedirectorConfig::per_pod_sockets`]: 1/16 of the tracking map, so
+/// at least 16 pods at their quota still leave room for everyone else.
+pub const DEFAULT_PER_POD_SOCKETS: u32 = ambit_ebpf_common::MAX_TRACKED / 16;
 
 /// Entry counts of the tracking maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +97,8 @@ pub struct Redirector {
     sockets: HashMap<MapData, u64, Redirect>,
     conns: HashMap<MapData, ConnKey, Redirect>,
     stats: PerCpuArray<MapData, u64>,
+    limit_stats: PerCpuArray<MapData, u64>,
+    pod_sockets: Mutex<HashMap<MapData, u64, u64>>,
     resolver: Arc<ConnsResolver>,
 }
 
@@ -126,6 +145,10 @@ impl Redirector {
 
         let mut proxy: Array<MapData, ProxyTarget> = take_map(&mut ebpf, map_names::PROXY)?.try_into()?;
         proxy.set(0, proxy_target(cfg), 0).context("writing AMBIT_PROXY")?;
+        let mut limits: Array<MapData, Limits> = take_map(&mut ebpf, map_names::LIMITS)?.try_into()?;
+        limits
+            .set(0, Limits { per_pod_sockets: cfg.per_pod_sockets, _pad: 0 }, 0)
+            .context("writing AMBIT_LIMITS")?;
 
         programs::attach_all(&mut ebpf, &cgroup, &links)?;
 
@@ -142,6 +165,8 @@ impl Redirector {
             sockets: take_map(&mut ebpf, map_names::SOCKETS)?.try_into()?,
             conns: take_map(&mut ebpf, map_names::CONNS)?.try_into()?,
             stats: take_map(&mut ebpf, map_names::STATS)?.try_into()?,
+            limit_stats: take_map(&mut ebpf, map_names::LIMIT_STATS)?.try_into()?,
+            pod_sockets: Mutex::new(take_map(&mut ebpf, map_names::POD_SOCKETS)?.try_into()?),
             resolver,
         })
     }
@@ -166,7 +191,43 @@ impl Redirector {
                 outcome.failed(format_args!("enrolling cgroup {id}: {error}"));
             }
         }
+        drop(map);
+        if let Err(error) = self.prune_pod_counts(cgroups) {
+            // Only bookkeeping of pods already gone: enrollment itself is unaffected.
+            tracing::warn!(error = %format!("{error:#}"), "pruning per-pod socket counts failed");
+        }
         Ok(outcome)
+    }
+
+    /// Drops the socket counts of pods no longer enrolled once they are back at zero,
+    /// so `AMBIT_POD_SOCKETS` follows the enrolled pods rather than every pod ever seen.
+    fn prune_pod_counts(&self, enrolled: &BTreeSet<u64>) -> anyhow::Result<()> {
+        let mut map = self
+            .pod_sockets
+            .lock()
+            .map_err(|_| anyhow!("pod sockets map lock poisoned"))?;
+        let idle: Vec<u64> = map
+            .iter()
+            .filter_map(|entry| match entry {
+                Ok((pod, 0)) if !enrolled.contains(&pod) => Some(Ok(pod)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        for pod in idle {
+            // Gone meanwhile (another agent pruned it) is fine.
+            let _ = map.remove(&pod);
+        }
+        Ok(())
+    }
+
+    /// Live tracked sockets per pod cgroup (pods with a count, zero included).
+    pub fn pod_sockets(&self) -> anyhow::Result<BTreeMap<u64, u64>> {
+        let map = self
+            .pod_sockets
+            .lock()
+            .map_err(|_| anyhow!("pod sockets map lock poisoned"))?;
+        Ok(map.iter().collect::<Result<_, _>>()?)
     }
 
     /// Makes `AMBIT_SERVICES` hold exactly these VIP:port pairs, as
@@ -220,6 +281,13 @@ impl Redirector {
     pub fn stats(&self) -> anyhow::Result<Vec<u64>> {
         (0..STAT_COUNT)
             .map(|i| Ok(self.stats.get(&i, 0)?.iter().sum()))
+            .collect()
+    }
+
+    /// Summed per-CPU refusal counters, indexed like `ambit_ebpf_common::LimitStat`.
+    pub fn limit_stats(&self) -> anyhow::Result<Vec<u64>> {
+        (0..LIMIT_STAT_COUNT)
+            .map(|i| Ok(self.limit_stats.get(&i, 0)?.iter().sum()))
             .collect()
     }
 

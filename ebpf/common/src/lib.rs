@@ -20,6 +20,13 @@ pub mod map_names {
     pub const CONNS: &str = "AMBIT_CONNS";
     /// Per-CPU counters, indexed by `Stat`.
     pub const STATS: &str = "AMBIT_STATS";
+    /// `pod cgroup id -> u64`: live tracked sockets (`AMBIT_SOCKETS` entries) per pod.
+    pub const POD_SOCKETS: &str = "AMBIT_POD_SOCKETS";
+    /// Single-entry array holding the quotas (`Limits`), written by user space.
+    pub const LIMITS: &str = "AMBIT_LIMITS";
+    /// Per-CPU counters of refusals, indexed by `LimitStat` (a map of its own so that the
+    /// pinned `AMBIT_STATS` keeps its size across upgrades).
+    pub const LIMIT_STATS: &str = "AMBIT_LIMIT_STATS";
 }
 
 /// Maximum number of enrolled pod cgroups.
@@ -28,6 +35,8 @@ pub const MAX_ENROLLED: u32 = 16_384;
 pub const MAX_SERVICES: u32 = 65_536;
 /// Maximum number of concurrently tracked redirected sockets (and connections).
 pub const MAX_TRACKED: u32 = 262_144;
+/// Maximum number of pods with a socket count in `AMBIT_POD_SOCKETS`.
+pub const MAX_POD_COUNTS: u32 = MAX_ENROLLED;
 /// How many cgroup ancestors the connect hooks examine, from the socket's own cgroup upwards.
 pub const MAX_CGROUP_DEPTH: u32 = 16;
 
@@ -86,6 +95,16 @@ pub struct ProxyTarget {
     pub _pad: [u8; 4],
 }
 
+/// Value of `AMBIT_LIMITS` (index 0): quotas the connect hooks enforce.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most live tracked sockets one pod cgroup may hold; 0 means no quota (the zeroed
+    /// map before user space writes it).
+    pub per_pod_sockets: u32,
+    pub _pad: u32,
+}
+
 /// What the connect hook recorded about one redirected socket.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +160,19 @@ pub enum Stat {
 /// Number of `Stat` slots.
 pub const STAT_COUNT: u32 = 8;
 
+/// Indexes of `AMBIT_LIMIT_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitStat {
+    /// Refused: the calling pod already held its quota of tracked sockets.
+    PodQuota = 0,
+    /// Refused: an MPTCP connect() to a Service from an enrolled pod (never bypassed).
+    Mptcp = 1,
+}
+
+/// Number of `LimitStat` slots (room to grow without resizing the pinned map).
+pub const LIMIT_STAT_COUNT: u32 = 8;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all these types are repr(C), Copy, and have no implicit padding.
@@ -150,6 +182,7 @@ mod user {
     unsafe impl aya::Pod for super::ProxyTarget {}
     unsafe impl aya::Pod for super::Redirect {}
     unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::Limits {}
 }
 
 #[cfg(test)]
@@ -165,6 +198,7 @@ mod tests {
         assert_eq!(size_of::<ProxyTarget>(), 28);
         assert_eq!(size_of::<Redirect>(), 40);
         assert_eq!(size_of::<ConnKey>(), 40);
+        assert_eq!(size_of::<Limits>(), 8);
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //! Service VIP:ports to the node proxy.
 //!
 //! Returning 1 lets connect() proceed (possibly to a rewritten address); returning 0
-//! makes it fail with EPERM, which happens only when the redirect cannot be recorded.
+//! makes it fail with EPERM. That happens when the redirect cannot be recorded, when
+//! the pod already holds its quota of tracked sockets ([`crate::quota`]), and for
+//! MPTCP sockets of enrolled pods dialling a Service: those cannot be redirected (the
+//! proxy would see subflows, not the recorded socket), so they are refused, never
+//! let through around the mesh.
 
-use ambit_ebpf_common::{Addr, Redirect, ServiceKey, Stat, MAX_CGROUP_DEPTH};
+use ambit_ebpf_common::{Addr, LimitStat, Redirect, ServiceKey, Stat, MAX_CGROUP_DEPTH};
 use aya_ebpf::bindings::bpf_sock_addr;
 use aya_ebpf::helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_socket_cookie};
 use aya_ebpf::programs::SockAddrContext;
@@ -12,12 +16,14 @@ use aya_ebpf::EbpfContext;
 
 use crate::addr::{self, AF_INET, AF_INET6};
 use crate::maps::{AMBIT_ENROLLED, AMBIT_PROXY, AMBIT_SERVICES, AMBIT_SOCKETS};
-use crate::stats::count;
+use crate::quota::{self, Refused};
+use crate::stats::{count, count_limit};
 
 const ALLOW: i32 = 1;
 const REFUSE: i32 = 0;
 const SOCK_STREAM: u32 = 1;
 const IPPROTO_TCP: u32 = 6;
+const IPPROTO_MPTCP: u32 = 262;
 
 /// Where to send a redirected connect, in the form the socket's family needs.
 enum Target {
@@ -55,7 +61,8 @@ pub fn connect6(ctx: &SockAddrContext) -> i32 {
 fn handle(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dest: Addr, port: u16, family: u32) -> i32 {
     // SAFETY: readable context fields.
     let (ty, protocol) = unsafe { ((*sa).type_, (*sa).protocol) };
-    if ty != SOCK_STREAM || protocol != IPPROTO_TCP {
+    let mptcp = ty == SOCK_STREAM && protocol == IPPROTO_MPTCP;
+    if ty != SOCK_STREAM || (protocol != IPPROTO_TCP && !mptcp) {
         count(Stat::SkippedNotTcp);
         return ALLOW;
     }
@@ -66,6 +73,10 @@ fn handle(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dest: Addr, port: u16, 
     if AMBIT_SERVICES.get_ptr(ServiceKey::new(dest, port)).is_none() {
         count(Stat::SkippedNotService);
         return ALLOW;
+    }
+    if mptcp {
+        count_limit(LimitStat::Mptcp);
+        return REFUSE;
     }
     let Some((target, proxy_port)) = proxy_target(family, &dest) else {
         count(Stat::SkippedNoProxy);
@@ -83,12 +94,24 @@ fn handle(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dest: Addr, port: u16, 
         pod_cgroup,
         sock_cgroup,
     };
+    let slot = match quota::check(pod_cgroup) {
+        Ok(slot) => slot,
+        Err(Refused::Quota) => {
+            count_limit(LimitStat::PodQuota);
+            return REFUSE;
+        }
+        Err(Refused::NoRoom) => {
+            count(Stat::TrackingFull);
+            return REFUSE;
+        }
+    };
     if AMBIT_SOCKETS.insert(cookie, record, 0).is_err() {
         // Without a record the proxy could not tell where this connection was going:
         // refuse it rather than let it bypass the mesh.
         count(Stat::TrackingFull);
         return REFUSE;
     }
+    quota::taken(slot);
 
     // SAFETY: user_ip4/user_ip6/user_port are writable in connect hooks; user_ip6 is
     // written one 32-bit word at a time as the verifier requires.

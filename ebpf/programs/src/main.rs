@@ -7,14 +7,18 @@
 //! - [`release`]: `cgroup/sock_release` forgets sockets that never became established.
 //! - [`getpeername`]: `cgroup/getpeername4/6` show the application the VIP, not the proxy.
 //!
-//! The maps live in [`maps`]; counters in [`stats`].
+//! The maps live in [`maps`]; counters in [`stats`]; the per-pod quota in [`quota`].
 #![no_std]
 #![no_main]
+// Atomic adds on map values (`quota`): `AtomicU64` has no fetch_add on this target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod addr;
 mod connect;
 mod getpeername;
 mod maps;
+mod quota;
 mod release;
 mod sockops;
 mod stats;

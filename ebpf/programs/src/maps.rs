@@ -12,13 +12,17 @@
 //!   no record and refuses the connection.
 //! - `AMBIT_ENROLLED` / `AMBIT_SERVICES`: user space reports the failed update.
 //!
+//! - `AMBIT_POD_SOCKETS` (`MAX_POD_COUNTS`): a pod without a count cannot get one, so
+//!   its redirected connect is refused (EPERM, `TrackingFull`). User space drops the
+//!   counts of pods no longer enrolled once they reach zero.
+//!
 //! `AMBIT_SOCKETS` and `AMBIT_CONNS` are not preallocated (`BPF_F_NO_PREALLOC`), so
 //! their kernel memory follows the number of live redirected connections rather than
 //! the maximum.
 
 use ambit_ebpf_common::{
-    ConnKey, EnrolledPod, ProxyTarget, Redirect, ServiceKey, ServiceValue, MAX_ENROLLED, MAX_SERVICES, MAX_TRACKED,
-    STAT_COUNT,
+    ConnKey, EnrolledPod, Limits, ProxyTarget, Redirect, ServiceKey, ServiceValue, LIMIT_STAT_COUNT, MAX_ENROLLED,
+    MAX_POD_COUNTS, MAX_SERVICES, MAX_TRACKED, STAT_COUNT,
 };
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
@@ -43,3 +47,12 @@ pub static AMBIT_CONNS: HashMap<ConnKey, Redirect> = HashMap::pinned(MAX_TRACKED
 
 #[map]
 pub static AMBIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+
+#[map]
+pub static AMBIT_POD_SOCKETS: HashMap<u64, u64> = HashMap::pinned(MAX_POD_COUNTS, 0);
+
+#[map]
+pub static AMBIT_LIMITS: Array<Limits> = Array::pinned(1, 0);
+
+#[map]
+pub static AMBIT_LIMIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LIMIT_STAT_COUNT, 0);

@@ -1,5 +1,5 @@
 //! `sockops`: hands established redirected connections to the proxy's lookup map and
-//! removes them when they close.
+//! removes what is left of them when they close.
 //!
 //! Byte orders in `bpf_sock_ops` (include/uapi/linux/bpf.h): `local_port` is host
 //! order; `remote_port` is network order, and on little-endian kernels it sits in the
@@ -15,6 +15,7 @@ use aya_ebpf::EbpfContext;
 
 use crate::addr::{self, AF_INET, AF_INET6};
 use crate::maps::{AMBIT_CONNS, AMBIT_SOCKETS};
+use crate::release;
 use crate::stats::count;
 
 const BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: u32 = 4;
@@ -26,7 +27,10 @@ pub fn handle(ctx: &SockOpsContext) -> u32 {
     match ctx.op() {
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => established(ctx),
         BPF_SOCK_OPS_STATE_CB => {
-            if ctx.arg(1) == BPF_TCP_CLOSE {
+            // arg 0 is the old state, arg 1 the new one. A socket already closed (say,
+            // reset by its peer) passes through TCP_CLOSE again when the application
+            // closes it: only the first entry counts.
+            if ctx.arg(1) == BPF_TCP_CLOSE && ctx.arg(0) != BPF_TCP_CLOSE {
                 closed(ctx);
             }
         }
@@ -64,13 +68,15 @@ fn established(ctx: &SockOpsContext) {
     count(Stat::Established);
 }
 
+/// Only sockets whose record was published get the state callback, so each close
+/// here is one `Established` connection ending. The proxy usually deleted the
+/// `AMBIT_CONNS` entry already, once it had looked it up: a missing entry is normal.
 fn closed(ctx: &SockOpsContext) {
     if let Some(key) = conn_key(ctx) {
-        if AMBIT_CONNS.remove(key).is_ok() {
-            count(Stat::Closed);
-        }
+        let _ = AMBIT_CONNS.remove(key);
     }
-    let _ = AMBIT_SOCKETS.remove(cookie(ctx));
+    count(Stat::Closed);
+    release::forget(cookie(ctx));
 }
 
 /// Reads one `u32` field of the context with a single 32-bit load at a constant offset

@@ -5,6 +5,12 @@
 //! atomic load plus a hash probe. Only the first use of a new label set takes a mutex,
 //! copies the map and publishes the copy; label sets are bounded (see README,
 //! "Metrics"), so this happens a bounded number of times.
+//!
+//! Labels that come from pods (namespace, owning workload) can still grow without
+//! bound under churn (bare pods named one by one, Jobs with unique names). A family
+//! made with [`LockFreeFamily::capped`] holds at most `max` label sets of its own;
+//! beyond that, an update with a new label set goes to that set's overflow form (its
+//! caller labels blanked, a bounded set) and counts one overflow.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -12,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Metrics of type `M`, one per label set `K`. Clones share the same metrics.
@@ -24,6 +31,17 @@ pub struct LockFreeFamily<K, M> {
 struct Inner<K, M> {
     metrics: ArcSwap<HashMap<K, Arc<M>>>,
     insert: Mutex<()>,
+    cap: Option<Cap<K>>,
+}
+
+/// The bound of a [`LockFreeFamily::capped`] family.
+#[derive(Debug)]
+struct Cap<K> {
+    max: usize,
+    /// The overflow form of a label set (a bounded set of values).
+    overflow: fn(&K) -> K,
+    /// Counts updates sent to an overflow form.
+    overflowed: Counter,
 }
 
 impl<K, M> Clone for LockFreeFamily<K, M> {
@@ -34,7 +52,19 @@ impl<K, M> Clone for LockFreeFamily<K, M> {
 
 impl<K, M> Default for LockFreeFamily<K, M> {
     fn default() -> Self {
-        Self { inner: Arc::new(Inner { metrics: ArcSwap::from_pointee(HashMap::new()), insert: Mutex::new(()) }) }
+        Self::with_cap(None)
+    }
+}
+
+impl<K, M> LockFreeFamily<K, M> {
+    fn with_cap(cap: Option<Cap<K>>) -> Self {
+        Self { inner: Arc::new(Inner { metrics: ArcSwap::from_pointee(HashMap::new()), insert: Mutex::new(()), cap }) }
+    }
+
+    /// A family of at most `max` label sets besides overflow forms: a new label set
+    /// beyond that is recorded under `overflow(labels)`, counted in `overflowed`.
+    pub fn capped(max: usize, overflow: fn(&K) -> K, overflowed: Counter) -> Self {
+        Self::with_cap(Some(Cap { max, overflow, overflowed }))
     }
 }
 
@@ -55,9 +85,23 @@ impl<K: Clone + Eq + Hash, M: Default> LockFreeFamily<K, M> {
         if let Some(metric) = current.get(labels) {
             return metric.clone();
         }
+        let overflow = self.inner.cap.as_ref().filter(|cap| current.len() >= cap.max);
+        let Some(cap) = overflow else {
+            return self.publish(&current, labels.clone());
+        };
+        cap.overflowed.inc();
+        let bounded = (cap.overflow)(labels);
+        match current.get(&bounded) {
+            Some(metric) => metric.clone(),
+            None => self.publish(&current, bounded),
+        }
+    }
+
+    /// Publishes a copy of `current` with a new metric for `labels` (insert lock held).
+    fn publish(&self, current: &Arc<HashMap<K, Arc<M>>>, labels: K) -> Arc<M> {
         let metric = Arc::new(M::default());
-        let mut next = HashMap::clone(&current);
-        next.insert(labels.clone(), metric.clone());
+        let mut next = HashMap::clone(current);
+        next.insert(labels, metric.clone());
         self.inner.metrics.store(Arc::new(next));
         metric
     }
@@ -92,4 +136,30 @@ where
 
 impl<K, M: TypedMetric> TypedMetric for LockFreeFamily<K, M> {
     const TYPE: MetricType = M::TYPE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank(labels: &(String, u8)) -> (String, u8) {
+        (String::new(), labels.1)
+    }
+
+    #[test]
+    fn a_capped_family_sends_new_label_sets_to_their_overflow_form() {
+        let overflowed = Counter::default();
+        let family: LockFreeFamily<(String, u8), Counter> = LockFreeFamily::capped(3, blank, overflowed.clone());
+        for pod in 0..1000 {
+            family.with(&(format!("pod-{pod}"), (pod % 2) as u8), |c| c.inc());
+        }
+        // Three label sets of its own, plus at most one overflow form per bounded value.
+        assert_eq!(family.len(), 3 + 2);
+        assert_eq!(overflowed.get(), 997);
+        assert_eq!(family.with(&(String::new(), 0), |c| c.get()) + family.with(&(String::new(), 1), |c| c.get()), 997);
+        // Label sets that exist keep counting as themselves.
+        family.with(&("pod-0".to_string(), 0), |c| c.inc());
+        assert_eq!(family.with(&("pod-0".to_string(), 0), |c| c.get()), 2);
+        assert_eq!(overflowed.get(), 997);
+    }
 }

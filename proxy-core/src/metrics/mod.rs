@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 /// A response status class, the only form in which statuses become labels.
@@ -93,6 +94,14 @@ pub struct TcpLabels {
     pub service: Arc<str>,
 }
 
+/// Labels of `ambit_limit_rejections_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// The cap that refused: `caller_connections`, `caller_requests`, `node_connections`, `node_requests`.
+    pub limit: &'static str,
+    pub caller_namespace: Arc<str>,
+}
+
 /// One finished HTTP request, as the metrics see it.
 #[derive(Debug)]
 pub struct RequestRecord {
@@ -103,8 +112,19 @@ pub struct RequestRecord {
     pub backend_seconds: Option<f64>,
 }
 
+/// Most label sets a family with caller labels holds before new ones overflow (their
+/// `caller_namespace` and `caller_workload` blanked; see [`LockFreeFamily::capped`]).
+pub const MAX_LABEL_SETS: usize = 10_000;
+
+/// Labels of `ambit_metrics_label_overflow_total`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OverflowLabels {
+    /// The metric whose label sets overflowed, e.g. `ambit_requests_total`.
+    pub family: &'static str,
+}
+
 /// The data path's metrics, registered once at start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ProxyMetrics {
     requests: LockFreeFamily<RequestLabels, Counter>,
     request_duration: LockFreeFamily<LatencyLabels, LatencyHistogram>,
@@ -113,12 +133,64 @@ pub struct ProxyMetrics {
     tcp_closed: LockFreeFamily<TcpLabels, Counter>,
     tcp_received: LockFreeFamily<TcpLabels, Counter>,
     tcp_sent: LockFreeFamily<TcpLabels, Counter>,
+    limit_rejections: LockFreeFamily<RejectionLabels, Counter>,
+    label_overflow: Family<OverflowLabels, Counter>,
+}
+
+fn unknown() -> Arc<str> {
+    Arc::from("")
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        Self::with_label_cap(MAX_LABEL_SETS)
+    }
 }
 
 impl ProxyMetrics {
+    /// The families, those with caller labels capped at `max` label sets each.
+    fn with_label_cap(max: usize) -> Self {
+        let label_overflow = Family::<OverflowLabels, Counter>::default();
+        let overflowed = |family: &'static str| label_overflow.get_or_create(&OverflowLabels { family }).clone();
+        let tcp = |family| -> LockFreeFamily<TcpLabels, Counter> {
+            LockFreeFamily::capped(
+                max,
+                |l| TcpLabels { caller_namespace: unknown(), caller_workload: unknown(), service: l.service.clone() },
+                overflowed(family),
+            )
+        };
+        Self {
+            requests: LockFreeFamily::capped(
+                max,
+                |l| RequestLabels { caller_namespace: unknown(), caller_workload: unknown(), ..l.clone() },
+                overflowed("ambit_requests_total"),
+            ),
+            request_duration: LockFreeFamily::capped(
+                max,
+                |l| LatencyLabels { caller_namespace: unknown(), ..l.clone() },
+                overflowed("ambit_request_duration_seconds"),
+            ),
+            backend_duration: LockFreeFamily::default(),
+            tcp_opened: tcp("ambit_tcp_connections_opened_total"),
+            tcp_closed: tcp("ambit_tcp_connections_closed_total"),
+            tcp_received: tcp("ambit_tcp_received_bytes_total"),
+            tcp_sent: tcp("ambit_tcp_sent_bytes_total"),
+            limit_rejections: LockFreeFamily::capped(
+                max,
+                |l| RejectionLabels { limit: l.limit, caller_namespace: unknown() },
+                overflowed("ambit_limit_rejections_total"),
+            ),
+            label_overflow,
+        }
+    }
+
     /// Creates the families and registers them in `registry` (names get `ambit_`).
     pub fn register(registry: &mut Registry) -> Arc<Self> {
-        let metrics = Self::default();
+        Self::register_capped(registry, MAX_LABEL_SETS)
+    }
+
+    fn register_capped(registry: &mut Registry, max: usize) -> Arc<Self> {
+        let metrics = Self::with_label_cap(max);
         let r = registry.sub_registry_with_prefix("ambit");
         r.register("requests", "HTTP requests (and gRPC calls) proxied, by caller, Service, route, rule, backend and status class", metrics.requests.clone());
         r.register(
@@ -135,6 +207,16 @@ impl ProxyMetrics {
         r.register("tcp_connections_closed", "TCP passthrough connections closed", metrics.tcp_closed.clone());
         r.register("tcp_received_bytes", "Bytes received from callers on TCP passthrough connections", metrics.tcp_received.clone());
         r.register("tcp_sent_bytes", "Bytes sent to callers on TCP passthrough connections", metrics.tcp_sent.clone());
+        r.register(
+            "limit_rejections",
+            "Connections reset and requests answered 503 because a cap was reached, by cap and caller namespace",
+            metrics.limit_rejections.clone(),
+        );
+        r.register(
+            "metrics_label_overflow",
+            "Updates recorded with blank caller labels because their metric already held its maximum of label sets",
+            metrics.label_overflow.clone(),
+        );
         Arc::new(metrics)
     }
 
@@ -152,6 +234,12 @@ impl ProxyMetrics {
         };
         self.request_duration.with(&latency, |h| h.observe(duration_seconds));
         self.requests.with(&labels, |c| c.inc());
+    }
+
+    /// Records one connection or request refused by the cap `limit`.
+    pub fn limit_rejected(&self, limit: &'static str, caller_namespace: &Arc<str>) {
+        let labels = RejectionLabels { limit, caller_namespace: caller_namespace.clone() };
+        self.limit_rejections.with(&labels, |c| c.inc());
     }
 
     /// Records a TCP passthrough connection opened to a backend.
@@ -213,6 +301,30 @@ mod tests {
         assert!(text.contains(r#"ambit_tcp_received_bytes_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 10"#), "{text}");
         assert!(text.contains(r#"ambit_tcp_sent_bytes_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 20"#), "{text}");
         assert!(text.contains(r#"ambit_tcp_connections_closed_total{caller_namespace="a",caller_workload="web",service="shop/db:5432"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn caller_labels_of_churning_pods_stay_bounded() {
+        let mut registry = Registry::default();
+        const CAP: usize = 50;
+        let metrics = ProxyMetrics::register_capped(&mut registry, CAP);
+        let n = CAP + 500;
+        for pod in 0..n {
+            let mut l = labels(200);
+            l.caller_workload = format!("bare-pod-{pod}").into();
+            metrics.request(RequestRecord { labels: l, duration_seconds: 0.0, backend_seconds: None });
+            let tcp = TcpLabels { caller_namespace: format!("ns-{pod}").into(), caller_workload: "w".into(), service: "shop/db:5432".into() };
+            metrics.tcp_opened(&tcp);
+        }
+        assert_eq!(metrics.requests.len(), CAP + 1);
+        assert_eq!(metrics.tcp_opened.len(), CAP + 1);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"ambit_metrics_label_overflow_total{family="ambit_requests_total"} 500"#), "overflow count missing");
+        assert!(text.contains(r#"ambit_requests_total{caller_namespace="",caller_workload="",service="shop/catalog:80",route="shop/catalog",rule="v2",backend="shop/catalog-v2:80",status_class="2xx"} 500"#));
+        assert!(text.contains(r#"ambit_tcp_connections_opened_total{caller_namespace="",caller_workload="",service="shop/db:5432"} 500"#));
+        // The latency family's caller label is the namespace, which did not churn here.
+        assert_eq!(metrics.request_duration.len(), 1);
     }
 
     #[test]

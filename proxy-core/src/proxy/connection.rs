@@ -14,6 +14,7 @@ use super::request_framing::RequestFramingGuard;
 use super::{http, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::identity::{Origin, Workload};
+use crate::limits::Budget;
 use crate::metrics::TcpLabels;
 use crate::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 
@@ -26,6 +27,8 @@ pub struct ConnContext {
     pub caller: Option<Arc<Workload>>,
     /// The dialled Service port, `namespace/name:port` (also its metrics label).
     service: Arc<str>,
+    /// The caller pod's budget: each request takes a unit of it (two atomic adds).
+    pub budget: Arc<Budget>,
 }
 
 impl ConnContext {
@@ -93,11 +96,23 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         return;
     };
     let caller = config.workload(origin.pod_cgroup).cloned();
+    let budget = proxy.budgets.caller(origin.pod_cgroup);
+    // Held until this connection is done with, whichever way it ends.
+    let _permit = match proxy.budgets.connection(&budget) {
+        Ok(permit) => permit,
+        Err(limit) => {
+            let namespace = caller.as_ref().map_or_else(|| Arc::from(""), |w| w.namespace.clone());
+            proxy.refused(limit, &namespace, caller.as_ref().map_or("", |w| &*w.name));
+            tcp::reset(stream);
+            return;
+        }
+    };
     let ctx = Arc::new(ConnContext {
         origin,
         peer,
         caller,
         service: format!("{}:{}", service.service, service.port).into(),
+        budget,
     });
     if proxy.access_log.should_log() {
         tracing::info!(

@@ -54,7 +54,19 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         (request_id(request.headers()), request.method().to_string(), path, request_bytes)
     });
     let mut routed = Routed::default();
-    let response = route(&proxy, &ctx, request, grpc, &mut routed).await;
+    let response = match proxy.budgets.request(&ctx.budget) {
+        // The permit is held until the response body is done with.
+        Ok(permit) => {
+            let response = route(&proxy, &ctx, request, grpc, &mut routed).await;
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, body::holding(body, permit))
+        }
+        Err(limit) => {
+            let namespace = ctx.caller.as_ref().map_or_else(|| Arc::from(""), |w| w.namespace.clone());
+            proxy.refused(limit, &namespace, ctx.caller_name().as_deref().unwrap_or(""));
+            LocalReply::Limited(limit).response(grpc)
+        }
+    };
     let head_elapsed = started.elapsed();
     if let Some(metrics) = &proxy.metrics {
         record_metrics(metrics, &ctx, &routed, response.status().as_u16(), head_elapsed);

@@ -3,6 +3,10 @@
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::{self, Body};
+use crate::limits::Limit;
+
+/// Response header naming the cap that refused a request (see [`LocalReply::Limited`]).
+pub const LIMIT_HEADER: &str = "x-ambit-limit";
 
 /// Why the proxy answered a request itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +25,8 @@ pub enum LocalReply {
     Timeout,
     /// The dialled Service no longer exists.
     ServiceGone,
+    /// Too many requests in flight, for this caller or the node.
+    Limited(Limit),
 }
 
 impl LocalReply {
@@ -28,7 +34,7 @@ impl LocalReply {
         match self {
             LocalReply::NoRouteMatched => StatusCode::NOT_FOUND,
             LocalReply::NoBackend => StatusCode::INTERNAL_SERVER_ERROR,
-            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone => {
+            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone | LocalReply::Limited(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             LocalReply::UpstreamError => StatusCode::BAD_GATEWAY,
@@ -45,6 +51,7 @@ impl LocalReply {
             LocalReply::UpstreamError => "upstream error",
             LocalReply::Timeout => "upstream request timeout",
             LocalReply::ServiceGone => "service not found",
+            LocalReply::Limited(_) => "over the in-flight request limit",
         }
     }
 
@@ -53,7 +60,9 @@ impl LocalReply {
         match self {
             LocalReply::NoRouteMatched => 12, // UNIMPLEMENTED
             LocalReply::NoBackend | LocalReply::UpstreamError => 13, // INTERNAL
-            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone => 14, // UNAVAILABLE
+            LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone | LocalReply::Limited(_) => {
+                14 // UNAVAILABLE
+            }
             LocalReply::Timeout => 4, // DEADLINE_EXCEEDED
         }
     }
@@ -74,6 +83,9 @@ impl LocalReply {
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
         };
+        if let LocalReply::Limited(limit) = self {
+            response.headers_mut().insert(LIMIT_HEADER, HeaderValue::from_static(limit.label()));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -101,5 +113,18 @@ mod tests {
         assert_eq!(g.status(), StatusCode::OK);
         assert_eq!(g.headers()["grpc-status"], "12");
         assert_eq!(LocalReply::Timeout.response(false).status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn limited_says_which_cap() {
+        use crate::limits::{Kind, Scope};
+        let limit = Limit { scope: Scope::Caller, kind: Kind::Requests };
+        let r = LocalReply::Limited(limit).response(false);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[LIMIT_HEADER], "caller_requests");
+        let g = LocalReply::Limited(limit).response(true);
+        assert_eq!(g.status(), StatusCode::OK);
+        assert_eq!(g.headers()["grpc-status"], "14");
+        assert_eq!(g.headers()[LIMIT_HEADER], "caller_requests");
     }
 }

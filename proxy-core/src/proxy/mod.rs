@@ -35,7 +35,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ConfigHandle;
 use crate::identity::OriginResolver;
+use crate::limits::{Budgets, Limit, LimitOptions};
 use crate::metrics::ProxyMetrics;
+use crate::rate_limited::RateLimited;
 
 /// Tunables of the data path.
 #[derive(Clone, Debug)]
@@ -58,6 +60,8 @@ pub struct ProxyOptions {
     pub http2: Http2Limits,
     /// RequestMirror bounds.
     pub mirrors: MirrorLimits,
+    /// Caps on connections and in-flight requests, per caller pod and node-wide.
+    pub limits: LimitOptions,
 }
 
 impl Default for ProxyOptions {
@@ -71,6 +75,7 @@ impl Default for ProxyOptions {
             timeouts: ConnectionTimeouts::default(),
             http2: Http2Limits::default(),
             mirrors: MirrorLimits::default(),
+            limits: LimitOptions::default(),
         }
     }
 }
@@ -85,7 +90,13 @@ pub struct Proxy {
     access_log: AccessLog,
     /// None when metrics are switched off (`--no-metrics`).
     metrics: Option<Arc<ProxyMetrics>>,
+    budgets: Budgets,
+    /// One warning per cap and caller namespace per 10 s.
+    limit_warnings: RateLimited<(Limit, Arc<str>)>,
 }
+
+/// How often a refusal by one cap for one caller namespace is logged at most.
+const LIMIT_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 impl Proxy {
     pub fn new(config: ConfigHandle, resolver: Arc<dyn OriginResolver>, options: ProxyOptions) -> Arc<Self> {
@@ -102,7 +113,19 @@ impl Proxy {
         let upstream = Arc::new(upstream::Upstreams::new(&options));
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
-        Arc::new(Self { config, resolver, options, upstream, mirrors, access_log: AccessLog::default(), metrics })
+        let budgets = Budgets::new(options.limits);
+        let limit_warnings = RateLimited::new(LIMIT_WARNING_PERIOD);
+        Arc::new(Self {
+            config,
+            resolver,
+            options,
+            upstream,
+            mirrors,
+            access_log: AccessLog::default(),
+            metrics,
+            budgets,
+            limit_warnings,
+        })
     }
 
     /// The metrics this proxy records (None when switched off).
@@ -117,6 +140,28 @@ impl Proxy {
 
     pub fn config(&self) -> &ConfigHandle {
         &self.config
+    }
+
+    /// The connection and request budgets (per caller and node-wide).
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// Counts a refusal by `limit` of a caller in `caller_namespace` ("" when unknown)
+    /// and logs it at a bounded rate.
+    fn refused(&self, limit: Limit, caller_namespace: &Arc<str>, caller_pod: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.limit_rejected(limit.label(), caller_namespace);
+        }
+        if let Some(suppressed) = self.limit_warnings.check(&(limit, caller_namespace.clone())) {
+            tracing::warn!(
+                limit = limit.label(),
+                caller_namespace = &**caller_namespace,
+                caller_pod,
+                suppressed,
+                "refused: over the limit (further refusals for this limit and namespace are logged at most every 10 s)"
+            );
+        }
     }
 
     /// Runtime switch for access logs.
