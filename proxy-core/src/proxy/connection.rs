@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
+use super::egress::Source;
 use super::request_framing::RequestFramingGuard;
 use super::{http, l4_route, tcp, Proxy};
 use crate::config::{AppProtocol, ProxyConfig};
@@ -22,6 +23,8 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The caller, as known when the connection was accepted.
     pub caller: Option<Arc<Workload>>,
+    /// Where this connection's upstream connections come from (the caller's netns).
+    pub source: Source,
     /// The dialled Service port, `namespace/name:port` (also its metrics label).
     service: Arc<str>,
 }
@@ -88,6 +91,7 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         origin,
         peer,
         caller,
+        source: proxy.upstream.source(origin.pod_cgroup),
         service: format!("{}:{}", service.service, service.port).into(),
     });
     if proxy.access_log.should_log() {

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::access_log::{request_id, HttpRecord, LoggedBody};
 use super::body::{self, Body};
 use super::connection::ConnContext;
+use super::egress::Source;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
@@ -26,6 +27,8 @@ use crate::routes::{
 
 /// Where a request is sent once routing is done.
 struct Target<'a> {
+    /// The caller's source of upstream connections.
+    source: Source,
     endpoints: &'a EndpointSet,
     protocol: AppProtocol,
     label: String,
@@ -122,6 +125,7 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
     match decision {
         Decision::NoRoutes => {
             let target = Target {
+                source: ctx.source,
                 endpoints: &service.endpoints,
                 protocol: service.protocol,
                 label: format!("{}:{}", service.service, service.port),
@@ -136,13 +140,14 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
                 Some(name) => name.to_string(),
                 None => matched.rule.index.to_string(),
             });
-            apply_rule(proxy, &mut parts, body, matched, grpc, routed).await
+            apply_rule(proxy, ctx.source, &mut parts, body, matched, grpc, routed).await
         }
     }
 }
 
 async fn apply_rule(
     proxy: &Arc<Proxy>,
+    source: Source,
     parts: &mut http::request::Parts,
     body: Incoming,
     matched: MatchedRule<'_>,
@@ -188,9 +193,10 @@ async fn apply_rule(
                 rule.filters.mirrors.iter().filter(|m| m.sampled()).map(|m| &m.backend).collect();
             let (body, copies) = mirror_body::tee(body::boxed(body), MIRROR_BODY_LIMIT, mirrors.len());
             for (mirror, copy) in mirrors.into_iter().zip(copies) {
-                spawn_mirror(proxy, parts, mirror, copy);
+                spawn_mirror(proxy, source, parts, mirror, copy);
             }
             let target = Target {
+                source,
                 endpoints: &service_backend.endpoints,
                 protocol: service_backend.protocol,
                 label: format!("{}:{}", service_backend.service, service_backend.port),
@@ -314,14 +320,14 @@ async fn forward(
     routed.endpoint = Some(endpoint);
     let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if upgrade {
-        return forward_upgrade(proxy, parts, body, endpoint).await;
+        return forward_upgrade(proxy, parts, body, target.source, endpoint).await;
     }
     let version = upstream_version(target.protocol, parts.version);
     // The response keeps no reference to the downstream's extensions.
     parts.extensions = http::Extensions::new();
     let request = upstream_request(parts, body, version, false);
     let sent_at = Instant::now();
-    let attempt = proxy.upstream.send(endpoint, version, request);
+    let attempt = proxy.upstream.send(target.source, endpoint, version, request);
     let attempt = with_timeout(timeouts.backend_request, attempt);
     let result = with_timeout(timeouts.request, attempt).await;
     routed.backend_elapsed = Some(sent_at.elapsed());
@@ -353,10 +359,16 @@ async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, future: F
 
 /// Forwards an HTTP/1.1 upgrade (e.g. WebSocket) and, on `101 Switching Protocols`,
 /// splices the two upgraded connections together.
-async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, body: Body, endpoint: SocketAddr) -> Response<Body> {
+async fn forward_upgrade(
+    proxy: &Arc<Proxy>,
+    mut parts: http::request::Parts,
+    body: Body,
+    source: Source,
+    endpoint: SocketAddr,
+) -> Response<Body> {
     let downstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let request = upstream_request(parts, body, UpstreamVersion::Http1, true);
-    let mut response = match proxy.upstream.send_upgrade(endpoint, request).await {
+    let mut response = match proxy.upstream.send_upgrade(source, endpoint, request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%error, "upstream upgrade request failed");
@@ -395,6 +407,7 @@ async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, bo
 /// [`mirror_body`]) to a mirror backend and discards the answer.
 fn spawn_mirror(
     proxy: &Arc<Proxy>,
+    source: Source,
     parts: &http::request::Parts,
     backend: &BackendTarget,
     copy: tokio::sync::oneshot::Receiver<BodyCopy>,
@@ -416,7 +429,7 @@ fn spawn_mirror(
         // No copy: the body was too large (logged), failed, or was never read whole.
         let Ok(copy) = copy.await else { return };
         let request = upstream_request(head, copy.into_body(), version, false);
-        match proxy.upstream.send(endpoint, version, request).await {
+        match proxy.upstream.send(source, endpoint, version, request).await {
             Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
             Err(error) => tracing::debug!(%error, "mirror request failed"),
         }

@@ -7,6 +7,7 @@ mod body;
 mod client_hello;
 mod connection;
 mod detect;
+mod egress;
 mod headers;
 mod http;
 mod l4_route;
@@ -18,6 +19,7 @@ mod upstream;
 
 pub use access_log::{AccessLog, InvalidSample};
 pub use detect::Detected;
+pub use egress::{node_socket, NodeSockets, SocketFactory, SocketFuture, Source};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,7 +84,18 @@ impl Proxy {
         options: ProxyOptions,
         metrics: Option<Arc<ProxyMetrics>>,
     ) -> Arc<Self> {
-        let upstream = Arc::new(upstream::Upstreams::new(&options));
+        Self::with_sockets(config, resolver, options, metrics, Arc::new(NodeSockets))
+    }
+
+    /// A proxy whose upstream sockets `sockets` makes (see [`SocketFactory`]).
+    pub fn with_sockets(
+        config: ConfigHandle,
+        resolver: Arc<dyn OriginResolver>,
+        options: ProxyOptions,
+        metrics: Option<Arc<ProxyMetrics>>,
+        sockets: Arc<dyn SocketFactory>,
+    ) -> Arc<Self> {
+        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets));
         Arc::new(Self { config, resolver, options, upstream, access_log: AccessLog::default(), metrics })
     }
 
