@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
 use crate::cluster::ClusterState;
+use crate::egress::{EgressCollector, PodSockets};
 use crate::metrics::NodeMetrics;
 use crate::redirect::{Redirector, RedirectorConfig};
 use crate::translate::{self, Translation};
@@ -71,6 +72,7 @@ pub struct Node {
     config: ConfigHandle,
     proxy: Arc<Proxy>,
     redirector: Arc<Redirector>,
+    sockets: Arc<PodSockets>,
     metrics: NodeMetrics,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
@@ -105,9 +107,17 @@ impl Node {
             proxy_port: options.proxy_port,
         })?;
         let redirector = Arc::new(redirector);
-        let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
+        let mut metrics = NodeMetrics::new(redirector.clone(), options.metrics);
+        let sockets = PodSockets::start().map_err(|e| anyhow::anyhow!("starting the network namespace helper: {e}"))?;
+        metrics.register_collector(Box::new(EgressCollector(sockets.stats())));
         let config = ConfigHandle::default();
-        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), ProxyOptions::default(), metrics.proxy());
+        let proxy = Proxy::with_sockets(
+            config.clone(),
+            redirector.origin_resolver(),
+            ProxyOptions::default(),
+            metrics.proxy(),
+            sockets.clone(),
+        );
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
@@ -119,6 +129,7 @@ impl Node {
             config,
             proxy,
             redirector,
+            sockets,
             metrics,
             cgroups,
             version: AtomicU64::new(0),
@@ -174,6 +185,8 @@ impl Node {
         let config = std::mem::take(&mut translation.config);
         let mut config = config;
         config.version = version;
+        // Pods first, so that a new caller's upstream sockets find its namespace.
+        self.sockets.sync_pods(translation.pod_cgroup_dirs.clone());
         self.config.store(config);
         let services: BTreeSet<SocketAddr> = translation.service_addrs.clone();
         self.redirector.sync_services(&services)?;

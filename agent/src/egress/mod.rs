@@ -1,0 +1,74 @@
+//! Upstream sockets in the caller pod's network namespace, so that backends,
+//! NetworkPolicy and server logs see the caller's own address (see the README's
+//! "Caller address" section).
+//!
+//! A pod's namespace is found through a process of its cgroup and kept open; one
+//! helper thread ([`helper`]) enters it to create each socket, which tokio then
+//! connects. When no namespace can be found, the connection is refused: the proxy
+//! never connects on a caller's behalf from an address that is not the caller's.
+
+mod helper;
+mod netns;
+mod stats;
+
+pub use stats::{EgressCollector, EgressStats};
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+use ambit_proxy_core::identity::CgroupId;
+use ambit_proxy_core::proxy::{node_socket, SocketFactory, SocketFuture, Source};
+use socket2::Domain;
+use tokio::net::TcpSocket;
+use tokio::sync::oneshot;
+
+use helper::Job;
+
+/// The agent's [`SocketFactory`]: every caller's sockets from its own namespace.
+pub struct PodSockets {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<EgressStats>,
+}
+
+impl PodSockets {
+    /// Starts the helper thread.
+    pub fn start() -> io::Result<Arc<Self>> {
+        let stats = Arc::new(EgressStats::default());
+        let jobs = helper::start(stats.clone())?;
+        Ok(Arc::new(Self { jobs, stats }))
+    }
+
+    pub fn stats(&self) -> Arc<EgressStats> {
+        self.stats.clone()
+    }
+
+    /// The enrolled pods on this node (pod cgroup → its directory). Namespaces of
+    /// pods no longer listed are closed.
+    pub fn sync_pods(&self, pods: HashMap<CgroupId, PathBuf>) {
+        if self.jobs.send(Job::Pods(pods)).is_err() {
+            tracing::error!("the network namespace helper thread has stopped");
+        }
+    }
+}
+
+impl SocketFactory for PodSockets {
+    fn source(&self, caller: CgroupId) -> Source {
+        Source::Pod(caller)
+    }
+
+    fn socket(&self, source: Source, endpoint: SocketAddr) -> SocketFuture {
+        let Source::Pod(pod) = source else {
+            return Box::pin(std::future::ready(node_socket(endpoint)));
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = self.jobs.send(Job::Socket { pod, domain: Domain::for_address(endpoint), reply });
+        Box::pin(async move {
+            sent.map_err(|_| io::Error::other("the network namespace helper thread has stopped"))?;
+            let socket = answer.await.map_err(|_| io::Error::other("the network namespace helper thread has stopped"))??;
+            Ok(TcpSocket::from_std_stream(std::net::TcpStream::from(socket)))
+        })
+    }
+}
