@@ -72,3 +72,42 @@ impl SocketFactory for PodSockets {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn endpoint() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_a_namespace_gets_no_socket() {
+        let sockets = PodSockets::start().unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        sockets.sync_pods(HashMap::from([(CgroupId(1), empty.path().to_path_buf())]));
+        let error = sockets.socket(Source::Pod(CgroupId(1)), endpoint()).await.unwrap_err();
+        assert!(error.to_string().contains("no process"), "{error}");
+        // An unknown caller (not enrolled here) is refused too.
+        let error = sockets.socket(Source::Pod(CgroupId(2)), endpoint()).await.unwrap_err();
+        assert!(error.to_string().contains("not enrolled"), "{error}");
+        assert_eq!(sockets.stats().failures.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_caller_in_the_nodes_namespace_is_a_host_network_pod() {
+        let sockets = PodSockets::start().unwrap();
+        let cgroup = tempfile::tempdir().unwrap();
+        std::fs::write(cgroup.path().join("cgroup.procs"), format!("{}\n", std::process::id())).unwrap();
+        sockets.sync_pods(HashMap::from([(CgroupId(7), cgroup.path().to_path_buf())]));
+        sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.unwrap();
+        sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.unwrap();
+        assert_eq!(sockets.stats().host_network.load(Ordering::Relaxed), 2);
+        assert_eq!(sockets.stats().pod.load(Ordering::Relaxed), 0);
+        // Once the pod leaves, its callers get nothing.
+        sockets.sync_pods(HashMap::new());
+        assert!(sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.is_err());
+    }
+}
