@@ -186,7 +186,7 @@ impl Node {
         let mut config = config;
         config.version = version;
         // Pods first, so that a new caller's upstream sockets find its namespace.
-        self.sockets.sync_pods(translation.pod_cgroup_dirs.clone());
+        self.sockets.sync_pods(translation.caller_pods.clone());
         self.config.store(config);
         let services: BTreeSet<SocketAddr> = translation.service_addrs.clone();
         self.redirector.sync_services(&services)?;

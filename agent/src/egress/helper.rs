@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::netns::{self, PodNetns};
 use super::stats::EgressStats;
+use super::CallerPod;
 
 /// At most one warning per this period about pods without a usable namespace.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -27,8 +27,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub enum Job {
     /// A new TCP socket in the namespace of the pod with this cgroup.
     Socket { pod: CgroupId, domain: Domain, reply: oneshot::Sender<io::Result<Socket>> },
-    /// The enrolled pods now (cgroup → cgroup directory); others are forgotten.
-    Pods(HashMap<CgroupId, PathBuf>),
+    /// The enrolled pods now; others are forgotten.
+    Pods(HashMap<CgroupId, CallerPod>),
 }
 
 /// The helper thread's state.
@@ -36,7 +36,7 @@ struct Helper {
     /// The node's network namespace (the agent's own), returned to after each socket.
     home: File,
     home_inode: u64,
-    pods: HashMap<CgroupId, PathBuf>,
+    pods: HashMap<CgroupId, CallerPod>,
     open: HashMap<CgroupId, PodNetns>,
     stats: Arc<EgressStats>,
     last_warning: Option<Instant>,
@@ -94,8 +94,10 @@ impl Helper {
             self.open.remove(&pod);
         }
         if !self.open.contains_key(&pod) {
-            let path = self.pods.get(&pod).ok_or(Failure::UnknownPod)?;
-            let found = netns::find(path).map_err(Failure::NoNetns)?;
+            let caller = self.pods.get(&pod).ok_or(Failure::UnknownPod)?;
+            // Only a hostNetwork pod may be in the node's namespace.
+            let not = (!caller.host_network).then_some(self.home_inode);
+            let found = netns::find(&caller.cgroup_dir, not).map_err(Failure::NoNetns)?;
             self.open.insert(pod, found);
         }
         Ok(())

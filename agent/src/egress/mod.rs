@@ -27,6 +27,15 @@ use tokio::sync::oneshot;
 
 use helper::Job;
 
+/// What the agent needs to know about an enrolled pod to find its network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerPod {
+    /// The pod cgroup's directory: its processes (or its containers') are looked up.
+    pub cgroup_dir: PathBuf,
+    /// `spec.hostNetwork`: only then may the namespace found be the node's.
+    pub host_network: bool,
+}
+
 /// The agent's [`SocketFactory`]: every caller's sockets from its own namespace.
 pub struct PodSockets {
     jobs: mpsc::Sender<Job>,
@@ -45,9 +54,8 @@ impl PodSockets {
         self.stats.clone()
     }
 
-    /// The enrolled pods on this node (pod cgroup → its directory). Namespaces of
-    /// pods no longer listed are closed.
-    pub fn sync_pods(&self, pods: HashMap<CgroupId, PathBuf>) {
+    /// The enrolled pods on this node. Namespaces of pods no longer listed are closed.
+    pub fn sync_pods(&self, pods: HashMap<CgroupId, CallerPod>) {
         if self.jobs.send(Job::Pods(pods)).is_err() {
             tracing::error!("the network namespace helper thread has stopped");
         }
@@ -79,6 +87,10 @@ mod tests {
 
     use super::*;
 
+    fn caller(dir: &std::path::Path, host_network: bool) -> CallerPod {
+        CallerPod { cgroup_dir: dir.to_path_buf(), host_network }
+    }
+
     fn endpoint() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
     }
@@ -87,7 +99,7 @@ mod tests {
     async fn a_caller_without_a_namespace_gets_no_socket() {
         let sockets = PodSockets::start().unwrap();
         let empty = tempfile::tempdir().unwrap();
-        sockets.sync_pods(HashMap::from([(CgroupId(1), empty.path().to_path_buf())]));
+        sockets.sync_pods(HashMap::from([(CgroupId(1), caller(empty.path(), false))]));
         let error = sockets.socket(Source::Pod(CgroupId(1)), endpoint()).await.unwrap_err();
         assert!(error.to_string().contains("no process"), "{error}");
         // An unknown caller (not enrolled here) is refused too.
@@ -101,7 +113,11 @@ mod tests {
         let sockets = PodSockets::start().unwrap();
         let cgroup = tempfile::tempdir().unwrap();
         std::fs::write(cgroup.path().join("cgroup.procs"), format!("{}\n", std::process::id())).unwrap();
-        sockets.sync_pods(HashMap::from([(CgroupId(7), cgroup.path().to_path_buf())]));
+        // Not hostNetwork: a process in the node's namespace is not the pod's.
+        sockets.sync_pods(HashMap::from([(CgroupId(7), caller(cgroup.path(), false))]));
+        let error = sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.unwrap_err();
+        assert!(error.to_string().contains("node's network namespace"), "{error}");
+        sockets.sync_pods(HashMap::from([(CgroupId(7), caller(cgroup.path(), true))]));
         sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.unwrap();
         sockets.socket(Source::Pod(CgroupId(7)), endpoint()).await.unwrap();
         assert_eq!(sockets.stats().host_network.load(Ordering::Relaxed), 2);

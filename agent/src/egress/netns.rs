@@ -42,11 +42,16 @@ pub enum NetnsError {
     NoProcess(PathBuf),
     #[error("no readable network namespace of the processes in {}: {source}", .path.display())]
     Unreadable { path: PathBuf, source: io::Error },
+    #[error("the processes in {} are in the node's network namespace, not the pod's", .0.display())]
+    OnlyNodeNetns(PathBuf),
 }
 
-/// Opens the network namespace of the first process found in `pod_cgroup` or below.
-pub fn find(pod_cgroup: &Path) -> Result<PodNetns, NetnsError> {
+/// Opens the network namespace of the first process found in `pod_cgroup` or below,
+/// skipping processes in the namespace `not` (the node's, for a pod with its own: a
+/// process may have joined the cgroup before the pod's namespace).
+pub fn find(pod_cgroup: &Path, not: Option<u64>) -> Result<PodNetns, NetnsError> {
     let mut last_error = None;
+    let mut skipped = false;
     let mut pending = vec![(pod_cgroup.to_path_buf(), 0usize)];
     let mut visited = 0;
     while let Some((dir, depth)) = pending.pop() {
@@ -56,6 +61,7 @@ pub fn find(pod_cgroup: &Path) -> Result<PodNetns, NetnsError> {
         }
         for pid in pids_in(&dir) {
             match open(pid) {
+                Ok(netns) if Some(netns.inode) == not => skipped = true,
                 Ok(netns) => return Ok(netns),
                 Err(error) => last_error = Some(error),
             }
@@ -64,9 +70,10 @@ pub fn find(pod_cgroup: &Path) -> Result<PodNetns, NetnsError> {
             pending.extend(subdirs(&dir).into_iter().map(|d| (d, depth + 1)));
         }
     }
-    match last_error {
-        Some(source) => Err(NetnsError::Unreadable { path: pod_cgroup.to_path_buf(), source }),
-        None => Err(NetnsError::NoProcess(pod_cgroup.to_path_buf())),
+    match (last_error, skipped) {
+        (_, true) => Err(NetnsError::OnlyNodeNetns(pod_cgroup.to_path_buf())),
+        (Some(source), false) => Err(NetnsError::Unreadable { path: pod_cgroup.to_path_buf(), source }),
+        (None, false) => Err(NetnsError::NoProcess(pod_cgroup.to_path_buf())),
     }
 }
 
@@ -108,7 +115,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("container")).unwrap();
         std::fs::write(dir.path().join("container/cgroup.procs"), "").unwrap();
-        assert!(matches!(find(dir.path()), Err(NetnsError::NoProcess(_))));
+        assert!(matches!(find(dir.path(), None), Err(NetnsError::NoProcess(_))));
     }
 
     #[test]
@@ -116,7 +123,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/cgroup.procs"), format!("{}\n", std::process::id())).unwrap();
-        let netns = find(dir.path()).unwrap();
+        let netns = find(dir.path(), None).unwrap();
         assert_eq!(netns.pid, std::process::id());
+        // Not accepted when that namespace is excluded (a pod's must not be the node's).
+        let err = find(dir.path(), Some(netns.inode)).unwrap_err();
+        assert!(matches!(err, NetnsError::OnlyNodeNetns(_)), "{err}");
     }
 }
