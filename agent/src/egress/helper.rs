@@ -60,6 +60,9 @@ impl Helper {
                     self.open.retain(|cgroup, _| pods.contains_key(cgroup));
                     self.pods = pods;
                 }
+                Job::Socket { reply, .. } if reply.is_closed() => {
+                    // The connection attempt gave up (timed out) while queued.
+                }
                 Job::Socket { pod, domain, reply } => {
                     let result = self.socket(pod, domain);
                     let healthy = !matches!(&result, Err(Failure::Stranded(_)));
