@@ -46,6 +46,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: server}
 spec:
+  ipFamilyPolicy: PreferDualStack
   selector: {app: echo}
   ports:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
@@ -83,17 +84,18 @@ spec:
   - backendRefs: [{name: target, namespace: backends, port: 80}]
 "#;
 
-/// Runs `request` from `pod` and checks that every answer came with `pod`'s own IP as
-/// the address the backend saw.
+/// Runs `request` from `pod` and checks that every answer came with one of `pod`'s own
+/// addresses as the address the backend saw: its IPv4 or IPv6 address, by the family
+/// of the endpoint the proxy chose (the Service is dual-stack).
 fn seen_as_itself(world: &World, pod: &Pod, request: ClientRequest) -> Vec<RequestResult> {
     let out = pod.run_client(&request.timeout(Duration::from_secs(5))).unwrap();
-    let own = pod.ipv4.to_string();
+    assert!(out.error.is_none() && !out.results.is_empty(), "{out:?}");
+    let own = [pod.ipv4.to_string(), pod.ipv6.to_string()];
     for r in &out.results {
         assert_eq!(r.status, Some(200), "{r:?}\nagent log:\n{}", world.agent.log_tail(30));
-        assert_eq!(
-            r.echo_caller_ip(),
-            Some(own.as_str()),
-            "the backend must see {}/{}'s own address: {r:?}",
+        assert!(
+            r.echo_caller_ip().is_some_and(|ip| own.iter().any(|o| o == ip)),
+            "the backend must see {}/{}'s own address ({own:?}): {r:?}",
             pod.namespace,
             pod.name
         );
@@ -130,6 +132,11 @@ fn backend_sees_the_caller_pod_ip() {
     let sockets = pod_sockets(&world);
     assert!((2..24).contains(&sockets), "upstream sockets made in pod namespaces: {sockets}");
 
+    // Through the Service's IPv6 cluster IP too.
+    for pod in [&a1, &a2] {
+        seen_as_itself(&world, pod, ClientRequest::http("http://echo.server/v6").ipv6().count(2));
+    }
+
     // HTTP/2 (shared, multiplexed upstream connections) and gRPC.
     for pod in [&a1, &a2, &a1] {
         seen_as_itself(&world, pod, ClientRequest::grpc("echo.server:7070").count(3));
@@ -162,5 +169,6 @@ fn a_pod_sharing_another_pods_netns_is_seen_with_that_netns_address() {
     assert_eq!(r.status, Some(200), "{r:?}\nagent log:\n{}", world.agent.log_tail(30));
     // The consumer route of mesh-b applies: the caller is known by its cgroup.
     assert_eq!(r.echo_namespace(), Some("backends"), "{r:?}");
-    assert_eq!(r.echo_caller_ip(), Some(owner.ipv4.to_string().as_str()), "{r:?}");
+    let owner_ips = [owner.ipv4.to_string(), owner.ipv6.to_string()];
+    assert!(r.echo_caller_ip().is_some_and(|ip| owner_ips.iter().any(|o| o == ip)), "{owner_ips:?}: {r:?}");
 }
