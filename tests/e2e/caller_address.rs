@@ -172,3 +172,30 @@ fn a_pod_sharing_another_pods_netns_is_seen_with_that_netns_address() {
     let owner_ips = [owner.ipv4.to_string(), owner.ipv6.to_string()];
     assert!(r.echo_caller_ip().is_some_and(|ip| owner_ips.iter().any(|o| o == ip)), "{owner_ips:?}: {r:?}");
 }
+
+/// `ambit_upstream_socket_failures_total` from the agent's `/metrics`.
+fn socket_failures(world: &World) -> u64 {
+    let (_, text) = world.agent.admin("GET", "/metrics").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ambit_upstream_socket_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no socket failure counter in /metrics:\n{text}"))
+}
+
+#[test]
+fn a_caller_whose_namespace_cannot_be_found_is_refused_never_sent_from_the_node() {
+    let world = World::start_with(WORLD, AgentOptions::default()).unwrap();
+    let pod = world.client("mesh-a", "stray").unwrap();
+    // A process in the pod's cgroup (so attributed to the pod, which is not
+    // hostNetwork) but in the node's network namespace: the pod's own namespace cannot
+    // be found through it, and the node's address must not stand in for the pod's.
+    let mut in_node = pod.clone();
+    in_node.netns = world.bed.node_netns().to_string();
+    let out = in_node.run_client(&ClientRequest::http("http://echo.server/").timeout(Duration::from_secs(5))).unwrap();
+    let r = out.only();
+    assert_eq!(r.status, Some(503), "{r:?}\nagent log:\n{}", world.agent.log_tail(30));
+    assert_eq!(r.echo_caller_ip(), None, "{r:?}");
+    assert!(socket_failures(&world) >= 1);
+    // The same pod from its own namespace is served, with its own address.
+    seen_as_itself(&world, &pod, ClientRequest::http("http://echo.server/"));
+}
