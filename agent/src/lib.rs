@@ -7,11 +7,13 @@
 //! - [`translate`]: turning the store into proxy-core's configuration, the eBPF maps'
 //!   contents and route status.
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
+//! - [`egress`]: upstream sockets in the caller pod's network namespace.
 
 pub mod cgroups;
 pub mod check;
 pub mod cluster;
 pub mod duration;
+pub mod egress;
 pub mod kubernetes;
 pub mod listen_addr;
 pub mod explain;

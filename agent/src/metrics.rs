@@ -45,6 +45,11 @@ impl NodeMetrics {
         Self { registry, config, proxy }
     }
 
+    /// Adds a collector read at scrape time.
+    pub fn register_collector(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     /// The data path's metrics (None with `--no-metrics`).
     pub fn proxy(&self) -> Option<Arc<ProxyMetrics>> {
         self.proxy.clone()

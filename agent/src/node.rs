@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
 use crate::cluster::ClusterState;
+use crate::egress::{EgressCollector, PodSockets};
 use crate::metrics::NodeMetrics;
 use crate::redirect::{MapCapacity, Redirector, RedirectorConfig, SyncOutcome};
 use crate::translate::{self, Translation};
@@ -112,6 +113,7 @@ pub struct Node {
     config: ConfigHandle,
     proxy: Arc<Proxy>,
     redirector: Arc<Redirector>,
+    sockets: Arc<PodSockets>,
     metrics: NodeMetrics,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
@@ -155,9 +157,17 @@ impl Node {
             per_pod_sockets: options.per_pod_sockets,
         })?;
         let redirector = Arc::new(redirector);
-        let metrics = NodeMetrics::new(redirector.clone(), options.metrics);
+        let mut metrics = NodeMetrics::new(redirector.clone(), options.metrics);
+        let sockets = PodSockets::start().map_err(|e| anyhow::anyhow!("starting the network namespace helper: {e}"))?;
+        metrics.register_collector(Box::new(EgressCollector(sockets.stats())));
         let config = ConfigHandle::default();
-        let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), options.proxy.clone(), metrics.proxy());
+        let proxy = Proxy::with_sockets(
+            config.clone(),
+            redirector.origin_resolver(),
+            options.proxy.clone(),
+            metrics.proxy(),
+            sockets.clone(),
+        );
         proxy.access_log().set_enabled(options.access_log);
         let serving = listeners
             .into_iter()
@@ -169,6 +179,7 @@ impl Node {
             config,
             proxy,
             redirector,
+            sockets,
             metrics,
             cgroups,
             version: AtomicU64::new(0),
@@ -223,6 +234,8 @@ impl Node {
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         let mut config = std::mem::take(&mut translation.config);
         config.version = version;
+        // Pods first, so that a new caller's upstream sockets find its namespace.
+        self.sockets.sync_pods(translation.caller_pods.clone());
         self.config.store(config);
         let maps = self.sync_maps(&translation);
         for problem in &translation.problems {

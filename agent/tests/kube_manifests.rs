@@ -58,7 +58,8 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     let pod = spec.template.spec.unwrap();
     assert_eq!(pod.service_account_name, sa.metadata.name);
     assert_eq!(pod.host_network, Some(true));
-    assert_ne!(pod.host_pid, Some(true));
+    // The node's pids and /proc: pods' network namespaces are found through their processes.
+    assert_eq!(pod.host_pid, Some(true));
     let agent = &pod.containers[0];
     let env: BTreeSet<&str> = agent.env.iter().flatten().map(|e| e.name.as_str()).collect();
     for needed in ["NODE_NAME", "NODE_IP", "HOST_IP", "POD_NAME", "POD_NAMESPACE"] {
@@ -74,7 +75,7 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     let caps = agent.security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
     let added: BTreeSet<&str> = caps.add.iter().flatten().map(String::as_str).collect();
-    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]));
+    assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE", "SYS_PTRACE"]));
     let bpf = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/sys/fs/bpf").unwrap();
     assert_eq!(bpf.mount_propagation.as_deref(), Some("Bidirectional"));
     // The admin API stays on loopback (its default); the probes reach the read-only

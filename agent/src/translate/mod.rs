@@ -78,6 +78,9 @@ pub struct Translation {
     pub config: ProxyConfig,
     /// Pod cgroup ids to enroll in the connect hooks.
     pub enrolled_cgroups: BTreeSet<u64>,
+    /// Each enrolled pod's cgroup directory and hostNetwork flag: where its processes,
+    /// hence its network namespace, are found.
+    pub caller_pods: HashMap<CgroupId, crate::egress::CallerPod>,
     /// Enrolled pods on this node whose cgroup was not found (yet).
     pub pending_cgroups: usize,
     /// Those pods, so that the caller can cheaply check whether a cgroup appeared
@@ -349,6 +352,8 @@ fn workloads(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {
         };
         let service_account = spec.and_then(|s| s.service_account_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or("default");
         out.enrolled_cgroups.insert(cgroup.id.0);
+        let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+        out.caller_pods.insert(cgroup.id, crate::egress::CallerPod { cgroup_dir: cgroup.path.clone(), host_network });
         out.config.workloads.insert(
             CgroupId(cgroup.id.0),
             Arc::new(Workload {

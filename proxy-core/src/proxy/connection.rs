@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
 use super::in_flight::{InFlight, InFlightBody};
+use super::egress::Source;
 use super::request_framing::RequestFramingGuard;
 use super::{http, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
@@ -25,6 +26,8 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The caller, as known when the connection was accepted.
     pub caller: Option<Arc<Workload>>,
+    /// Where this connection's upstream connections come from (the caller's netns).
+    pub source: Source,
     /// The dialled Service port, `namespace/name:port` (also its metrics label).
     service: Arc<str>,
     /// The caller pod's budget: each request takes a unit of it (two atomic adds).
@@ -111,6 +114,7 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         origin,
         peer,
         caller,
+        source: proxy.upstream.source(origin.pod_cgroup),
         service: format!("{}:{}", service.service, service.port).into(),
         budget,
     });

@@ -15,6 +15,7 @@ use super::deadline;
 use super::body::{self, Body};
 use super::connection::ConnContext;
 use super::idle;
+use super::egress::Source;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
@@ -28,6 +29,8 @@ use crate::routes::{
 
 /// Where a request is sent once routing is done.
 struct Target<'a> {
+    /// The caller's source of upstream connections.
+    source: Source,
     endpoints: &'a EndpointSet,
     protocol: AppProtocol,
     label: String,
@@ -136,6 +139,7 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
     match decision {
         Decision::NoRoutes => {
             let target = Target {
+                source: ctx.source,
                 endpoints: &service.endpoints,
                 protocol: service.protocol,
                 label: format!("{}:{}", service.service, service.port),
@@ -150,13 +154,14 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
                 Some(name) => name.to_string(),
                 None => matched.rule.index.to_string(),
             });
-            apply_rule(proxy, &mut parts, body, matched, grpc, routed).await
+            apply_rule(proxy, ctx.source, &mut parts, body, matched, grpc, routed).await
         }
     }
 }
 
 async fn apply_rule(
     proxy: &Arc<Proxy>,
+    source: Source,
     parts: &mut http::request::Parts,
     body: Incoming,
     matched: MatchedRule<'_>,
@@ -202,9 +207,10 @@ async fn apply_rule(
                 rule.filters.mirrors.iter().filter(|m| m.sampled()).map(|m| &m.backend).collect();
             let (body, copies) = mirror_body::tee(body::boxed(body), MIRROR_BODY_LIMIT, mirrors.len());
             for (mirror, copy) in mirrors.into_iter().zip(copies) {
-                spawn_mirror(proxy, parts, mirror, copy);
+                spawn_mirror(proxy, source, parts, mirror, copy);
             }
             let target = Target {
+                source,
                 endpoints: &service_backend.endpoints,
                 protocol: service_backend.protocol,
                 label: format!("{}:{}", service_backend.service, service_backend.port),
@@ -329,7 +335,7 @@ async fn forward(
     routed.endpoint = Some(endpoint);
     let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if upgrade {
-        return forward_upgrade(proxy, parts, body, endpoint).await;
+        return forward_upgrade(proxy, parts, body, target.source, endpoint).await;
     }
     let version = upstream_version(target.protocol, parts.version);
     // The response keeps no reference to the downstream's extensions.
@@ -338,7 +344,7 @@ async fn forward(
     let sent_at = tokio::time::Instant::now();
     // The route's timeouts run until the response body's end, not only its head.
     let deadline = deadline::deadline(&timeouts, sent_at);
-    let attempt = proxy.upstream.send(endpoint, version, request);
+    let attempt = proxy.upstream.send(target.source, endpoint, version, request);
     let result = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, attempt).await.ok(),
         None => Some(attempt.await),
@@ -369,10 +375,16 @@ async fn forward(
 
 /// Forwards an HTTP/1.1 upgrade (e.g. WebSocket) and, on `101 Switching Protocols`,
 /// splices the two upgraded connections together.
-async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, body: Body, endpoint: SocketAddr) -> Response<Body> {
+async fn forward_upgrade(
+    proxy: &Arc<Proxy>,
+    mut parts: http::request::Parts,
+    body: Body,
+    source: Source,
+    endpoint: SocketAddr,
+) -> Response<Body> {
     let downstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let request = upstream_request(parts, body, UpstreamVersion::Http1, true);
-    let mut response = match proxy.upstream.send_upgrade(endpoint, request).await {
+    let mut response = match proxy.upstream.send_upgrade(source, endpoint, request).await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%error, "upstream upgrade request failed");
@@ -412,6 +424,7 @@ async fn forward_upgrade(proxy: &Arc<Proxy>, mut parts: http::request::Parts, bo
 /// the node-wide cap (none free: dropped) and are abandoned after the mirror timeout.
 fn spawn_mirror(
     proxy: &Arc<Proxy>,
+    source: Source,
     parts: &http::request::Parts,
     backend: &BackendTarget,
     copy: tokio::sync::oneshot::Receiver<BodyCopy>,
@@ -435,7 +448,7 @@ fn spawn_mirror(
             // No copy: the body was too large (logged), failed, or was never read whole.
             let Ok(copy) = copy.await else { return };
             let request = upstream_request(head, copy.into_body(), version, false);
-            match proxy.upstream.send(endpoint, version, request).await {
+            match proxy.upstream.send(source, endpoint, version, request).await {
                 Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
                 Err(error) => tracing::debug!(%error, "mirror request failed"),
             }

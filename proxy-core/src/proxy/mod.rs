@@ -8,6 +8,7 @@ mod client_hello;
 mod connection;
 mod deadline;
 mod detect;
+mod egress;
 mod headers;
 mod http;
 mod idle;
@@ -24,6 +25,7 @@ mod upstream;
 pub use access_log::{AccessLog, InvalidSample};
 pub use detect::Detected;
 pub use limits::{ConnectionTimeouts, Http2Limits, MirrorLimits};
+pub use egress::{node_socket, NodeSockets, SocketFactory, SocketFuture, Source};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,7 +112,18 @@ impl Proxy {
         options: ProxyOptions,
         metrics: Option<Arc<ProxyMetrics>>,
     ) -> Arc<Self> {
-        let upstream = Arc::new(upstream::Upstreams::new(&options));
+        Self::with_sockets(config, resolver, options, metrics, Arc::new(NodeSockets))
+    }
+
+    /// A proxy whose upstream sockets `sockets` makes (see [`SocketFactory`]).
+    pub fn with_sockets(
+        config: ConfigHandle,
+        resolver: Arc<dyn OriginResolver>,
+        options: ProxyOptions,
+        metrics: Option<Arc<ProxyMetrics>>,
+        sockets: Arc<dyn SocketFactory>,
+    ) -> Arc<Self> {
+        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets));
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
         let budgets = Budgets::new(options.limits);

@@ -20,7 +20,7 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
         reset(client);
         return;
     };
-    let mut upstream = match proxy.upstream.connect(endpoint).await {
+    let mut upstream = match proxy.upstream.connect(ctx.source, endpoint).await {
         Ok(s) => s,
         Err(error) => {
             tracing::info!(%error, "backend unreachable; resetting client connection");
