@@ -52,8 +52,10 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Cancellat
     }
 }
 
+/// Binds the admin API; SO_REUSEPORT, so a successor agent can start beside this one
+/// (see [`crate::handover`]).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding the admin API to {addr}: {e}"))
+    crate::handover::bind_admin(addr)
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

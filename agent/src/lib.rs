@@ -28,6 +28,7 @@ pub const MESH_POD_ANNOTATION: &str = "ambit.dev/mesh";
 pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
 
 pub mod admin;
+pub mod handover;
 pub mod logging;
 pub mod metrics;
 pub mod node;

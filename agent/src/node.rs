@@ -11,6 +11,7 @@ use std::time::Duration;
 use ambit_proxy_core::config::ConfigHandle;
 use ambit_proxy_core::proxy::{Proxy, ProxyOptions};
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
@@ -76,13 +77,24 @@ pub struct Node {
     version: AtomicU64,
     ready: AtomicBool,
     applied: Mutex<Applied>,
-    serving: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    listeners: Mutex<Listeners>,
+    shutdown: CancellationToken,
+}
+
+/// The proxy listeners: bound at start, accepting only once a configuration is served,
+/// so that connections a successor agent receives during a rollout wait in its accept
+/// queue instead of meeting an empty configuration (see [`crate::handover`]).
+enum Listeners {
+    Bound(Vec<TcpListener>),
+    Serving(Vec<tokio::task::JoinHandle<()>>),
 }
 
 impl Node {
     /// Binds the proxy listeners and attaches redirection. The listeners are bound
-    /// before the hooks are attached so no redirected connection finds nothing there.
+    /// before the hooks are attached so no redirected connection finds nothing there;
+    /// they accept from the first [`Node::apply`] on.
     pub async fn start(options: NodeOptions, shutdown: CancellationToken) -> anyhow::Result<Arc<Self>> {
+        crate::handover::enable_request_migration_logged();
         let mut listeners = Vec::new();
         let (mut v4, mut v6) = (None, None);
         for ip in &options.node_ips {
@@ -109,10 +121,6 @@ impl Node {
         let config = ConfigHandle::default();
         let proxy = Proxy::with_metrics(config.clone(), redirector.origin_resolver(), ProxyOptions::default(), metrics.proxy());
         proxy.access_log().set_enabled(options.access_log);
-        let serving = listeners
-            .into_iter()
-            .map(|listener| tokio::spawn(proxy.clone().serve(listener, shutdown.clone(), options.drain)))
-            .collect();
         let cgroups = PodCgroupResolver::new(options.cgroup_root.clone());
         Ok(Arc::new(Self {
             options,
@@ -124,16 +132,35 @@ impl Node {
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             applied: Mutex::default(),
-            serving: Mutex::new(serving),
+            listeners: Mutex::new(Listeners::Bound(listeners)),
+            shutdown,
         }))
     }
 
+    /// Starts accepting on the listeners (once; later calls do nothing).
+    fn start_serving(&self) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let Listeners::Bound(bound) = &mut *listeners else { return };
+        let tasks = std::mem::take(bound)
+            .into_iter()
+            .map(|listener| {
+                tokio::spawn(self.proxy.clone().serve(listener, self.shutdown.clone(), self.options.drain))
+            })
+            .collect();
+        *listeners = Listeners::Serving(tasks);
+    }
+
     /// Waits until the listeners stopped after shutdown and their connections drained
-    /// (bounded by the drain period).
+    /// (bounded by the drain period). Listeners that never served are closed.
     pub async fn drained(&self) {
-        let serving = std::mem::take(&mut *self.serving.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in serving {
-            let _ = task.await;
+        let previous = std::mem::replace(
+            &mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+            Listeners::Serving(Vec::new()),
+        );
+        if let Listeners::Serving(tasks) = previous {
+            for task in tasks {
+                let _ = task.await;
+            }
         }
     }
 
@@ -191,6 +218,7 @@ impl Node {
         );
         self.metrics.config().applied(state, &translation, version);
         self.applied.lock().unwrap_or_else(|p| p.into_inner()).translation = Some(translation);
+        self.start_serving();
         self.ready.store(true, Ordering::Release);
         Ok(pending)
     }
