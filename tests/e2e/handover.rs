@@ -1,0 +1,80 @@
+//! Upgrades without an outage: a second agent starts on the node beside the first (a
+//! DaemonSet surge rollout), the first gets SIGTERM, and a pod's constant load sees no
+//! failed request. Needs root; fails (never skips) without it.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// How long the load runs; the handover must be over well before it ends.
+const LOAD_SECS: u64 = 25;
+/// Requests per second of each kind (keep-alive, new connection per request).
+const RATE: u64 = 150;
+
+/// Sum of `ambit_requests_total` in a `/metrics` text.
+fn requests_total(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ambit_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn agent_restarts_under_constant_load_with_zero_failed_requests() {
+    let mut world = World::start(Default::default()).unwrap();
+    let client = world.client("mesh-a", "steady").unwrap();
+    assert_eq!(get(&client, "http://echo.server/"), Ok(200));
+
+    let target = format!("{}:80", world.vip());
+    let (rate, secs) = (RATE.to_string(), LOAD_SECS.to_string());
+    let load = client
+        .command(env!("CARGO_BIN_EXE_ambit-load"))
+        .args(["steady", "--addr", &target, "--keepalive-rate", &rate, "--keepalive-conns", "8"])
+        .args(["--new-conn-rate", &rate, "--secs", &secs, "--timeout-ms", "5000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load_started = Instant::now();
+
+    // The old agent serves the load on its own for a moment.
+    assert!(wait_until(Duration::from_secs(5), || {
+        world.agent.admin("GET", "/metrics").is_ok_and(|(_, m)| requests_total(&m) >= 100.0)
+    })
+    .is_some(), "the old agent served no load:\n{}", world.agent.log_tail(20));
+
+    // The successor starts beside it (same node address and port, same pins) and, once
+    // ready, takes a share of the new connections.
+    let successor = world.agent.start_successor(&world.bed, &Default::default()).unwrap();
+    let shared = wait_until(Duration::from_secs(5), || {
+        successor.admin("GET", "/metrics").is_ok_and(|(_, m)| requests_total(&m) >= 10.0)
+    });
+    assert!(shared.is_some(), "the successor served no request beside the old agent:\n{}", successor.log_tail(20));
+
+    // The old agent gets SIGTERM (its pod is deleted) and drains.
+    let status = world.agent.hand_over_to(successor).unwrap();
+    assert!(status.success(), "old agent exit status {status}");
+    let handed_over = load_started.elapsed();
+    let load_left = Duration::from_secs(LOAD_SECS).saturating_sub(handed_over);
+    assert!(load_left >= Duration::from_secs(3), "handover took until {handed_over:?} of a {LOAD_SECS} s load");
+
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success(), "ambit-load failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("handover at {handed_over:?}; load report: {report:#}");
+    assert_eq!(report["errors"], 0, "failed requests during the restart: {report:#}\nagent log:\n{}", world.agent.log_tail(30));
+    // The load ran at (about) its rate the whole time, also after the old agent left.
+    let expected = (2 * RATE * LOAD_SECS) as f64;
+    let ok = report["ok"].as_f64().unwrap();
+    assert!(ok >= 0.8 * expected, "only {ok} of about {expected} requests ran: {report:#}");
+    let gap = report["longest_gap_ms"].as_f64().unwrap();
+    println!("longest gap between successful requests: {gap:.1} ms");
+    assert!(gap < 2000.0, "a {gap:.0} ms gap without a successful request: {report:#}");
+    // The successor alone serves now.
+    assert_eq!(get(&client, "http://echo.server/"), Ok(200));
+}
