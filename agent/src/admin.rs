@@ -19,7 +19,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use std::path::Path;
+
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::LogControl;
@@ -39,17 +41,50 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Cancellat
                 Err(error) => { tracing::warn!(%error, "admin accept failed"); continue; }
             },
         };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle(&admin, req)) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        serve_connection(admin.clone(), stream);
     }
+}
+
+/// Serves the admin API on a unix socket as well (`--admin-socket`; the kubelet's
+/// probes reach this pod's own agent there, see [`crate::probe`]).
+pub async fn serve_unix(admin: Arc<Admin>, listener: UnixListener, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => { tracing::warn!(%error, "admin socket accept failed"); continue; }
+            },
+        };
+        serve_connection(admin.clone(), stream);
+    }
+}
+
+/// Binds the admin unix socket at `path`, replacing a stale one, and serves it.
+pub fn spawn_unix(admin: Arc<Admin>, path: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("removing the stale admin socket {}: {e}", path.display()),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| anyhow::anyhow!("binding the admin socket {}: {e}", path.display()))?;
+    tokio::spawn(serve_unix(admin, listener, shutdown));
+    Ok(())
+}
+
+fn serve_connection<S>(admin: Arc<Admin>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(handle(&admin, req)) }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
 }
 
 /// Binds the admin API; SO_REUSEPORT, so a successor agent can start beside this one

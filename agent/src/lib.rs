@@ -32,4 +32,5 @@ pub mod handover;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod probe;
 pub mod standalone;

@@ -53,6 +53,13 @@ enum Command {
         #[arg(long = "header")]
         headers: Vec<String>,
     },
+    /// Ask this pod's agent over its admin unix socket for /ready (or --path); exit 0 on 200 (the kubelet's exec probes).
+    Probe {
+        #[arg(long, env = "AMBIT_ADMIN_SOCKET")]
+        admin_socket: PathBuf,
+        #[arg(long, default_value = "/ready")]
+        path: String,
+    },
     /// Detach Ambit's eBPF programs from the node and remove their pins.
     Uninstall {
         #[arg(long, env = "AMBIT_BPF_PIN_DIR", default_value = "/sys/fs/bpf/ambit")]
@@ -80,6 +87,10 @@ struct NodeArgs {
     /// Admin API address (health, readiness, config dump, log level).
     #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15021")]
     admin_addr: SocketAddr,
+    /// Also serve the admin API on this unix socket (for `ambit-agent probe`: during a
+    /// surge rollout two agents share the admin port, the socket is per pod).
+    #[arg(long, env = "AMBIT_ADMIN_SOCKET")]
+    admin_socket: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log_level: String,
@@ -111,6 +122,7 @@ impl NodeArgs {
             cgroup_root,
             bpf_pin_dir: self.bpf_pin_dir.clone(),
             admin_addr: self.admin_addr,
+            admin_socket: self.admin_socket.clone(),
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,
@@ -172,6 +184,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{explanation}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe { admin_socket, path } => match ambit_agent::probe::probe(&admin_socket, &path) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                eprintln!("ambit-agent probe: {error:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Uninstall { bpf_pin_dir } => {
             ambit_agent::redirect::Redirector::uninstall(&bpf_pin_dir)?;
             println!("removed Ambit's eBPF programs and maps under {}", bpf_pin_dir.display());

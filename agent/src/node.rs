@@ -54,6 +54,8 @@ pub struct NodeOptions {
     pub cgroup_root: PathBuf,
     pub bpf_pin_dir: PathBuf,
     pub admin_addr: SocketAddr,
+    /// Also serve the admin API on this unix socket (the kubelet's exec probes use it).
+    pub admin_socket: Option<PathBuf>,
     pub access_log: bool,
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,

@@ -20,8 +20,12 @@ pub async fn run(dir: PathBuf, options: NodeOptions, logs: LogControl) -> anyhow
     }
     let shutdown = CancellationToken::new();
     let admin_listener = admin::bind(options.admin_addr).await?;
+    let admin_socket = options.admin_socket.clone();
     let node = Node::start(options, shutdown.clone()).await?;
     let admin_state = Arc::new(Admin { node: node.clone(), logs: Some(logs) });
+    if let Some(path) = &admin_socket {
+        admin::spawn_unix(admin_state.clone(), path, shutdown.clone())?;
+    }
     tokio::spawn(admin::serve(admin_state, admin_listener, shutdown.clone()));
 
     let mut loaded = manifests::watch_dir(dir, POLL_INTERVAL);

@@ -4,9 +4,11 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ambit_e2e::{AgentOptions, TestBed};
 use support::*;
 
 /// How long the load runs; the handover must be over well before it ends.
@@ -23,9 +25,32 @@ fn requests_total(metrics: &str) -> f64 {
         .sum()
 }
 
+/// An agent that also serves its admin API on its own unix socket (`name` in the bed's
+/// scratch directory), as in the DaemonSet, where the kubelet probes through it.
+fn with_admin_socket(bed: &TestBed, name: &str) -> (AgentOptions, PathBuf) {
+    let socket = bed.scratch_dir().join(name);
+    let extra_args = vec!["--admin-socket".into(), socket.display().to_string()];
+    (AgentOptions { extra_args, ..AgentOptions::default() }, socket)
+}
+
+/// `ambit-agent probe --admin-socket SOCKET`: whether it exited 0 (the agent is ready).
+fn probe_ready(socket: &Path) -> bool {
+    std::process::Command::new(ambit_e2e::binaries::ambit_agent().unwrap())
+        .args(["probe", "--admin-socket"])
+        .arg(socket)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 #[test]
 fn agent_restarts_under_constant_load_with_zero_failed_requests() {
-    let mut world = World::start(Default::default()).unwrap();
+    let bed = TestBed::new().unwrap();
+    bed.apply_yaml(WORLD).unwrap();
+    let (options, old_socket) = with_admin_socket(&bed, "admin-old.sock");
+    let agent = ambit_e2e::RunningAgent::start(&bed, &options).unwrap();
+    let mut world = World { agent, bed };
+    assert!(probe_ready(&old_socket), "the exec probe does not find the agent ready");
     let client = world.client("mesh-a", "steady").unwrap();
     assert_eq!(get(&client, "http://echo.server/"), Ok(200));
 
@@ -50,7 +75,9 @@ fn agent_restarts_under_constant_load_with_zero_failed_requests() {
 
     // The successor starts beside it (same node address and port, same pins) and, once
     // ready, takes a share of the new connections.
-    let successor = world.agent.start_successor(&world.bed, &Default::default()).unwrap();
+    let (options, new_socket) = with_admin_socket(&world.bed, "admin-new.sock");
+    let successor = world.agent.start_successor(&world.bed, &options).unwrap();
+    assert!(probe_ready(&new_socket), "the successor's exec probe does not find it ready");
     let shared = wait_until(Duration::from_secs(5), || {
         successor.admin("GET", "/metrics").is_ok_and(|(_, m)| requests_total(&m) >= 10.0)
     });
@@ -60,6 +87,8 @@ fn agent_restarts_under_constant_load_with_zero_failed_requests() {
     let status = world.agent.hand_over_to(successor).unwrap();
     assert!(status.success(), "old agent exit status {status}");
     let handed_over = load_started.elapsed();
+    assert!(!probe_ready(&old_socket), "the stopped agent's probe still succeeds");
+    assert!(probe_ready(&new_socket));
     let load_left = Duration::from_secs(LOAD_SECS).saturating_sub(handed_over);
     assert!(load_left >= Duration::from_secs(3), "handover took until {handed_over:?} of a {LOAD_SECS} s load");
 

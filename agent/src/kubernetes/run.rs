@@ -64,8 +64,13 @@ pub async fn run(kube: KubeArgs, options: NodeOptions, logs: LogControl) -> anyh
     let shutdown = CancellationToken::new();
     let admin_listener = admin::bind(options.admin_addr).await?;
     let node_name = options.node_name.clone();
+    let admin_socket = options.admin_socket.clone();
     let node = Node::start(options, shutdown.clone()).await?;
-    tokio::spawn(admin::serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), admin_listener, shutdown.clone()));
+    let admin_state = Arc::new(Admin { node: node.clone(), logs: Some(logs) });
+    if let Some(path) = &admin_socket {
+        admin::spawn_unix(admin_state.clone(), path, shutdown.clone())?;
+    }
+    tokio::spawn(admin::serve(admin_state, admin_listener, shutdown.clone()));
 
     let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
     let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));
