@@ -62,14 +62,25 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]));
     let bpf = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/sys/fs/bpf").unwrap();
     assert_eq!(bpf.mount_propagation.as_deref(), Some("Bidirectional"));
-    // The probes reach the admin API on the node IP (hostNetwork), where --admin-addr binds it.
+    // The admin API listens on the node IP (hostNetwork) for scraping; the probes ask
+    // this pod's own agent over its unix socket in a per-pod emptyDir, since two agents
+    // share the admin port during a surge rollout.
     assert!(agent.args.iter().flatten().any(|a| a == "--admin-addr=$(NODE_IP):15021"));
-    for probe in [&agent.liveness_probe, &agent.readiness_probe] {
-        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!(serde_json::to_value(&get.port).unwrap(), 15021);
+    let socket = "--admin-socket=/run/ambit-pod/admin.sock";
+    assert!(agent.args.iter().flatten().any(|a| a == socket));
+    for (probe, path) in [(&agent.liveness_probe, "--path=/healthz"), (&agent.readiness_probe, "--path=/ready")] {
+        let command = probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
+        assert_eq!(command, ["/usr/local/bin/ambit-agent", "probe", socket, path]);
     }
-    assert_eq!(agent.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
-    assert_eq!(agent.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+    let run = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/run/ambit-pod").unwrap();
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == run.name).unwrap();
+    assert!(volume.empty_dir.is_some(), "the admin socket must be per pod");
+    // Surge rollout: the new agent is ready beside the old one before the old one stops;
+    // no declared ports, which with hostNetwork would be hostPorts that block the surge pod.
+    let rolling = spec.update_strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(serde_json::to_value(&rolling.max_surge).unwrap(), 1);
+    assert_eq!(serde_json::to_value(&rolling.max_unavailable).unwrap(), 0);
+    assert!(agent.ports.as_ref().is_none_or(|p| p.is_empty()), "declared ports block the surge pod");
 }
 
 #[test]
