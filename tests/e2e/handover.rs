@@ -107,3 +107,44 @@ fn agent_restarts_under_constant_load_with_zero_failed_requests() {
     // The successor alone serves now.
     assert_eq!(get(&client, "http://echo.server/"), Ok(200));
 }
+
+/// Binds a listener like the proxy's (SO_REUSEPORT), never accepting until asked.
+fn reuseport_listener(addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+/// What the handover relies on in the kernel: once the agent has set
+/// `net.ipv4.tcp_migrate_req=1` in the node's network namespace, connections queued on
+/// a reuseport listener that closes are accepted from the other one, none reset.
+#[test]
+fn a_closed_listeners_queued_connections_move_to_the_other_listener() {
+    let world = World::start(Default::default()).unwrap();
+    let node_ip = world.bed.node_ip();
+    let accepted = ambit_e2e::netns::in_netns(world.bed.node_netns(), move || {
+        let sysctl = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")?;
+        anyhow::ensure!(sysctl.trim() == "1", "the agent left tcp_migrate_req at {sysctl:?}");
+        let addr = std::net::SocketAddr::new(node_ip.into(), 15999);
+        let (closing, staying) = (reuseport_listener(addr)?, reuseport_listener(addr)?);
+        // Handshakes complete in the kernel: each connection waits in one of the two
+        // accept queues, spread by the reuseport hash.
+        let clients = (0..64).map(|_| std::net::TcpStream::connect(addr)).collect::<Result<Vec<_>, _>>()?;
+        drop(closing);
+        staying.set_nonblocking(true)?;
+        let mut accepted = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while accepted < clients.len() && Instant::now() < deadline {
+            match staying.accept() {
+                Ok(_) => accepted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(accepted)
+    })
+    .unwrap();
+    assert_eq!(accepted, 64, "connections queued on the closed listener were lost");
+}
