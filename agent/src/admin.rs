@@ -20,13 +20,15 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::logging::LogControl;
@@ -67,17 +69,51 @@ pub async fn serve(admin: Arc<Admin>, surface: Surface, listener: TcpListener, s
                 Err(error) => { tracing::warn!(%error, "admin accept failed"); continue; }
             },
         };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(handle_on(&admin, surface, req)) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        serve_connection(admin.clone(), surface, stream);
     }
+}
+
+/// Serves the whole admin API on a unix socket as well (`--admin-socket`, in the
+/// agent pod's own directory; the kubelet's exec probes reach this pod's agent there,
+/// see [`crate::probe`]).
+pub async fn serve_unix(admin: Arc<Admin>, listener: UnixListener, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => { tracing::warn!(%error, "admin socket accept failed"); continue; }
+            },
+        };
+        serve_connection(admin.clone(), Surface::Admin, stream);
+    }
+}
+
+/// Binds the admin unix socket at `path`, replacing a stale one, and serves it.
+pub fn spawn_unix(admin: Arc<Admin>, path: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("removing the stale admin socket {}: {e}", path.display()),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| anyhow::anyhow!("binding the admin socket {}: {e}", path.display()))?;
+    tokio::spawn(serve_unix(admin, listener, shutdown));
+    Ok(())
+}
+
+fn serve_connection<S>(admin: Arc<Admin>, surface: Surface, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(handle_on(&admin, surface, req)) }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
 }
 
 /// Binds the admin listener. A non-loopback address is refused unless `allow_remote`:
@@ -93,9 +129,11 @@ pub async fn bind(addr: SocketAddr, allow_remote: bool) -> anyhow::Result<TcpLis
     bind_any(addr, "the admin API").await
 }
 
-/// Binds a listener for `what` (any address).
+/// Binds a listener for `what` (any address) with SO_REUSEPORT, so that a successor
+/// agent can start beside this one (see [`crate::handover`]).
 pub async fn bind_any(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding {what} to {addr}: {e}"))
+    let listener = crate::handover::bind_shared(addr).with_context(|| format!("binding {what} to {addr}"))?;
+    Ok(TcpListener::from_std(listener)?)
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -17,6 +17,9 @@ use crate::node::NodeOptions;
 /// hooks are attached).
 pub struct Endpoints {
     admin: TcpListener,
+    /// `--admin-socket`: the whole admin API on a unix socket in the agent pod's own
+    /// directory, for the kubelet's exec probes (see [`crate::probe`]).
+    admin_socket: Option<std::path::PathBuf>,
     health: Option<TcpListener>,
     metrics: Option<TcpListener>,
 }
@@ -34,11 +37,14 @@ impl Endpoints {
             Some(addr) => Some(admin::bind_any(addr, "the metrics listener").await?),
             None => None,
         };
-        Ok(Self { admin, health, metrics })
+        Ok(Self { admin, admin_socket: options.admin_socket.clone(), health, metrics })
     }
 
     /// Serves each listener on the runtime it was bound on.
-    pub fn serve(self, state: Arc<Admin>, data_path: &Handle, shutdown: &CancellationToken) {
+    pub fn serve(self, state: Arc<Admin>, data_path: &Handle, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        if let Some(path) = &self.admin_socket {
+            admin::spawn_unix(state.clone(), path, shutdown.clone())?;
+        }
         tokio::spawn(admin::serve(state.clone(), Surface::Admin, self.admin, shutdown.clone()));
         if let Some(health) = self.health {
             data_path.spawn(admin::serve(state.clone(), Surface::Health, health, shutdown.clone()));
@@ -46,14 +52,14 @@ impl Endpoints {
         if let Some(metrics) = self.metrics {
             tokio::spawn(admin::serve(state, Surface::Metrics, metrics, shutdown.clone()));
         }
+        Ok(())
     }
 }
 
 /// Binds a listener registered with `runtime`'s reactor.
 fn bind_on(runtime: &Handle, addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     let bind = || -> std::io::Result<TcpListener> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+        let listener = crate::handover::bind_shared(addr)?;
         let _entered = runtime.enter();
         TcpListener::from_std(listener)
     };

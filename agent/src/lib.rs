@@ -32,7 +32,9 @@ pub const CONTROLLER_NAME: &str = "ambit.dev/mesh";
 
 pub mod admin;
 pub mod endpoints;
+pub mod handover;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod probe;
 pub mod standalone;

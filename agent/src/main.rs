@@ -57,6 +57,13 @@ enum Command {
         #[arg(long = "header")]
         headers: Vec<String>,
     },
+    /// Ask this pod's agent over its admin unix socket for /ready (or --path); exit 0 on 200 (the kubelet's exec probes).
+    Probe {
+        #[arg(long, env = "AMBIT_ADMIN_SOCKET")]
+        admin_socket: PathBuf,
+        #[arg(long, default_value = "/ready")]
+        path: String,
+    },
     /// Detach Ambit's eBPF programs from the node and remove their pins.
     Uninstall {
         #[arg(long, env = "AMBIT_BPF_PIN_DIR", default_value = "/sys/fs/bpf/ambit")]
@@ -98,6 +105,10 @@ struct NodeArgs {
     /// Size AMBIT_ENROLLED,AMBIT_SERVICES (entries) when they are created (tests).
     #[arg(long, hide = true)]
     bpf_map_capacity: Option<ambit_agent::redirect::MapCapacity>,
+    /// Also serve the admin API on this unix socket (for `ambit-agent probe`: during a
+    /// surge rollout two agents share the admin port, the socket is per pod).
+    #[arg(long, env = "AMBIT_ADMIN_SOCKET")]
+    admin_socket: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log_level: String,
@@ -222,6 +233,7 @@ impl NodeArgs {
             health_addr: self.health_addr,
             metrics_addr: self.metrics_addr,
             map_capacity: self.bpf_map_capacity.unwrap_or_default(),
+            admin_socket: self.admin_socket.clone(),
             access_log: self.access_log,
             metrics: !self.no_metrics,
             drain: self.drain,
@@ -287,6 +299,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{explanation}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe { admin_socket, path } => match ambit_agent::probe::probe(&admin_socket, &path) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                eprintln!("ambit-agent probe: {error:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Uninstall { bpf_pin_dir } => {
             ambit_agent::redirect::Redirector::uninstall(&bpf_pin_dir)?;
             println!("removed Ambit's eBPF programs and maps under {}", bpf_pin_dir.display());

@@ -11,6 +11,7 @@ use ambit_proxy_core::config::ConfigHandle;
 use ambit_proxy_core::proxy::{Proxy, ProxyOptions};
 use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
@@ -63,6 +64,8 @@ pub struct NodeOptions {
     pub metrics_addr: Option<SocketAddr>,
     /// Sizes of the enrollment and Service maps (tests make them tiny).
     pub map_capacity: MapCapacity,
+    /// Also serve the admin API on this unix socket (the kubelet's exec probes use it).
+    pub admin_socket: Option<PathBuf>,
     pub access_log: bool,
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,
@@ -119,18 +122,31 @@ pub struct Node {
     version: AtomicU64,
     ready: AtomicBool,
     applied: Mutex<Applied>,
-    serving: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    listeners: Mutex<Listeners>,
+    /// The data-path runtime the proxy listeners are served on.
+    data_path: tokio::runtime::Handle,
+    shutdown: CancellationToken,
+}
+
+/// The proxy listeners: bound at start, accepting only once a configuration is served,
+/// so that connections a successor agent receives during a rollout wait in its accept
+/// queue instead of meeting an empty configuration (see [`crate::handover`]).
+enum Listeners {
+    Bound(Vec<TcpListener>),
+    Serving(Vec<tokio::task::JoinHandle<()>>),
 }
 
 impl Node {
     /// Binds the proxy listeners and attaches redirection. The listeners are bound
-    /// before the hooks are attached so no redirected connection finds nothing there.
-    /// They are served on `data_path`, never on the caller's (control-plane) runtime.
+    /// before the hooks are attached so no redirected connection finds nothing there;
+    /// they accept from the first [`Node::apply`] on, on `data_path`, never on the
+    /// caller's (control-plane) runtime.
     pub async fn start(
         options: NodeOptions,
         data_path: &tokio::runtime::Handle,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
+        crate::handover::enable_request_migration_logged();
         let entered = data_path.enter();
         let mut listeners = Vec::new();
         let (mut v4, mut v6) = (None, None);
@@ -146,7 +162,6 @@ impl Node {
                     .map_err(|e| anyhow::anyhow!("binding the proxy listener {addr}: {e}"))?,
             );
         }
-        drop(entered);
         let redirector = Redirector::install(&RedirectorConfig {
             attach_cgroup: options.cgroup_root.clone(),
             pin_dir: options.bpf_pin_dir.clone(),
@@ -169,10 +184,7 @@ impl Node {
             sockets.clone(),
         );
         proxy.access_log().set_enabled(options.access_log);
-        let serving = listeners
-            .into_iter()
-            .map(|listener| data_path.spawn(proxy.clone().serve(listener, shutdown.clone(), options.drain)))
-            .collect();
+        drop(entered);
         let cgroups = PodCgroupResolver::new(options.cgroup_root.clone());
         Ok(Arc::new(Self {
             options,
@@ -185,16 +197,36 @@ impl Node {
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             applied: Mutex::default(),
-            serving: Mutex::new(serving),
+            listeners: Mutex::new(Listeners::Bound(listeners)),
+            data_path: data_path.clone(),
+            shutdown,
         }))
     }
 
+    /// Starts accepting on the listeners (once; later calls do nothing).
+    fn start_serving(&self) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let Listeners::Bound(bound) = &mut *listeners else { return };
+        let tasks = std::mem::take(bound)
+            .into_iter()
+            .map(|listener| {
+                self.data_path.spawn(self.proxy.clone().serve(listener, self.shutdown.clone(), self.options.drain))
+            })
+            .collect();
+        *listeners = Listeners::Serving(tasks);
+    }
+
     /// Waits until the listeners stopped after shutdown and their connections drained
-    /// (bounded by the drain period).
+    /// (bounded by the drain period). Listeners that never served are closed.
     pub async fn drained(&self) {
-        let serving = std::mem::take(&mut *self.serving.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in serving {
-            let _ = task.await;
+        let previous = std::mem::replace(
+            &mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()),
+            Listeners::Serving(Vec::new()),
+        );
+        if let Listeners::Serving(tasks) = previous {
+            for task in tasks {
+                let _ = task.await;
+            }
         }
     }
 
@@ -254,6 +286,7 @@ impl Node {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         *applied = Applied { translation: Some(translation), maps, failed: false };
         drop(applied);
+        self.start_serving();
         self.ready.store(true, Ordering::Release);
         if !complete {
             // Everything that fits is in the maps and served; the rest is reported.

@@ -29,7 +29,7 @@ pub async fn run(
     let shutdown = CancellationToken::new();
     let endpoints = Endpoints::bind(&options, &data_path).await?;
     let node = Node::start(options, &data_path, shutdown.clone()).await?;
-    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown);
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown)?;
 
     let mut loaded = manifests::watch_dir(dir, POLL_INTERVAL);
     let mut pending = node.apply(&loaded.borrow_and_update().state)?;

@@ -78,17 +78,28 @@ fn every_manifest_is_a_valid_kubernetes_object() {
     assert_eq!(added, BTreeSet::from(["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE", "SYS_PTRACE"]));
     let bpf = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/sys/fs/bpf").unwrap();
     assert_eq!(bpf.mount_propagation.as_deref(), Some("Bidirectional"));
-    // The admin API stays on loopback (its default); the probes reach the read-only
-    // health listener on the node IP (hostNetwork).
+    // The admin API stays on loopback (its default); Prometheus scrapes the read-only
+    // metrics listener on the node IP; the probes ask this pod's own agent over its unix
+    // socket in a per-pod emptyDir, since two agents share the node's ports during a
+    // surge rollout.
     let args: Vec<&str> = agent.args.iter().flatten().map(String::as_str).collect();
     assert!(!args.iter().any(|a| a.starts_with("--admin-addr") || a.starts_with("--admin-allow-remote")), "{args:?}");
-    assert!(args.contains(&"--health-addr=$(HOST_IP):15020"), "{args:?}");
-    for probe in [&agent.liveness_probe, &agent.readiness_probe] {
-        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!(serde_json::to_value(&get.port).unwrap(), 15020);
+    assert!(args.contains(&"--metrics-addr=$(HOST_IP):15090"), "{args:?}");
+    let socket = "--admin-socket=/run/ambit-pod/admin.sock";
+    assert!(args.contains(&socket), "{args:?}");
+    for (probe, path) in [(&agent.liveness_probe, "--path=/healthz"), (&agent.readiness_probe, "--path=/ready")] {
+        let command = probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
+        assert_eq!(command, ["/usr/local/bin/ambit-agent", "probe", socket, path]);
     }
-    assert_eq!(agent.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
-    assert_eq!(agent.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+    let run = agent.volume_mounts.iter().flatten().find(|m| m.mount_path == "/run/ambit-pod").unwrap();
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == run.name).unwrap();
+    assert!(volume.empty_dir.is_some(), "the admin socket must be per pod");
+    // Surge rollout: the new agent is ready beside the old one before the old one stops;
+    // no declared ports, which with hostNetwork would be hostPorts that block the surge pod.
+    let rolling = spec.update_strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(serde_json::to_value(&rolling.max_surge).unwrap(), 1);
+    assert_eq!(serde_json::to_value(&rolling.max_unavailable).unwrap(), 0);
+    assert!(agent.ports.as_ref().is_none_or(|p| p.is_empty()), "declared ports block the surge pod");
 }
 
 #[test]

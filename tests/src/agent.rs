@@ -15,6 +15,9 @@ use crate::{binaries, netns};
 
 /// Where the agent's admin API listens inside the node namespace.
 pub const ADMIN_ADDR: &str = "127.0.0.1:15021";
+/// Where a successor agent (started beside a running one) serves its admin API, so
+/// that the test can tell the two apart (in a cluster both share one address).
+pub const SUCCESSOR_ADMIN_ADDR: &str = "127.0.0.2:15021";
 /// The proxy port inside the node namespace.
 pub const PROXY_PORT: u16 = 15001;
 /// The bpffs directory under which each bed's agent pins its programs and maps.
@@ -48,6 +51,7 @@ impl Default for AgentOptions {
 pub struct RunningAgent {
     child: Option<Child>,
     node_netns: String,
+    admin_addr: &'static str,
     pin_dir: PathBuf,
     log_path: PathBuf,
     started: Instant,
@@ -77,6 +81,30 @@ impl RunningAgent {
     /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
     pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
         cleanup_stale_pins();
+        Self::start_at(bed, options, ADMIN_ADDR)
+    }
+
+    /// Starts a second agent on the same node with the same pins while this one runs
+    /// (as a DaemonSet surge rollout does), its admin API on [`SUCCESSOR_ADMIN_ADDR`];
+    /// waits until it is ready. Hand over with [`RunningAgent::hand_over_to`].
+    pub fn start_successor(&self, bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
+        let successor = Self::start_at(bed, options, SUCCESSOR_ADMIN_ADDR)?;
+        if successor.pin_dir != self.pin_dir {
+            bail!("successor pins {} differ from {}", successor.pin_dir.display(), self.pin_dir.display());
+        }
+        Ok(successor)
+    }
+
+    /// Stops this agent with SIGTERM (the old pod's end in a rollout) and becomes
+    /// `successor`; the shared pins stay. Returns the old agent's exit status.
+    pub fn hand_over_to(&mut self, successor: RunningAgent) -> Result<std::process::ExitStatus> {
+        let status = self.stop()?;
+        let mut old = std::mem::replace(self, successor);
+        old.pin_dir = PathBuf::new();
+        Ok(status)
+    }
+
+    fn start_at(bed: &TestBed, options: &AgentOptions, admin_addr: &'static str) -> Result<RunningAgent> {
         let agent = binaries::ambit_agent()?;
         let pin_dir = bpffs().join(format!("{PIN_PREFIX}{}", bed.id()));
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -100,7 +128,7 @@ impl RunningAgent {
             .arg("--bpf-pin-dir")
             .arg(&pin_dir)
             .arg("--admin-addr")
-            .arg(ADMIN_ADDR)
+            .arg(admin_addr)
             .arg("--log-level")
             .arg(&options.log_level)
             .arg("--log-json")
@@ -116,6 +144,7 @@ impl RunningAgent {
         let mut running = RunningAgent {
             child: Some(child),
             node_netns: bed.node_netns().to_owned(),
+            admin_addr,
             pin_dir,
             log_path,
             started: Instant::now(),
@@ -150,8 +179,9 @@ impl RunningAgent {
     /// A request to the admin API (inside the node namespace): (status, body).
     pub fn admin(&self, method: &str, path: &str) -> Result<(u16, String)> {
         let request = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        let admin_addr = self.admin_addr;
         netns::in_netns(&self.node_netns, move || {
-            let addr: SocketAddr = ADMIN_ADDR.parse()?;
+            let addr: SocketAddr = admin_addr.parse()?;
             let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
             stream.write_all(request.as_bytes())?;

@@ -73,7 +73,7 @@ pub async fn run(
     let endpoints = Endpoints::bind(&options, &data_path).await?;
     let node_name = options.node_name.clone();
     let node = Node::start(options, &data_path, shutdown.clone()).await?;
-    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown);
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown)?;
 
     let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
     let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));

@@ -215,10 +215,16 @@ impl Proxy {
 
 /// Binds a listening socket suitable for the proxy (SO_REUSEADDR, large backlog; IPv6
 /// sockets are v6-only so that a v4 and a v6 listener can share a port).
+///
+/// SO_REUSEPORT lets a second agent (a rolling upgrade's successor, same user) bind the
+/// same address while the first still serves: the kernel spreads new connections over
+/// both listeners, and when one closes, `net.ipv4.tcp_migrate_req=1` moves its queued
+/// connections to the other instead of resetting them.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -16,6 +16,11 @@
 //!   prints `OPEN <n>` on stderr, holds them until stdin closes or `hold_secs` pass.
 //! - `watch`: polls a URL until the response body contains a string; prints the
 //!   wall-clock time (Unix ns) when it first did.
+//! - `steady`: constant mixed traffic (keep-alive, new connections, h2c, TCP) for a
+//!   fixed time; counts failures and the longest gap between successes (see `steady.rs`).
+
+#[path = "ambit-load/steady.rs"]
+mod steady;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +98,8 @@ enum Mode {
         #[arg(long, default_value_t = 30)]
         hold_secs: u64,
     },
+    /// Constant mixed traffic for a fixed time; failures and the longest gap.
+    Steady(steady::SteadyArgs),
     /// Poll until the body contains a string.
     Watch {
         #[command(flatten)]
@@ -111,10 +118,14 @@ fn main() {
     raise_nofile();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let limit = match &cli.mode {
+        Mode::Steady(args) => args.limit(),
+        _ => HARD_LIMIT,
+    };
     let result = rt.block_on(async {
-        match tokio::time::timeout(HARD_LIMIT, run(cli.mode)).await {
+        match tokio::time::timeout(limit, run(cli.mode)).await {
             Ok(r) => r,
-            Err(_) => Err(anyhow!("time limit of {HARD_LIMIT:?} reached")),
+            Err(_) => Err(anyhow!("time limit of {limit:?} reached")),
         }
     });
     match result {
@@ -143,6 +154,7 @@ async fn run(mode: Mode) -> Result<serde_json::Value> {
         Mode::Connect { target, count, http } => connect_mode(target, count, http).await,
         Mode::Tcp { addr, bytes } => tcp_mode(addr, bytes).await,
         Mode::Idle { target, connections, hold_secs } => idle_mode(target, connections, hold_secs).await,
+        Mode::Steady(args) => steady::run(args).await,
         Mode::Watch { target, expect, timeout_ms } => watch_mode(target, expect, timeout_ms).await,
     }
 }
@@ -163,6 +175,16 @@ impl RequestTemplate {
             headers.push((n.trim().parse()?, v.trim().parse()?));
         }
         Ok(Self { path: t.path.clone(), headers, host: t.addr.to_string() })
+    }
+
+    /// The same request for HTTP/2: an absolute URI (its authority) instead of Host.
+    fn build_h2(&self) -> http::Request<Empty<Bytes>> {
+        let uri = format!("http://{}{}", self.host, self.path);
+        let mut req = http::Request::get(uri).body(Empty::new()).expect("valid request");
+        for (n, v) in &self.headers {
+            req.headers_mut().insert(n.clone(), v.clone());
+        }
+        req
     }
 
     fn build(&self) -> http::Request<Empty<Bytes>> {

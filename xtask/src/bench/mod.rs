@@ -17,6 +17,7 @@ mod loadgen;
 mod memory;
 mod procs;
 mod report;
+mod soak;
 mod sysinfo;
 mod tcp;
 mod throughput;
@@ -38,6 +39,13 @@ pub struct Args {
     /// Repetitions of each measurement (default 3, or 1 with --quick).
     #[arg(long)]
     reps: Option<usize>,
+    /// Run only the soak scenario: mixed traffic with pod and route churn, watching the
+    /// agent's RSS and counting errors; writes target/bench/soak.{md,json}.
+    #[arg(long)]
+    soak: bool,
+    /// How long the soak runs.
+    #[arg(long, default_value_t = 30, requires = "soak")]
+    soak_minutes: u64,
 }
 
 /// How much each scenario does.
@@ -131,6 +139,11 @@ pub fn run(args: &Args) -> Result<()> {
     unsafe {
         std::env::set_var("AMBIT_POD_BIN", release_bin(&root, "ambit-pod"));
         std::env::set_var("AMBIT_AGENT_BIN", release_bin(&root, "ambit-agent"));
+    }
+    if args.soak {
+        println!("==> soak: {} minutes of mixed traffic with pod and route churn", args.soak_minutes);
+        let mut world = World::start(release_bin(&root, "ambit-load"))?;
+        return soak::run(&mut world, args.soak_minutes, &target_dir(root.as_path()).join("bench"));
     }
     let mut report = Report::default();
     environment(&mut report, &plan);
