@@ -21,6 +21,8 @@ pub enum LocalReply {
     Timeout,
     /// The dialled Service no longer exists.
     ServiceGone,
+    /// The request path has a malformed percent-encoding (see `routes::normalize_path`).
+    InvalidPath,
 }
 
 impl LocalReply {
@@ -33,6 +35,7 @@ impl LocalReply {
             }
             LocalReply::UpstreamError => StatusCode::BAD_GATEWAY,
             LocalReply::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalReply::InvalidPath => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -45,6 +48,7 @@ impl LocalReply {
             LocalReply::UpstreamError => "upstream error",
             LocalReply::Timeout => "upstream request timeout",
             LocalReply::ServiceGone => "service not found",
+            LocalReply::InvalidPath => "invalid percent-encoding in path",
         }
     }
 
@@ -55,6 +59,7 @@ impl LocalReply {
             LocalReply::NoBackend | LocalReply::UpstreamError => 13, // INTERNAL
             LocalReply::NoEndpoints | LocalReply::ConnectFailed | LocalReply::ServiceGone => 14, // UNAVAILABLE
             LocalReply::Timeout => 4, // DEADLINE_EXCEEDED
+            LocalReply::InvalidPath => 3, // INVALID_ARGUMENT
         }
     }
 

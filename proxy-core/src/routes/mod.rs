@@ -7,6 +7,7 @@ mod filters;
 mod l4;
 mod list;
 mod matching;
+mod path_normalize;
 mod rule;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -18,4 +19,5 @@ pub use list::{MatchedRule, RouteList};
 pub use matching::{
     grpc_method_match, query_param, HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch,
 };
+pub use path_normalize::{normalize_path, InvalidPath};
 pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};
