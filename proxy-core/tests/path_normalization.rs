@@ -78,6 +78,11 @@ async fn dot_segments_cannot_escape_a_prefix_route() {
     let answer = get(&proxy, "/public/%2e%2E//admin//x/./y?q=/../%2e").await;
     assert_eq!(field(&answer, "backend"), Some("admin"), "{answer}");
     assert_eq!(field(&answer, "path"), Some("/admin/x/y?q=/../%2e"), "{answer}");
+
+    // A backslash is a slash, as in Envoy's `normalize_path`.
+    let answer = get(&proxy, "/public\\..\\admin").await;
+    assert_eq!(field(&answer, "backend"), Some("admin"), "{answer}");
+    assert_eq!(field(&answer, "path"), Some("/admin"), "{answer}");
 }
 
 #[tokio::test]

@@ -9,13 +9,14 @@
 //!    refused ([`InvalidPath`], answered with 400);
 //! 2. escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded and the hex
 //!    digits of all other escapes are upper-cased (RFC 3986 §6.2.2.1, §6.2.2.2);
-//! 3. runs of `/` are merged into one;
+//! 3. a backslash is a `/` (as in Envoy's `normalize_path`, which Istio's `BASE` turns
+//!    on), and runs of `/` are merged into one;
 //! 4. `.` and `..` segments are removed (RFC 3986 §5.2.4); `..` at the root stays at
 //!    the root.
 //!
-//! Escaped slashes (`%2F`) and backslashes (`%5C`, and a literal `\`) are kept as they
-//! are: they are never path separators, so they neither merge nor take part in
-//! dot-segment removal, and a route must name them escaped to match them.
+//! Escaped slashes and backslashes (`%2F`, `%5C`) are kept as they are (Envoy's
+//! `KEEP_UNCHANGED`): they are never path separators, so they neither merge nor take
+//! part in dot-segment removal, and a route must name them escaped to match them.
 //!
 //! Only origin paths are normalised (they start with `/`); the query string is never
 //! touched.
@@ -45,7 +46,10 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, InvalidPath> {
     if !path.starts_with('/') {
         return Ok(Cow::Borrowed(path));
     }
-    let decoded = normalize_escapes(path)?;
+    let mut decoded = normalize_escapes(path)?;
+    if decoded.contains('\\') {
+        decoded = Cow::Owned(decoded.replace('\\', "/"));
+    }
     if !needs_segment_pass(&decoded) {
         return Ok(decoded);
     }
@@ -225,7 +229,8 @@ mod tests {
         assert_eq!(norm("///"), "/");
         assert_eq!(norm("/public/..%2Fadmin"), "/public/..%2Fadmin");
         assert_eq!(norm("/public%2F..%2Fadmin"), "/public%2F..%2Fadmin");
-        assert_eq!(norm("/public\\..\\admin"), "/public\\..\\admin");
+        assert_eq!(norm("/public\\..\\admin"), "/admin");
+        assert_eq!(norm("/public%5C..%5cadmin"), "/public%5C..%5Cadmin");
         assert_eq!(norm("/a/%2F/../b"), "/a/b");
     }
 
