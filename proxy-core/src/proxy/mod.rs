@@ -4,7 +4,7 @@
 
 mod access_log;
 mod body;
-mod client_hello;
+pub(crate) mod client_hello;
 mod connection;
 mod detect;
 mod headers;
@@ -12,7 +12,7 @@ mod http;
 mod l4_route;
 mod local_reply;
 mod mirror_body;
-mod request_framing;
+pub(crate) mod request_framing;
 mod tcp;
 mod upstream;
 
