@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ambit_proxy_core::config::{Decision, ServicePort};
 use ambit_proxy_core::routes::{
-    BackendTarget, HeaderModifier, PathMatch, RequestView, RouteMatch, Rule, RuleAction, StringMatch,
+    normalize_path, BackendTarget, HeaderModifier, PathMatch, RequestView, RouteMatch, Rule, RuleAction, StringMatch,
 };
 use anyhow::{anyhow, bail, Context};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -145,10 +145,12 @@ pub fn explain(
         None => (path, None),
     };
     let path_only = if path_only.is_empty() { "/" } else { path_only };
+    // Routed as the proxy routes it: on the normalised path.
+    let path_only = normalize_path(path_only).map_err(|e| anyhow!("{e} (the proxy answers 400)"))?;
     let outcome = if !caller_enrolled {
         Outcome::NotRedirected
     } else {
-        let request = RequestView { method: &method, path: path_only, query, headers: &header_map };
+        let request = RequestView { method: &method, path: &path_only, query, headers: &header_map };
         let consumer = service.routes.consumers.contains_key(caller_ns) || service.routes.l4_consumers.contains_key(caller_ns);
         let scope = if consumer { ScopeUsed::Consumer } else { ScopeUsed::Producer };
         if let Some(routes) = service.routes.l4_for_caller(caller_ns) {

@@ -341,3 +341,18 @@ fn explain_consumer_route() {
     let e = ambit_agent::explain::explain(&state2, (MESH, "p"), "echo", "GET", "/?animal=cat", &[]).unwrap();
     assert!(e.to_string().contains("NoMatch"), "{e}");
 }
+
+#[test]
+fn explain_routes_the_normalised_path_as_the_proxy_does() {
+    let state = state_for("MeshHTTPRouteRewritePath");
+    let explain = |path| ambit_agent::explain::explain(&state, (MESH, "p"), "echo", "GET", path, &[]);
+    let rule_of = |path| match explain(path).unwrap().outcome {
+        ambit_agent::explain::Outcome::Matched { rule, .. } => Some(rule.index),
+        _ => None,
+    };
+    assert_eq!(rule_of("/prefix/one/two"), Some(0));
+    assert_eq!(rule_of("/strip-prefix/../prefix/one/two"), Some(0));
+    assert_eq!(rule_of("/prefix/one/../..//strip-prefix/x"), Some(1));
+    let error = explain("/prefix/one/%zz").unwrap_err().to_string();
+    assert!(error.contains("invalid percent-encoding"), "{error}");
+}

@@ -7,6 +7,8 @@
 //! here knows about Kubernetes or eBPF.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

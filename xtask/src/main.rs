@@ -7,6 +7,7 @@ mod build_ebpf;
 mod check_ebpf;
 mod demo;
 mod ebpf;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -21,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install the eBPF toolchain (llvm-22-dev, nightly rust-src, bpf-linker); idempotent.
+    /// Install the eBPF and fuzzing toolchains (llvm-22-dev, nightly rust-src, bpf-linker, cargo-fuzz); idempotent.
     Setup(setup::Args),
     /// Build the eBPF programs and update the committed object ebpf/obj/ambit.bpf.o.
     BuildEbpf(build_ebpf::Args),
@@ -29,6 +30,8 @@ enum Command {
     CheckEbpf(check_ebpf::Args),
     /// Run Ambit on a local test bed with the example manifests and explain what happens (needs root).
     Demo(demo::Args),
+    /// Run each cargo-fuzz target (fuzz/) for a bounded time from its committed corpus; fails on a crash.
+    Fuzz(fuzz::Args),
     /// Install prerequisites and run the whole test suite, as CI does (needs root).
     Test(test::Args),
     /// Measure Ambit against a direct connection and HAProxy; writes target/bench/report.{md,json} (needs root).
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::BuildEbpf(args) => build_ebpf::run(&args),
         Command::CheckEbpf(args) => check_ebpf::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Test(args) => test::run_tests(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchControlPlane(args) => bench::control_plane::run(&args),

@@ -4,7 +4,8 @@
 //! - the nightly toolchain with `rust-src` (for `-Z build-std=core`);
 //! - `iproute2` (apt), for the network-namespace test bed;
 //! - `bpf-linker` built against LLVM 22 (`--no-default-features --features llvm-22`,
-//!   with LLVM 22's bin directory first on PATH so its `llvm-config` is found).
+//!   with LLVM 22's bin directory first on PATH so its `llvm-config` is found);
+//! - `cargo-fuzz`, for the fuzz targets (`cargo xtask fuzz`, run by `cargo xtask test`).
 
 use std::process::{Command, Stdio};
 
@@ -74,7 +75,7 @@ fn iproute2() -> anyhow::Result<()> {
     apt_package("iproute2")
 }
 
-fn nightly() -> anyhow::Result<()> {
+pub fn nightly() -> anyhow::Result<()> {
     if !succeeds(Command::new("rustc").args(["+nightly", "--version"])) {
         println!("nightly: installing");
         run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
@@ -113,6 +114,20 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` (pinned, with its lock file).
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    let version = output(Command::new("cargo").args(["fuzz", "--version"]));
+    if version.as_deref().is_ok_and(|v| v.split_whitespace().any(|w| w == CARGO_FUZZ_VERSION)) {
+        println!("cargo-fuzz {CARGO_FUZZ_VERSION}: present");
+        return Ok(());
+    }
+    println!("cargo-fuzz: installing");
+    run_cmd(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
+}
+
+/// The cargo-fuzz release `cargo xtask fuzz` runs.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// The bpf-linker release the committed object is built with.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -121,6 +136,7 @@ pub fn run(_args: &Args) -> anyhow::Result<()> {
     llvm()?;
     nightly()?;
     bpf_linker()?;
-    println!("eBPF toolchain ready");
+    cargo_fuzz()?;
+    println!("eBPF and fuzzing toolchains ready");
     Ok(())
 }

@@ -9,7 +9,8 @@
 //!    test of the eBPF programs, the Kubernetes-mode tests against the in-test API
 //!    server, and the end-to-end tests (walking skeleton, routing, and the Gateway API
 //!    mesh conformance suite from `../shared/conformance`) in network-namespace test
-//!    beds.
+//!    beds;
+//! 5. runs every fuzz target for [`CI_FUZZ_SECONDS`] (`cargo xtask fuzz`).
 //!
 //! The kernel and end-to-end tests need root (CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN):
 //! without it they fail; they never skip.
@@ -18,7 +19,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use crate::{check_ebpf, setup};
+use crate::{check_ebpf, fuzz, setup};
+
+/// Seconds each fuzz target runs in the test suite (`cargo xtask fuzz --seconds N` runs longer).
+pub const CI_FUZZ_SECONDS: u64 = 20;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,5 +57,6 @@ pub fn run_tests(args: &Args) -> anyhow::Result<()> {
     }
     let root = crate::ebpf::repo_root();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
-    run(cargo().current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args.cargo_test_args))
+    run(cargo().current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args.cargo_test_args))?;
+    fuzz::run(&fuzz::Args { seconds: CI_FUZZ_SECONDS, targets: Vec::new() })
 }

@@ -107,7 +107,7 @@ pub fn parse_file(file: &Path) -> ParsedFile {
 }
 
 /// Parses the documents of one file's text (named `file` in errors).
-pub(crate) fn parse_text(file: &Path, text: &str) -> ParsedFile {
+pub fn parse_text(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
     for (index, doc) in parse_documents(text).into_iter().enumerate() {
         let error = |kind: Option<String>, name: Option<String>, message: String| ManifestError {

@@ -11,7 +11,7 @@ mod parse;
 mod watch;
 
 pub use allocate::allocate_missing_cluster_ips;
-pub use load::{load_dir, manifest_files, parse_file, Loaded, ParsedFile};
+pub use load::{load_dir, manifest_files, parse_file, parse_text, Loaded, ParsedFile};
 pub use parse::{parse_documents, parse_object, Parsed};
 pub use watch::{watch_dir, ManifestCache};
 

@@ -24,7 +24,7 @@ use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet};
 use crate::metrics::{ProxyMetrics, RequestLabels, RequestRecord, StatusClass};
 use crate::routes::{
-    BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
+    normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
 };
 
 /// Where a request is sent once routing is done.
@@ -135,6 +135,10 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
     let caller = ctx.caller_in(&config);
     let caller_namespace = caller.as_ref().map(|w| &*w.namespace).unwrap_or("");
     let (mut parts, body) = request.into_parts();
+    if let Err(error) = normalize_request_path(&mut parts) {
+        tracing::debug!(%error, path = parts.uri.path(), "refused request path");
+        return LocalReply::InvalidPath.response(grpc);
+    }
     let decision = service.routes.decide(caller_namespace, &RequestView::from_parts(&parts));
     match decision {
         Decision::NoRoutes => {
@@ -262,6 +266,26 @@ fn set_authority(parts: &mut http::request::Parts, host: &str) {
             }
         }
     }
+}
+
+/// Rewrites the request's path to its normalised form (see `routes::normalize_path`), so
+/// that routing and the backend see the same path. CONNECT (authority-form) and `*`
+/// have no origin path and are left alone; so are an absolute-form target's scheme and
+/// authority.
+fn normalize_request_path(parts: &mut http::request::Parts) -> Result<(), crate::routes::InvalidPath> {
+    if parts.method == http::Method::CONNECT {
+        return Ok(());
+    }
+    let normalized = match normalize_path(parts.uri.path())? {
+        std::borrow::Cow::Borrowed(_) => return Ok(()),
+        std::borrow::Cow::Owned(path) => path,
+    };
+    set_path(parts, &normalized);
+    if parts.uri.path() != normalized {
+        // Unreachable for a path the server accepted; refuse rather than route on the old path.
+        return Err(crate::routes::InvalidPath { offset: 0 });
+    }
+    Ok(())
 }
 
 fn set_path(parts: &mut http::request::Parts, path: &str) {

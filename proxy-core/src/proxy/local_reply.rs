@@ -27,6 +27,8 @@ pub enum LocalReply {
     ServiceGone,
     /// Too many requests in flight, for this caller or the node.
     Limited(Limit),
+    /// The request path has a malformed percent-encoding (see `routes::normalize_path`).
+    InvalidPath,
 }
 
 impl LocalReply {
@@ -39,6 +41,7 @@ impl LocalReply {
             }
             LocalReply::UpstreamError => StatusCode::BAD_GATEWAY,
             LocalReply::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalReply::InvalidPath => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -52,6 +55,7 @@ impl LocalReply {
             LocalReply::Timeout => "upstream request timeout",
             LocalReply::ServiceGone => "service not found",
             LocalReply::Limited(_) => "over the in-flight request limit",
+            LocalReply::InvalidPath => "invalid percent-encoding in path",
         }
     }
 
@@ -64,6 +68,7 @@ impl LocalReply {
                 14 // UNAVAILABLE
             }
             LocalReply::Timeout => 4, // DEADLINE_EXCEEDED
+            LocalReply::InvalidPath => 3, // INVALID_ARGUMENT
         }
     }
 

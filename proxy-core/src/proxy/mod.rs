@@ -4,7 +4,7 @@
 
 mod access_log;
 mod body;
-mod client_hello;
+pub(crate) mod client_hello;
 mod connection;
 mod deadline;
 mod detect;
@@ -18,7 +18,7 @@ mod limits;
 mod local_reply;
 mod mirror_body;
 mod mirrors;
-mod request_framing;
+pub(crate) mod request_framing;
 mod tcp;
 mod upstream;
 

@@ -35,8 +35,9 @@ pub enum StringMatch {
 
 /// A path match (HTTPPathMatch).
 ///
-/// Paths are compared as they appear in the request target (no percent-decoding or
-/// dot-segment normalisation), case-sensitively.
+/// Paths are compared case-sensitively with the request path after the proxy has
+/// normalised it ([`normalize_path`](super::normalize_path): dot segments removed,
+/// repeated slashes merged, unreserved escapes decoded, other escapes upper-cased).
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     Exact(String),

@@ -7,6 +7,7 @@ mod filters;
 mod l4;
 mod list;
 mod matching;
+mod path_normalize;
 mod pattern;
 mod rule;
 #[cfg(test)]
@@ -22,4 +23,5 @@ pub use matching::{
 pub use pattern::{
     compile_anchored, PatternError, RegexBudget, CONFIG_REGEX_BUDGET, PATTERN_DFA_LIMIT, PATTERN_SIZE_LIMIT,
 };
+pub use path_normalize::{normalize_path, InvalidPath};
 pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};
