@@ -23,6 +23,7 @@
 //! Needs root (network namespaces, cgroups, eBPF): fails, never skips, without it.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use ambit_e2e::cluster::parse_documents;
 use ambit_e2e::conformance::case::{case_files, conformance_dir};
-use ambit_e2e::conformance::{expect, weights, Case, CaseFile};
+use ambit_e2e::conformance::report::{self, RunInfo, TestOutcome};
+use ambit_e2e::conformance::{expect, placeholder, report_file, weights, Case, CaseFile};
 use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, RunningAgent, TestBed};
 use ambit_fake_apiserver::Resource;
 use anyhow::{bail, Context, Result};
@@ -46,6 +48,12 @@ const MESH_NAMESPACES: &[&str] = &["gateway-conformance-mesh", "gateway-conforma
 
 /// How long the elected agent may take to write a route's status once its cases pass.
 const ROUTE_STATUS_LIMIT: Duration = Duration::from_secs(10);
+
+/// The Gateway API the case files come from: upstream `main` at the commit that
+/// `shared/conformance/README.md` names (after release v1.4.0).
+const GATEWAY_API_VERSION: &str = "main-4564255ac2c3";
+/// HTTPRoute and GRPCRoute `v1`: the standard channel.
+const GATEWAY_API_CHANNEL: &str = "standard";
 
 /// How the agent under test learns about the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,13 +176,18 @@ impl Suites {
     }
 }
 
-fn request_for(case: &Case) -> ClientRequest {
+/// The case's request, with a `{pod-ip:<app>-<version>}` host replaced by that pod's
+/// IPv4 address in the bed.
+fn request_for(suite: &Suite, case: &Case) -> Result<ClientRequest> {
     let r = &case.request;
+    let host = placeholder::resolve_host(&r.host, |pod| {
+        Ok(IpAddr::V4(suite.bed.first_pod(placeholder::POD_IP_NAMESPACE, &pod.labels())?.ipv4))
+    })?;
     let mut request = match r.protocol.as_str() {
-        "grpc" => ClientRequest::grpc(r.host.clone()),
+        "grpc" => ClientRequest::grpc(host),
         scheme => {
             let path = if r.path.is_empty() { "/" } else { r.path.as_str() };
-            ClientRequest::http(format!("{scheme}://{}{path}", r.host))
+            ClientRequest::http(format!("{scheme}://{host}{path}"))
         }
     };
     if let Some(method) = &r.method {
@@ -183,7 +196,7 @@ fn request_for(case: &Case) -> ClientRequest {
     for (name, value) in &r.headers {
         request = request.header(name.clone(), value.clone());
     }
-    request.timeout(Duration::from_secs(5))
+    Ok(request.timeout(Duration::from_secs(5)))
 }
 
 fn client_pod(suite: &Suite, case: &Case) -> Result<ambit_e2e::Pod> {
@@ -195,7 +208,7 @@ fn client_pod(suite: &Suite, case: &Case) -> Result<ambit_e2e::Pod> {
 /// One attempt: the problems found (empty when the case passed).
 fn attempt(suite: &Suite, case: &Case) -> Result<Vec<String>> {
     let pod = client_pod(suite, case)?;
-    let output = pod.run_client(&request_for(case))?;
+    let output = pod.run_client(&request_for(suite, case)?)?;
     if let Some(error) = &output.error {
         return Ok(vec![format!("client error: {error}")]);
     }
@@ -236,7 +249,7 @@ fn run_weights(suite: &Suite, case: &Case, expected: &std::collections::BTreeMap
     let pod = client_pod(suite, case)?;
     let mut last = Vec::new();
     for _ in 0..check.max_attempts {
-        let request = request_for(case).count(check.total_requests).concurrency(8);
+        let request = request_for(suite, case)?.count(check.total_requests).concurrency(8);
         let output = pod.run_client(&request)?;
         last = weights::check_batch(&output.results, check.total_requests, expected, check.tolerance_percent);
         if last.is_empty() {
@@ -274,6 +287,62 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
     }
 }
 
+/// The outcome of each test across the modes that ran it, for the report.
+#[derive(Default)]
+struct Outcomes {
+    /// Test name → (outcome so far, how many modes ran it).
+    tests: Mutex<std::collections::BTreeMap<String, (TestOutcome, usize)>>,
+}
+
+impl Outcomes {
+    fn record(&self, file: &CaseFile, passed: bool) {
+        let mut tests = self.tests.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = TestOutcome { name: file.name.clone(), features: file.features.clone(), provisional: file.provisional, passed: true };
+        let (outcome, runs) = tests.entry(file.name.clone()).or_insert((fresh, 0));
+        outcome.passed &= passed;
+        *runs += 1;
+    }
+
+    /// The outcomes, if every test ran in each of `modes` modes (no filter, no skip).
+    fn complete(&self, tests: usize, modes: usize) -> Option<Vec<TestOutcome>> {
+        let map = self.tests.lock().unwrap_or_else(|e| e.into_inner());
+        let complete = map.len() == tests && map.values().all(|(_, runs)| *runs == modes);
+        complete.then(|| map.values().map(|(outcome, _)| outcome.clone()).collect())
+    }
+}
+
+/// Writes the report of a complete run; when every mode ran, the committed report must
+/// say the same (apart from its date).
+fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let all_modes = modes.len() == Mode::ALL.len();
+    let info = RunInfo {
+        implementation: report::ambit_implementation(),
+        gateway_api_version: GATEWAY_API_VERSION.into(),
+        gateway_api_channel: GATEWAY_API_CHANNEL.into(),
+        mode: if all_modes { "default".into() } else { modes.iter().map(Mode::to_string).collect::<Vec<_>>().join("+") },
+        date: report::rfc3339_utc(seconds),
+    };
+    let built = report::build(&info, outcomes);
+    let path = report_file::output_path();
+    report_file::write(&built, &path)?;
+    eprintln!("conformance report written to {}", path.display());
+    if all_modes {
+        report_file::check_committed(&built, &report_file::repo_root().join(report_file::COMMITTED), &path)?;
+    }
+    Ok(())
+}
+
+/// Runs one test file in `mode` and records its outcome.
+fn trial(suites: &Suites, outcomes: &Outcomes, mode: Mode, path: &Path) -> Result<(), Failed> {
+    let result = suites.get(mode).and_then(|suite| run_file(&suite, path));
+    match CaseFile::load(path) {
+        Ok(file) => outcomes.record(&file, result.is_ok()),
+        Err(error) => return Err(format!("{error:#}").into()),
+    }
+    result
+}
+
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // Routes of different tests attach to the same Services: one test at a time.
@@ -298,16 +367,25 @@ fn main() -> ExitCode {
         }
     };
     let suites = Arc::new(Suites { dir, current: Mutex::new(None) });
+    let outcomes = Arc::new(Outcomes::default());
     let mut trials = Vec::new();
-    for mode in modes {
+    for &mode in &modes {
         for path in &files {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let (suites, path) = (suites.clone(), path.clone());
-            trials.push(Trial::test(format!("{mode}::{name}"), move || run_file(&*suites.get(mode)?, &path)));
+            let (suites, outcomes, path) = (suites.clone(), outcomes.clone(), path.clone());
+            trials.push(Trial::test(format!("{mode}::{name}"), move || trial(&suites, &outcomes, mode, &path)));
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
     // Tear the last bed down before exiting.
     suites.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(complete) = outcomes.complete(files.len(), modes.len()) else {
+        eprintln!("conformance report not written: not every test ran in every mode");
+        return conclusion.exit_code();
+    };
+    if let Err(error) = write_report(&complete, &modes) {
+        eprintln!("conformance report: {error:#}");
+        return ExitCode::FAILURE;
+    }
     conclusion.exit_code()
 }
