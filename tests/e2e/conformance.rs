@@ -4,11 +4,13 @@
 //!
 //! - `standalone::<Test>`: `ambit-agent standalone` reads the bed's manifests directory;
 //! - `kubernetes::<Test>`: `ambit-agent run` watches the in-test API server, which runs
-//!   in the bed's node namespace and mirrors the bed's objects
-//!   ([`BedApiServer`]). After a test's cases passed, every route of its manifests must
-//!   also carry a `status.parents[]` entry of controllerName `ambit.dev/mesh` with
-//!   `Accepted=True` for its current generation, written by the agent as the elected
-//!   status writer.
+//!   in the bed's node namespace and mirrors the bed's objects (pods, Services,
+//!   EndpointSlices: [`BedApiServer`]). As README tells users, the mesh namespaces are
+//!   enrolled with `kubectl label namespace`, each test's routes are applied with
+//!   `kubectl apply -f` (and removed with `kubectl delete -f`), and after a test's cases
+//!   passed `kubectl get <kind> <name> -o jsonpath='{.status.parents}'` must show a
+//!   parent of controllerName `ambit.dev/mesh` with `Accepted=True` for the route's
+//!   current generation, written by the agent as the elected status writer.
 //!
 //! `AMBIT_CONFORMANCE_MODES` (`standalone`, `kubernetes`, or both comma-separated; the
 //! default) picks the modes. Each mode has its own bed and agent, started when its
@@ -33,8 +35,7 @@ use ambit_e2e::cluster::parse_documents;
 use ambit_e2e::conformance::case::{case_files, conformance_dir};
 use ambit_e2e::conformance::report::{self, RunInfo, TestOutcome};
 use ambit_e2e::conformance::{expect, placeholder, report_file, weights, Case, CaseFile};
-use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, RunningAgent, TestBed};
-use ambit_fake_apiserver::Resource;
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, Kubectl, RunningAgent, TestBed};
 use anyhow::{bail, Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -45,6 +46,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The mesh namespaces of the base manifests; the bed enrolls them (label
 /// `ambit.dev/mesh: enabled`), which is how namespaces join Ambit's mesh.
 const MESH_NAMESPACES: &[&str] = &["gateway-conformance-mesh", "gateway-conformance-mesh-consumer"];
+
+/// The enrollment label as `kubectl label namespace <ns> ambit.dev/mesh=enabled` takes it.
+const MESH_LABEL_ARG: &str = "ambit.dev/mesh=enabled";
 
 /// How long the elected agent may take to write a route's status once its cases pass.
 const ROUTE_STATUS_LIMIT: Duration = Duration::from_secs(10);
@@ -113,13 +117,20 @@ impl Suite {
         let bed = TestBed::new()?;
         let base = std::fs::read_to_string(dir.join("base-manifests.yaml")).context("reading base-manifests.yaml")?;
         bed.apply_yaml(&base)?;
-        for ns in MESH_NAMESPACES {
-            bed.enroll_namespace(ns)?;
-        }
         let (api, options) = match mode {
-            Mode::Standalone => (None, AgentOptions::default()),
+            Mode::Standalone => {
+                for ns in MESH_NAMESPACES {
+                    bed.enroll_namespace(ns)?;
+                }
+                (None, AgentOptions::default())
+            }
             Mode::Kubernetes => {
                 let api = BedApiServer::start(&bed)?;
+                api.sync()?;
+                let kubectl = Kubectl::new(&bed, &api)?;
+                for ns in MESH_NAMESPACES {
+                    kubectl.label_namespace(ns, MESH_LABEL_ARG)?;
+                }
                 let options = AgentOptions { mode: AgentMode::Kubernetes { api_server: api.url() }, ..AgentOptions::default() };
                 (Some(api), options)
             }
@@ -132,18 +143,38 @@ impl Suite {
         self.agent.lock().unwrap().as_ref().map(|a| a.log_tail(30)).unwrap_or_default()
     }
 
-    /// Kubernetes mode: every route in `manifests` is Accepted by Ambit in its status.
+    /// kubectl against the Kubernetes mode's API server (None in standalone mode).
+    fn kubectl(&self) -> Result<Option<Kubectl<'_>>> {
+        self.api.as_ref().map(|api| Kubectl::new(&self.bed, api)).transpose()
+    }
+
+    /// A test's manifests: `kubectl apply -f` in Kubernetes mode, into the bed's
+    /// manifests directory in standalone mode.
+    fn apply_manifests(&self, test: &str, manifests: &str) -> Result<()> {
+        match self.kubectl()? {
+            Some(kubectl) => kubectl.apply_file(&format!("{test}.yaml"), manifests).map(drop),
+            None => self.bed.apply_yaml(manifests),
+        }
+    }
+
+    fn delete_manifests(&self, test: &str, manifests: &str) -> Result<()> {
+        match self.kubectl()? {
+            Some(kubectl) => kubectl.delete_file(&format!("{test}.yaml")).map(drop),
+            None => self.bed.delete_yaml(manifests),
+        }
+    }
+
+    /// Kubernetes mode: every route in `manifests` is Accepted by Ambit in its status,
+    /// as `kubectl get <kind> <name> -o jsonpath='{.status.parents}'` shows it.
     fn check_route_status(&self, manifests: &str) -> Result<()> {
-        let Some(api) = &self.api else { return Ok(()) };
-        // What the bed wrote must be in the API server before its status can be.
-        api.sync()?;
+        let Some(kubectl) = self.kubectl()? else { return Ok(()) };
         for doc in parse_documents(manifests)? {
-            let resource = match doc.kind.as_str() {
-                "HTTPRoute" => Resource::HttpRoutes,
-                "GRPCRoute" => Resource::GrpcRoutes,
+            let kind = match doc.kind.as_str() {
+                "HTTPRoute" => "httproute",
+                "GRPCRoute" => "grpcroute",
                 _ => continue,
             };
-            api.wait_route_accepted(resource, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
+            kubectl.wait_route_accepted(kind, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
         }
         Ok(())
     }
@@ -262,7 +293,7 @@ fn run_weights(suite: &Suite, case: &Case, expected: &std::collections::BTreeMap
 fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
     let file = CaseFile::load(path).map_err(|e| Failed::from(format!("{e:#}")))?;
     if !file.manifests.trim().is_empty() {
-        suite.bed.apply_yaml(&file.manifests).map_err(|e| Failed::from(format!("applying manifests: {e:#}")))?;
+        suite.apply_manifests(&file.name, &file.manifests).map_err(|e| Failed::from(format!("applying manifests: {e:#}")))?;
     }
     let mut failures = Vec::new();
     for case in &file.cases {
@@ -276,7 +307,7 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
         }
     }
     if !file.manifests.trim().is_empty() {
-        if let Err(error) = suite.bed.delete_yaml(&file.manifests) {
+        if let Err(error) = suite.delete_manifests(&file.name, &file.manifests) {
             failures.push(format!("deleting manifests: {error:#}"));
         }
     }
