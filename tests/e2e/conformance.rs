@@ -326,11 +326,18 @@ struct Outcomes {
 }
 
 impl Outcomes {
-    fn record(&self, file: &CaseFile, passed: bool) {
+    fn record(&self, file: &CaseFile, mode: Mode, passed: bool) {
         let mut tests = self.tests.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = TestOutcome { name: file.name.clone(), features: file.features.clone(), provisional: file.provisional, passed: true };
+        let fresh = TestOutcome {
+            name: file.name.clone(),
+            features: file.features.clone(),
+            provisional: file.provisional,
+            passed: true,
+            modes: Default::default(),
+        };
         let (outcome, runs) = tests.entry(file.name.clone()).or_insert((fresh, 0));
         outcome.passed &= passed;
+        outcome.modes.insert(mode.to_string(), passed);
         *runs += 1;
     }
 
@@ -342,8 +349,8 @@ impl Outcomes {
     }
 }
 
-/// Writes the report of a complete run; when every mode ran, the committed report must
-/// say the same (apart from its date).
+/// Writes the report and the per-test results of a complete run; when every mode ran,
+/// the committed ones must say the same (apart from the report's date).
 fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let all_modes = modes.len() == Mode::ALL.len();
@@ -355,11 +362,16 @@ fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
         date: report::rfc3339_utc(seconds),
     };
     let built = report::build(&info, outcomes);
+    let results = report::results(outcomes);
     let path = report_file::output_path();
+    let results_path = report_file::results_path(&path);
     report_file::write(&built, &path)?;
-    eprintln!("conformance report written to {}", path.display());
+    report_file::write(&results, &results_path)?;
+    eprintln!("conformance report written to {} (per-test results: {})", path.display(), results_path.display());
     if all_modes {
-        report_file::check_committed(&built, &report_file::repo_root().join(report_file::COMMITTED), &path)?;
+        let committed = report_file::repo_root().join(report_file::COMMITTED);
+        report_file::check_committed(&built, &committed, &path)?;
+        report_file::check_committed_results(&results, &report_file::results_path(&committed), &results_path)?;
     }
     Ok(())
 }
@@ -368,7 +380,7 @@ fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
 fn trial(suites: &Suites, outcomes: &Outcomes, mode: Mode, path: &Path) -> Result<(), Failed> {
     let result = suites.get(mode).and_then(|suite| run_file(&suite, path));
     match CaseFile::load(path) {
-        Ok(file) => outcomes.record(&file, result.is_ok()),
+        Ok(file) => outcomes.record(&file, mode, result.is_ok()),
         Err(error) => return Err(format!("{error:#}").into()),
     }
     result

@@ -19,7 +19,58 @@ pub struct TestOutcome {
     pub name: String,
     pub features: Vec<String>,
     pub provisional: bool,
+    /// Passed in every mode that ran it.
     pub passed: bool,
+    /// Mode name → passed in that mode.
+    pub modes: BTreeMap<String, bool>,
+}
+
+/// Every test's result, next to the report (whose upstream format lists only the
+/// failed ones).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TestResults {
+    pub tests: Vec<TestResult>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TestResult {
+    pub name: String,
+    pub features: Vec<String>,
+    /// Profile name → `core` or `extended`.
+    pub profiles: BTreeMap<String, String>,
+    pub provisional: bool,
+    /// `passed` when it passed in every mode, else `failed`.
+    pub result: String,
+    /// Mode → `passed` or `failed`.
+    pub modes: BTreeMap<String, String>,
+}
+
+fn verdict(passed: bool) -> String {
+    if passed { "passed" } else { "failed" }.to_string()
+}
+
+/// The per-test results of `outcomes`, by test name.
+pub fn results(outcomes: &[TestOutcome]) -> TestResults {
+    let mut tests: Vec<TestResult> = outcomes
+        .iter()
+        .map(|t| TestResult {
+            name: t.name.clone(),
+            features: t.features.clone(),
+            profiles: PROFILES
+                .iter()
+                .filter_map(|p| match p.membership(&t.features) {
+                    Membership::None => None,
+                    Membership::Core => Some((p.name.to_string(), "core".to_string())),
+                    Membership::Extended(_) => Some((p.name.to_string(), "extended".to_string())),
+                })
+                .collect(),
+            provisional: t.provisional,
+            result: verdict(t.passed),
+            modes: t.modes.iter().map(|(mode, passed)| (mode.clone(), verdict(*passed))).collect(),
+        })
+        .collect();
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    TestResults { tests }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -220,7 +271,8 @@ mod tests {
     use super::*;
 
     fn outcome(name: &str, features: &[&str], passed: bool) -> TestOutcome {
-        TestOutcome { name: name.into(), features: features.iter().map(|s| s.to_string()).collect(), provisional: false, passed }
+        let modes = BTreeMap::from([("standalone".to_string(), passed)]);
+        TestOutcome { name: name.into(), features: features.iter().map(|s| s.to_string()).collect(), provisional: false, passed, modes }
     }
 
     fn info() -> RunInfo {
@@ -269,6 +321,21 @@ mod tests {
         assert_eq!(http.core.result, "failure");
         assert_eq!(http.core.failed_tests, vec!["MeshTrafficSplit".to_string()]);
         assert!(http.summary.contains("failed"));
+    }
+
+    #[test]
+    fn per_test_results_name_profiles_and_modes() {
+        let mut consumer = outcome("MeshConsumerRoute", &["Mesh", "HTTPRoute", "MeshConsumerRoute"], true);
+        consumer.modes.insert("kubernetes".into(), false);
+        consumer.passed = false;
+        let results = results(&[outcome("MeshBasic", &["Mesh"], true), consumer]);
+        assert_eq!(results.tests[0].name, "MeshBasic");
+        assert_eq!(results.tests[0].profiles.len(), 2);
+        let consumer = &results.tests[1];
+        assert_eq!(consumer.profiles["MESH-HTTP"], "extended");
+        assert_eq!(consumer.result, "failed");
+        assert_eq!(consumer.modes["standalone"], "passed");
+        assert_eq!(consumer.modes["kubernetes"], "failed");
     }
 
     #[test]
