@@ -120,12 +120,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
         Ok(b) => b.to_bytes(),
         Err(e) => return error(&ApiError::new(400, "BadRequest", format!("reading body: {e}"))),
     };
-    let parsed = || -> Result<Value, ApiError> {
+    let json_body = || -> Result<Value, ApiError> {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON body: {e}")))
     };
     let namespace = target.namespace.clone().unwrap_or_default();
+    // An object in the body: under fieldValidation=Strict its fields are checked.
     let parsed = || -> Result<Value, ApiError> {
-        let object = parsed()?;
+        let object = json_body()?;
         if strict && target.subresource.is_none() {
             check_fields(target.resource, &object)?;
         }
@@ -180,7 +181,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
             shared.store().put(target.resource, object, false).map(|o| ok_json(&o))
         }),
         (&Method::PATCH, Some(name), None) => {
-            parsed().and_then(|patch| patch_object(&shared, &target, &namespace, name, &content_type, &patch, strict)).map(|o| ok_json(&o))
+            // A patch is not an object: the patched result is checked instead.
+            json_body().and_then(|patch| patch_object(&shared, &target, &namespace, name, &content_type, &patch, strict)).map(|o| ok_json(&o))
         }
         (&Method::DELETE, Some(name), None) => shared
             .store()
