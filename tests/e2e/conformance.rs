@@ -25,7 +25,6 @@
 //! Needs root (network namespaces, cgroups, eBPF): fails, never skips, without it.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -211,9 +210,7 @@ impl Suites {
 /// IPv4 address in the bed.
 fn request_for(suite: &Suite, case: &Case) -> Result<ClientRequest> {
     let r = &case.request;
-    let host = placeholder::resolve_host(&r.host, |pod| {
-        Ok(IpAddr::V4(suite.bed.first_pod(placeholder::POD_IP_NAMESPACE, &pod.labels())?.ipv4))
-    })?;
+    let host = placeholder::resolve_in_bed(&suite.bed, &r.host)?;
     let mut request = match r.protocol.as_str() {
         "grpc" => ClientRequest::grpc(host),
         scheme => {

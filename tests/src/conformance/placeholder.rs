@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 
+use crate::bed::TestBed;
+
 /// The namespace whose pods a placeholder names.
 pub const POD_IP_NAMESPACE: &str = "gateway-conformance-mesh";
 
@@ -66,6 +68,11 @@ pub fn resolve_host(host: &str, lookup: impl FnOnce(&PodRef) -> Result<IpAddr>) 
         IpAddr::V6(ip) => format!("[{ip}]"),
     };
     Ok(format!("{address}{suffix}"))
+}
+
+/// [`resolve_host`] against a bed: the placeholder becomes the named pod's IPv4 address.
+pub fn resolve_in_bed(bed: &TestBed, host: &str) -> Result<String> {
+    resolve_host(host, |pod| Ok(IpAddr::V4(bed.first_pod(POD_IP_NAMESPACE, &pod.labels())?.ipv4)))
 }
 
 #[cfg(test)]
