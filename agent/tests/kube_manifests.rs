@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use ambit_agent::kubernetes::rbac;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,11 +26,31 @@ fn load(file: &str) -> Value {
 
 /// Deserializes as `T` and checks nothing was dropped or changed on the way.
 fn strict<T: DeserializeOwned + Serialize>(file: &str) -> T {
-    let value = load(file);
-    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
+    strict_value(file, load(file))
+}
+
+/// [`strict`] for an object already loaded; `what` names it in failures.
+fn strict_value<T: DeserializeOwned + Serialize>(what: &str, value: Value) -> T {
+    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(back, value, "{file}: fields unknown to the type or with a wrong shape");
+    assert_eq!(back, value, "{what}: fields unknown to the type or with a wrong shape");
     typed
+}
+
+/// Strictly parses one rendered object as the type of its `kind`; its kind.
+fn strict_object(value: Value) -> String {
+    let kind = value["kind"].as_str().unwrap_or_default().to_string();
+    let what = format!("rendered {kind} {}", value["metadata"]["name"]);
+    match kind.as_str() {
+        "Namespace" => drop(strict_value::<Namespace>(&what, value)),
+        "ServiceAccount" => drop(strict_value::<ServiceAccount>(&what, value)),
+        "ClusterRole" => drop(strict_value::<ClusterRole>(&what, value)),
+        "ClusterRoleBinding" => drop(strict_value::<ClusterRoleBinding>(&what, value)),
+        "ConfigMap" => drop(strict_value::<ConfigMap>(&what, value)),
+        "DaemonSet" => drop(strict_value::<DaemonSet>(&what, value)),
+        other => panic!("{what}: unexpected kind {other:?}"),
+    }
+    kind
 }
 
 #[test]
@@ -119,6 +140,27 @@ fn the_daemonset_arguments_are_accepted_by_the_cli() {
         assert!(help.contains(flag), "`ambit-agent run` has no {flag}");
     }
     assert_eq!(args[0], "run");
+}
+
+/// README's `kubectl apply -k daemonset/` sends what `kubectl kustomize daemonset/`
+/// renders: every rendered object must parse strictly as its type. Needs kubectl (v1.32,
+/// preinstalled); its absence fails the test.
+#[test]
+fn kubectl_kustomize_renders_objects_that_parse_strictly() {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir())
+        .output()
+        .expect("running kubectl (is it installed?)");
+    assert!(out.status.success(), "kubectl kustomize: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut kinds = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let yaml = serde_yaml::Value::deserialize(document).unwrap();
+        kinds.push(strict_object(serde_json::to_value(yaml).unwrap()));
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "ServiceAccount"]);
 }
 
 #[test]

@@ -4,11 +4,13 @@
 //!
 //! - `standalone::<Test>`: `ambit-agent standalone` reads the bed's manifests directory;
 //! - `kubernetes::<Test>`: `ambit-agent run` watches the in-test API server, which runs
-//!   in the bed's node namespace and mirrors the bed's objects
-//!   ([`BedApiServer`]). After a test's cases passed, every route of its manifests must
-//!   also carry a `status.parents[]` entry of controllerName `ambit.dev/mesh` with
-//!   `Accepted=True` for its current generation, written by the agent as the elected
-//!   status writer.
+//!   in the bed's node namespace and mirrors the bed's objects (pods, Services,
+//!   EndpointSlices: [`BedApiServer`]). As README tells users, the mesh namespaces are
+//!   enrolled with `kubectl label namespace`, each test's routes are applied with
+//!   `kubectl apply -f` (and removed with `kubectl delete -f`), and after a test's cases
+//!   passed `kubectl get <kind> <name> -o jsonpath='{.status.parents}'` must show a
+//!   parent of controllerName `ambit.dev/mesh` with `Accepted=True` for the route's
+//!   current generation, written by the agent as the elected status writer.
 //!
 //! `AMBIT_CONFORMANCE_MODES` (`standalone`, `kubernetes`, or both comma-separated; the
 //! default) picks the modes. Each mode has its own bed and agent, started when its
@@ -30,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use ambit_e2e::cluster::parse_documents;
 use ambit_e2e::conformance::case::{case_files, conformance_dir};
-use ambit_e2e::conformance::{expect, weights, Case, CaseFile};
-use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, RunningAgent, TestBed};
-use ambit_fake_apiserver::Resource;
+use ambit_e2e::conformance::report::{self, RunInfo, TestOutcome};
+use ambit_e2e::conformance::{expect, placeholder, report_file, weights, Case, CaseFile};
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, Kubectl, RunningAgent, TestBed};
 use anyhow::{bail, Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -44,8 +46,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// `ambit.dev/mesh: enabled`), which is how namespaces join Ambit's mesh.
 const MESH_NAMESPACES: &[&str] = &["gateway-conformance-mesh", "gateway-conformance-mesh-consumer"];
 
+/// The enrollment label as `kubectl label namespace <ns> ambit.dev/mesh=enabled` takes it.
+const MESH_LABEL_ARG: &str = "ambit.dev/mesh=enabled";
+
 /// How long the elected agent may take to write a route's status once its cases pass.
 const ROUTE_STATUS_LIMIT: Duration = Duration::from_secs(10);
+
+/// The Gateway API the case files come from: upstream `main` at the commit that
+/// `shared/conformance/README.md` names (after release v1.4.0).
+const GATEWAY_API_VERSION: &str = "main-4564255ac2c3";
+/// HTTPRoute and GRPCRoute `v1`: the standard channel.
+const GATEWAY_API_CHANNEL: &str = "standard";
 
 /// How the agent under test learns about the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,13 +116,20 @@ impl Suite {
         let bed = TestBed::new()?;
         let base = std::fs::read_to_string(dir.join("base-manifests.yaml")).context("reading base-manifests.yaml")?;
         bed.apply_yaml(&base)?;
-        for ns in MESH_NAMESPACES {
-            bed.enroll_namespace(ns)?;
-        }
         let (api, options) = match mode {
-            Mode::Standalone => (None, AgentOptions::default()),
+            Mode::Standalone => {
+                for ns in MESH_NAMESPACES {
+                    bed.enroll_namespace(ns)?;
+                }
+                (None, AgentOptions::default())
+            }
             Mode::Kubernetes => {
                 let api = BedApiServer::start(&bed)?;
+                api.sync()?;
+                let kubectl = Kubectl::new(&bed, &api)?;
+                for ns in MESH_NAMESPACES {
+                    kubectl.label_namespace(ns, MESH_LABEL_ARG)?;
+                }
                 let options = AgentOptions { mode: AgentMode::Kubernetes { api_server: api.url() }, ..AgentOptions::default() };
                 (Some(api), options)
             }
@@ -124,18 +142,38 @@ impl Suite {
         self.agent.lock().unwrap().as_ref().map(|a| a.log_tail(30)).unwrap_or_default()
     }
 
-    /// Kubernetes mode: every route in `manifests` is Accepted by Ambit in its status.
+    /// kubectl against the Kubernetes mode's API server (None in standalone mode).
+    fn kubectl(&self) -> Result<Option<Kubectl<'_>>> {
+        self.api.as_ref().map(|api| Kubectl::new(&self.bed, api)).transpose()
+    }
+
+    /// A test's manifests: `kubectl apply -f` in Kubernetes mode, into the bed's
+    /// manifests directory in standalone mode.
+    fn apply_manifests(&self, test: &str, manifests: &str) -> Result<()> {
+        match self.kubectl()? {
+            Some(kubectl) => kubectl.apply_file(&format!("{test}.yaml"), manifests).map(drop),
+            None => self.bed.apply_yaml(manifests),
+        }
+    }
+
+    fn delete_manifests(&self, test: &str, manifests: &str) -> Result<()> {
+        match self.kubectl()? {
+            Some(kubectl) => kubectl.delete_file(&format!("{test}.yaml")).map(drop),
+            None => self.bed.delete_yaml(manifests),
+        }
+    }
+
+    /// Kubernetes mode: every route in `manifests` is Accepted by Ambit in its status,
+    /// as `kubectl get <kind> <name> -o jsonpath='{.status.parents}'` shows it.
     fn check_route_status(&self, manifests: &str) -> Result<()> {
-        let Some(api) = &self.api else { return Ok(()) };
-        // What the bed wrote must be in the API server before its status can be.
-        api.sync()?;
+        let Some(kubectl) = self.kubectl()? else { return Ok(()) };
         for doc in parse_documents(manifests)? {
-            let resource = match doc.kind.as_str() {
-                "HTTPRoute" => Resource::HttpRoutes,
-                "GRPCRoute" => Resource::GrpcRoutes,
+            let kind = match doc.kind.as_str() {
+                "HTTPRoute" => "httproute",
+                "GRPCRoute" => "grpcroute",
                 _ => continue,
             };
-            api.wait_route_accepted(resource, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
+            kubectl.wait_route_accepted(kind, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
         }
         Ok(())
     }
@@ -168,13 +206,16 @@ impl Suites {
     }
 }
 
-fn request_for(case: &Case) -> ClientRequest {
+/// The case's request, with a `{pod-ip:<app>-<version>}` host replaced by that pod's
+/// IPv4 address in the bed.
+fn request_for(suite: &Suite, case: &Case) -> Result<ClientRequest> {
     let r = &case.request;
+    let host = placeholder::resolve_in_bed(&suite.bed, &r.host)?;
     let mut request = match r.protocol.as_str() {
-        "grpc" => ClientRequest::grpc(r.host.clone()),
+        "grpc" => ClientRequest::grpc(host),
         scheme => {
             let path = if r.path.is_empty() { "/" } else { r.path.as_str() };
-            ClientRequest::http(format!("{scheme}://{}{path}", r.host))
+            ClientRequest::http(format!("{scheme}://{host}{path}"))
         }
     };
     if let Some(method) = &r.method {
@@ -183,7 +224,7 @@ fn request_for(case: &Case) -> ClientRequest {
     for (name, value) in &r.headers {
         request = request.header(name.clone(), value.clone());
     }
-    request.timeout(Duration::from_secs(5))
+    Ok(request.timeout(Duration::from_secs(5)))
 }
 
 fn client_pod(suite: &Suite, case: &Case) -> Result<ambit_e2e::Pod> {
@@ -195,7 +236,7 @@ fn client_pod(suite: &Suite, case: &Case) -> Result<ambit_e2e::Pod> {
 /// One attempt: the problems found (empty when the case passed).
 fn attempt(suite: &Suite, case: &Case) -> Result<Vec<String>> {
     let pod = client_pod(suite, case)?;
-    let output = pod.run_client(&request_for(case))?;
+    let output = pod.run_client(&request_for(suite, case)?)?;
     if let Some(error) = &output.error {
         return Ok(vec![format!("client error: {error}")]);
     }
@@ -236,7 +277,7 @@ fn run_weights(suite: &Suite, case: &Case, expected: &std::collections::BTreeMap
     let pod = client_pod(suite, case)?;
     let mut last = Vec::new();
     for _ in 0..check.max_attempts {
-        let request = request_for(case).count(check.total_requests).concurrency(8);
+        let request = request_for(suite, case)?.count(check.total_requests).concurrency(8);
         let output = pod.run_client(&request)?;
         last = weights::check_batch(&output.results, check.total_requests, expected, check.tolerance_percent);
         if last.is_empty() {
@@ -249,7 +290,7 @@ fn run_weights(suite: &Suite, case: &Case, expected: &std::collections::BTreeMap
 fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
     let file = CaseFile::load(path).map_err(|e| Failed::from(format!("{e:#}")))?;
     if !file.manifests.trim().is_empty() {
-        suite.bed.apply_yaml(&file.manifests).map_err(|e| Failed::from(format!("applying manifests: {e:#}")))?;
+        suite.apply_manifests(&file.name, &file.manifests).map_err(|e| Failed::from(format!("applying manifests: {e:#}")))?;
     }
     let mut failures = Vec::new();
     for case in &file.cases {
@@ -263,7 +304,7 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
         }
     }
     if !file.manifests.trim().is_empty() {
-        if let Err(error) = suite.bed.delete_yaml(&file.manifests) {
+        if let Err(error) = suite.delete_manifests(&file.name, &file.manifests) {
             failures.push(format!("deleting manifests: {error:#}"));
         }
     }
@@ -272,6 +313,77 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
     } else {
         Err(format!("{} of {} cases failed:\n{}\nagent log tail:\n{}", failures.len(), file.cases.len(), failures.join("\n"), suite.agent_log_tail()).into())
     }
+}
+
+/// The outcome of each test across the modes that ran it, for the report.
+#[derive(Default)]
+struct Outcomes {
+    /// Test name → (outcome so far, how many modes ran it).
+    tests: Mutex<std::collections::BTreeMap<String, (TestOutcome, usize)>>,
+}
+
+impl Outcomes {
+    fn record(&self, file: &CaseFile, mode: Mode, passed: bool) {
+        let mut tests = self.tests.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = TestOutcome {
+            name: file.name.clone(),
+            features: file.features.clone(),
+            provisional: file.provisional,
+            passed: true,
+            modes: Default::default(),
+        };
+        let (outcome, runs) = tests.entry(file.name.clone()).or_insert((fresh, 0));
+        outcome.passed &= passed;
+        outcome.modes.insert(mode.to_string(), passed);
+        *runs += 1;
+    }
+
+    /// The outcomes, if every test ran in each of `modes` modes (no filter, no skip).
+    fn complete(&self, tests: usize, modes: usize) -> Option<Vec<TestOutcome>> {
+        let map = self.tests.lock().unwrap_or_else(|e| e.into_inner());
+        let complete = map.len() == tests && map.values().all(|(_, runs)| *runs == modes);
+        complete.then(|| map.values().map(|(outcome, _)| outcome.clone()).collect())
+    }
+}
+
+/// Writes the report and the per-test results of a complete run; when every mode ran on
+/// the shared corpus, the committed ones must say the same (apart from the report's
+/// date).
+fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let all_modes = modes.len() == Mode::ALL.len();
+    let info = RunInfo {
+        implementation: report::ambit_implementation(),
+        gateway_api_version: GATEWAY_API_VERSION.into(),
+        gateway_api_channel: GATEWAY_API_CHANNEL.into(),
+        mode: if all_modes { "default".into() } else { modes.iter().map(Mode::to_string).collect::<Vec<_>>().join("+") },
+        date: report::rfc3339_utc(seconds),
+    };
+    let built = report::build(&info, outcomes);
+    let results = report::results(outcomes);
+    let path = report_file::output_path();
+    let results_path = report_file::results_path(&path);
+    report_file::write(&built, &path)?;
+    report_file::write(&results, &results_path)?;
+    eprintln!("conformance report written to {} (per-test results: {})", path.display(), results_path.display());
+    // The committed report is of the shared corpus in every mode; another corpus
+    // (AMBIT_CONFORMANCE_DIR) only gets its report written.
+    if all_modes && std::env::var_os("AMBIT_CONFORMANCE_DIR").is_none() {
+        let committed = report_file::repo_root().join(report_file::COMMITTED);
+        report_file::check_committed(&built, &committed, &path)?;
+        report_file::check_committed_results(&results, &report_file::results_path(&committed), &results_path)?;
+    }
+    Ok(())
+}
+
+/// Runs one test file in `mode` and records its outcome.
+fn trial(suites: &Suites, outcomes: &Outcomes, mode: Mode, path: &Path) -> Result<(), Failed> {
+    let result = suites.get(mode).and_then(|suite| run_file(&suite, path));
+    match CaseFile::load(path) {
+        Ok(file) => outcomes.record(&file, mode, result.is_ok()),
+        Err(error) => return Err(format!("{error:#}").into()),
+    }
+    result
 }
 
 fn main() -> ExitCode {
@@ -298,16 +410,25 @@ fn main() -> ExitCode {
         }
     };
     let suites = Arc::new(Suites { dir, current: Mutex::new(None) });
+    let outcomes = Arc::new(Outcomes::default());
     let mut trials = Vec::new();
-    for mode in modes {
+    for &mode in &modes {
         for path in &files {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let (suites, path) = (suites.clone(), path.clone());
-            trials.push(Trial::test(format!("{mode}::{name}"), move || run_file(&*suites.get(mode)?, &path)));
+            let (suites, outcomes, path) = (suites.clone(), outcomes.clone(), path.clone());
+            trials.push(Trial::test(format!("{mode}::{name}"), move || trial(&suites, &outcomes, mode, &path)));
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
     // Tear the last bed down before exiting.
     suites.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(complete) = outcomes.complete(files.len(), modes.len()) else {
+        eprintln!("conformance report not written: not every test ran in every mode");
+        return conclusion.exit_code();
+    };
+    if let Err(error) = write_report(&complete, &modes) {
+        eprintln!("conformance report: {error:#}");
+        return ExitCode::FAILURE;
+    }
     conclusion.exit_code()
 }

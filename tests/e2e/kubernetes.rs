@@ -1,6 +1,8 @@
 //! The agent's Kubernetes mode end to end: `ambit-agent run` in the bed's node namespace
 //! watches the in-test API server, which mirrors the bed's objects ([`BedApiServer`]),
-//! with real eBPF redirection. Needs root; fails (never skips) without it.
+//! with real eBPF redirection. Enrollment, routes and route status go through `kubectl`
+//! exactly as README's "Install on a cluster" says ([`Kubectl`]). Needs root and
+//! kubectl; fails (never skips) without them.
 //!
 //! Enrollment timing is measured until the agent serves the new state (its admin API's
 //! workloads, updated together with the connect hooks' map), then a new connection
@@ -13,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ambit_e2e::bed::MESH_LABEL;
-use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, Pod, PodSpec, RunningAgent, TestBed};
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, Kubectl, Pod, PodSpec, RunningAgent, TestBed};
 use ambit_fake_apiserver::Resource;
 use anyhow::Result;
 use support::*;
@@ -86,9 +88,11 @@ fn namespace_label_toggles_enrollment_within_a_second_through_the_api_server() {
     let before = attempt(&pod);
     assert!(not_redirected(&before), "a pod of an unlabelled namespace must not be proxied: {before:?}");
 
+    let kubectl = Kubectl::new(&world.bed, &world.api).unwrap();
     for round in 0..2 {
+        // Timed from when kubectl returns: the label is then in the API server.
+        kubectl.label_namespace("toggle", "ambit.dev/mesh=enabled").unwrap();
         let started = Instant::now();
-        world.bed.enroll_namespace("toggle").unwrap();
         world.agent.wait_enrolled("toggle", "client", LABEL_CHANGE_LIMIT).unwrap();
         let took = started.elapsed();
         assert!(took <= LABEL_CHANGE_LIMIT, "round {round}: enrollment took {took:?}");
@@ -102,8 +106,8 @@ fn namespace_label_toggles_enrollment_within_a_second_through_the_api_server() {
         });
         assert!(seen.is_some(), "round {round}: no access-log event for toggle/client\n{}", world.agent.log_tail(20));
 
+        kubectl.label_namespace("toggle", "ambit.dev/mesh-").unwrap();
         let started = Instant::now();
-        world.bed.label_namespace("toggle", MESH_LABEL.0, None).unwrap();
         world.agent.wait_not_enrolled("toggle", "client", LABEL_CHANGE_LIMIT).unwrap();
         let took = started.elapsed();
         assert!(took <= LABEL_CHANGE_LIMIT, "round {round}: leaving the mesh took {took:?}");
@@ -129,4 +133,63 @@ fn the_agent_keeps_serving_across_an_api_server_restart_and_sees_later_changes()
     let late = world.bed.add_pod(PodSpec::new("mesh-b", "late").serve(false)).unwrap();
     world.agent.wait_enrolled("mesh-b", "late", Duration::from_secs(15)).unwrap();
     assert_eq!(get(&late, "http://echo.server/after"), Ok(200), "{}", world.agent.log_tail(20));
+}
+
+/// README's route as `kubectl apply -f my-httproute.yaml` would send it: a producer
+/// route on Service `server/echo` port 80 that routes only `paths`.
+fn my_route(paths: &[&str]) -> String {
+    let matches: Vec<String> = paths.iter().map(|p| format!("{{path: {{type: PathPrefix, value: {p}}}}}")).collect();
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: my-route, namespace: server}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: echo, port: 80}}]\n  rules:\n  - matches: [{}]\n    backendRefs: [{{name: echo, port: 80}}]\n",
+        matches.join(", ")
+    )
+}
+
+/// Polls GETs of `url` from `pod` until one answers `status`.
+fn wait_status(pod: &Pod, url: &str, status: u16, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let result = get(pod, url);
+        if result == Ok(status) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("GET {url}: {result:?}, expected {status} within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn readme_kubectl_commands_enroll_route_and_report_status() {
+    let world = KubeWorld::start().unwrap();
+    let pod = world.bed.add_pod(PodSpec::new("shop", "client").serve(false)).unwrap();
+    world.api.sync().unwrap();
+    let kubectl = Kubectl::new(&world.bed, &world.api).unwrap();
+
+    // kubectl label namespace shop ambit.dev/mesh=enabled
+    kubectl.label_namespace("shop", "ambit.dev/mesh=enabled").unwrap();
+    world.agent.wait_enrolled("shop", "client", Duration::from_secs(5)).unwrap();
+    assert_eq!(world.namespace_labels("shop")[MESH_LABEL.0], MESH_LABEL.1);
+
+    // kubectl apply -f my-httproute.yaml (created): only /routed is routed.
+    let out = kubectl.apply_file("my-httproute.yaml", &my_route(&["/routed"])).unwrap();
+    assert!(out.contains("created"), "{out}");
+    wait_status(&pod, "http://echo.server/other", 404, Duration::from_secs(10)).unwrap();
+    assert_eq!(get(&pod, "http://echo.server/routed"), Ok(200));
+    // kubectl get httproute my-route -o jsonpath='{.status.parents}'
+    let parents = kubectl.wait_route_accepted("httproute", "server", "my-route", Duration::from_secs(10)).unwrap();
+    assert_eq!(parents[0]["controllerName"], "ambit.dev/mesh", "{parents}");
+
+    // Applied again, changed (a merge patch of the custom resource): /other is routed too.
+    let out = kubectl.apply_file("my-httproute.yaml", &my_route(&["/routed", "/other"])).unwrap();
+    assert!(out.contains("configured"), "{out}");
+    wait_status(&pod, "http://echo.server/other", 200, Duration::from_secs(10)).unwrap();
+    let route = world.api.server().get(Resource::HttpRoutes, "server", "my-route").unwrap();
+    assert_eq!(route["metadata"]["generation"], 2, "the spec changed once: {route}");
+    kubectl.wait_route_accepted("httproute", "server", "my-route", Duration::from_secs(10)).unwrap();
+
+    // kubectl delete -f: traffic is plain load balancing again.
+    kubectl.delete_file("my-httproute.yaml").unwrap();
+    wait_status(&pod, "http://echo.server/anything", 200, Duration::from_secs(10)).unwrap();
 }

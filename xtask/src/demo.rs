@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("==> building ambit-agent and the test bed");
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&root)
-        .args(["build", "--quiet", "-p", "ambit-agent", "-p", "ambit-e2e", "--bins"])
+        .args(["build", "-p", "ambit-agent", "-p", "ambit-e2e", "--bins"])
         .status()?;
     if !status.success() {
         bail!("build failed");

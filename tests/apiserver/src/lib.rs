@@ -13,17 +13,26 @@
 //!   `ERROR` event with code 410 ("too old resource version") for a compacted version;
 //! - GET/POST/PUT/DELETE of single objects (Leases for leader election), with
 //!   `409 Conflict` on a stale `metadata.resourceVersion` and `409 AlreadyExists`;
-//! - PUT and merge-PATCH of `/status` on HTTPRoutes and GRPCRoutes, each recorded.
+//! - PUT and merge-PATCH of `/status` on HTTPRoutes and GRPCRoutes, each recorded;
+//! - what `kubectl` needs (`apply`, `label`, `get`, `delete`): legacy discovery
+//!   (`/api`, `/apis`, `/api/v1`, `/apis/<group>/v1`), a minimal OpenAPI v3 that
+//!   declares server-side field validation (`?fieldValidation=Strict` rejects unknown
+//!   top-level fields), and PATCH of objects: JSON merge patch for every kind, strategic
+//!   merge patch for the built-in kinds (the subset in `strategic.rs`).
 //!
-//! Not served: label selectors, `sendInitialEvents` (streaming lists), server-side apply,
-//! discovery, authentication. A watch whose field selector stops matching a modified
+//! Not served: label selectors, `sendInitialEvents` (streaming lists), server-side apply
+//! (kubectl 1.32's `apply` is client-side by default), JSON patch, aggregated discovery
+//! (kubectl falls back to the legacy format), OpenAPI v2 and schemas, authentication. A watch whose field selector stops matching a modified
 //! object does not see a synthetic DELETED (the agent only filters pods by node, which
 //! never changes).
 
+mod discovery;
+mod openapi;
 mod resource;
 mod selector;
 mod server;
 mod store;
+mod strategic;
 
 use std::io;
 use std::net::SocketAddr;

@@ -72,6 +72,26 @@ impl Resource {
         }
     }
 
+    /// The short names `kubectl` accepts (`ns`, `svc`, ...).
+    pub fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Resource::Namespaces => &["ns"],
+            Resource::Pods => &["po"],
+            Resource::Services => &["svc"],
+            _ => &[],
+        }
+    }
+
+    /// Whether the type is a custom resource (defined by a CRD) in a real cluster.
+    pub fn is_custom(self) -> bool {
+        self.group() == "gateway.networking.k8s.io"
+    }
+
+    /// Whether the type has a `/status` subresource served here.
+    pub fn has_status_subresource(self) -> bool {
+        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes)
+    }
+
     pub fn namespaced(self) -> bool {
         self != Resource::Namespaces
     }

@@ -106,6 +106,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
         path: path.clone(),
         query: params.clone(),
     });
+    if method == Method::GET {
+        if let Some(document) = crate::discovery::document(&path).or_else(|| crate::openapi::document(&path)) {
+            return ok_json(&document);
+        }
+    }
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let strict = param(&params, "fieldValidation") == Some("Strict");
     let Some(target) = Target::parse(&path) else {
         return error(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})")));
     };
@@ -113,10 +120,18 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
         Ok(b) => b.to_bytes(),
         Err(e) => return error(&ApiError::new(400, "BadRequest", format!("reading body: {e}"))),
     };
-    let parsed = || -> Result<Value, ApiError> {
+    let json_body = || -> Result<Value, ApiError> {
         serde_json::from_slice(&body).map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON body: {e}")))
     };
     let namespace = target.namespace.clone().unwrap_or_default();
+    // An object in the body: under fieldValidation=Strict its fields are checked.
+    let parsed = || -> Result<Value, ApiError> {
+        let object = json_body()?;
+        if strict && target.subresource.is_none() {
+            check_fields(target.resource, &object)?;
+        }
+        Ok(object)
+    };
     let result: Result<Response<Body>, ApiError> = match (&method, &target.name, target.subresource.as_deref()) {
         (&Method::GET, None, None) => {
             let selector = match FieldSelector::parse(param(&params, "fieldSelector").unwrap_or("")) {
@@ -165,6 +180,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
             }
             shared.store().put(target.resource, object, false).map(|o| ok_json(&o))
         }),
+        (&Method::PATCH, Some(name), None) => {
+            // A patch is not an object: the patched result is checked instead.
+            json_body().and_then(|patch| patch_object(&shared, &target, &namespace, name, &content_type, &patch, strict)).map(|o| ok_json(&o))
+        }
         (&Method::DELETE, Some(name), None) => shared
             .store()
             .delete(target.resource, &namespace, name)
@@ -179,7 +198,64 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
 }
 
 fn not_found(resource: Resource, name: &str) -> ApiError {
-    ApiError::new(404, "NotFound", format!("{}.{} \"{name}\" not found", resource.plural(), resource.group()))
+    let plural = match resource.group() {
+        "" => resource.plural().to_string(),
+        group => format!("{}.{group}", resource.plural()),
+    };
+    ApiError::new(404, "NotFound", format!("{plural} \"{name}\" not found"))
+}
+
+/// `fieldValidation=Strict`: unknown top-level fields are a 400 (see
+/// [`crate::openapi::unknown_fields`]).
+fn check_fields(resource: Resource, object: &Value) -> Result<(), ApiError> {
+    let unknown = crate::openapi::unknown_fields(resource, object);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(ApiError::new(400, "BadRequest", format!("{} in {}: {}", if fields.len() == 1 { "strict decoding error" } else { "strict decoding errors" }, resource.kind(), fields.join(", "))))
+}
+
+/// PATCH of an object: a JSON merge patch for any kind, a strategic merge patch for the
+/// built-in kinds (not for custom resources, as a real server answers). The status of a
+/// kind with a status subresource is left as it is.
+fn patch_object(
+    shared: &Shared,
+    target: &Target,
+    namespace: &str,
+    name: &str,
+    content_type: &str,
+    patch: &Value,
+    strict: bool,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let mut store = shared.store();
+    let current = store.get(resource, namespace, name).ok_or_else(|| not_found(resource, name))?;
+    let mut merged = current.clone();
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/merge-patch+json" => merge_patch(&mut merged, patch),
+        "application/strategic-merge-patch+json" if !resource.is_custom() => {
+            crate::strategic::apply(&mut merged, patch).map_err(|e| ApiError::new(400, "BadRequest", e))?
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format for {}: {other:?}", resource.plural()),
+            ))
+        }
+    }
+    if strict {
+        check_fields(resource, &merged)?;
+    }
+    check_name(&merged, name)?;
+    if resource.has_status_subresource() {
+        if let (Some(map), Some(status)) = (merged.as_object_mut(), current.get("status")) {
+            map.insert("status".into(), status.clone());
+        }
+    }
+    set_namespace(target, &mut merged);
+    store.put(resource, merged, false)
 }
 
 fn check_name(object: &Value, name: &str) -> Result<(), ApiError> {

@@ -40,7 +40,8 @@ impl Client {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RequestSpec {
-    /// `service[.namespace][:port]`.
+    /// `service[.namespace][:port]`, or a pod address `{pod-ip:<app>-<version>}[:port]`
+    /// (see [`super::placeholder`]).
     pub host: String,
     pub method: Option<String>,
     /// Path plus query (`""` for grpc).

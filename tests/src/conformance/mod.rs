@@ -8,6 +8,10 @@
 
 pub mod case;
 pub mod expect;
+pub mod placeholder;
+pub mod profile;
+pub mod report;
+pub mod report_file;
 pub mod weights;
 
 pub use case::{Case, CaseFile, Expect, RedirectExpect, RequestSpec, WeightCheck};

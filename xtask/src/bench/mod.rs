@@ -106,7 +106,7 @@ fn build(root: &Path) -> Result<()> {
     println!("==> building ambit-agent, ambit-pod, ambit-load and xtask (release)");
     let status = cargo()
         .current_dir(root)
-        .args(["build", "--release", "--quiet", "-p", "ambit-agent", "-p", "ambit-e2e", "-p", "xtask", "--bins"])
+        .args(["build", "--release", "-p", "ambit-agent", "-p", "ambit-e2e", "-p", "xtask", "--bins"])
         .status()?;
     if !status.success() {
         bail!("release build failed");
