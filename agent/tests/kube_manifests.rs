@@ -46,6 +46,8 @@ fn strict_object(value: Value) -> String {
         "ServiceAccount" => drop(strict_value::<ServiceAccount>(&what, value)),
         "ClusterRole" => drop(strict_value::<ClusterRole>(&what, value)),
         "ClusterRoleBinding" => drop(strict_value::<ClusterRoleBinding>(&what, value)),
+        "Role" => drop(strict_value::<Role>(&what, value)),
+        "RoleBinding" => drop(strict_value::<RoleBinding>(&what, value)),
         "ConfigMap" => drop(strict_value::<ConfigMap>(&what, value)),
         "DaemonSet" => drop(strict_value::<DaemonSet>(&what, value)),
         other => panic!("{what}: unexpected kind {other:?}"),
@@ -160,7 +162,10 @@ fn kubectl_kustomize_renders_objects_that_parse_strictly() {
         kinds.push(strict_object(serde_json::to_value(yaml).unwrap()));
     }
     kinds.sort();
-    assert_eq!(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "ServiceAccount"]);
+    assert_eq!(
+        kinds,
+        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "Role", "RoleBinding", "ServiceAccount"]
+    );
 }
 
 #[test]

@@ -14,5 +14,4 @@ pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod rate_limited_log;
-pub mod rate_limited;
 pub mod routes;

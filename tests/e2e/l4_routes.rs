@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use ambit_e2e::{AgentOptions, ClientRequest, Pod, RequestResult, RunningAgent, TestBed};
+use ambit_e2e::ClientRequest;
 use support::{condition, settled, version, World};
 
 /// Two versions of an echo Deployment behind one Service (`echo`) and one Service each.

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ambit_e2e::{AgentOptions, ClientRequest, Pod, RequestResult, RunningAgent, TestBed};
+use ambit_e2e::{AgentOptions, ClientRequest, Pod, RequestResult};
 use support::{access_log_agent, condition, route_status, settled, version, wait_until, World};
 
 /// Two versions of an echo Deployment behind one Service (`echo`) and one Service each.

@@ -9,9 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ambit_proxy_core::identity::CgroupId;
+use ambit_proxy_core::rate_limited_log::RateLimitedLog;
 use nix::sched::{setns, CloneFlags};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::oneshot;
@@ -20,8 +20,6 @@ use super::netns::{self, PodNetns};
 use super::stats::EgressStats;
 use super::CallerPod;
 
-/// At most one warning per this period about pods without a usable namespace.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Work for the helper thread.
 pub enum Job {
@@ -39,7 +37,8 @@ struct Helper {
     pods: HashMap<CgroupId, CallerPod>,
     open: HashMap<CgroupId, PodNetns>,
     stats: Arc<EgressStats>,
-    last_warning: Option<Instant>,
+    /// Warnings about pods without a usable namespace: at most one per 10 s.
+    warnings: RateLimitedLog,
 }
 
 /// Starts the helper thread; it ends when every sender is dropped.
@@ -47,7 +46,7 @@ pub fn start(stats: Arc<EgressStats>) -> io::Result<mpsc::Sender<Job>> {
     let home = File::open("/proc/thread-self/ns/net")?;
     let home_inode = home.metadata()?.ino();
     let (sender, jobs) = mpsc::channel();
-    let helper = Helper { home, home_inode, pods: HashMap::new(), open: HashMap::new(), stats, last_warning: None };
+    let helper = Helper { home, home_inode, pods: HashMap::new(), open: HashMap::new(), stats, warnings: RateLimitedLog::default() };
     std::thread::Builder::new().name("ambit-netns".into()).spawn(move || helper.run(jobs))?;
     Ok(sender)
 }
@@ -110,12 +109,10 @@ impl Helper {
     fn failed(&mut self, pod: CgroupId, failure: Failure) -> io::Error {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         let message = failure.to_string();
-        let now = Instant::now();
         if matches!(failure, Failure::Stranded(_)) {
             tracing::error!(pod_cgroup = pod.0, error = %message, "could not return to the node's network namespace; no more pod sockets");
-        } else if self.last_warning.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
-            self.last_warning = Some(now);
-            tracing::warn!(pod_cgroup = pod.0, error = %message, "no upstream socket in the caller's network namespace; refusing (further ones for 10 s at debug level)");
+        } else if let Some(suppressed) = self.warnings.admit() {
+            tracing::warn!(pod_cgroup = pod.0, error = %message, suppressed, "no upstream socket in the caller's network namespace; refusing (further ones for 10 s at debug level)");
         } else {
             tracing::debug!(pod_cgroup = pod.0, error = %message, "no upstream socket in the caller's network namespace");
         }

@@ -39,7 +39,7 @@ use crate::config::ConfigHandle;
 use crate::identity::OriginResolver;
 use crate::limits::{Budgets, Limit, LimitOptions};
 use crate::metrics::ProxyMetrics;
-use crate::rate_limited::RateLimited;
+use crate::rate_limited_log::KeyedRateLimitedLog;
 
 /// Tunables of the data path.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub struct Proxy {
     metrics: Option<Arc<ProxyMetrics>>,
     budgets: Budgets,
     /// One warning per cap and caller namespace per 10 s.
-    limit_warnings: RateLimited<(Limit, Arc<str>)>,
+    limit_warnings: KeyedRateLimitedLog<(Limit, Arc<str>)>,
 }
 
 /// How often a refusal by one cap for one caller namespace is logged at most.
@@ -127,7 +127,7 @@ impl Proxy {
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
         let budgets = Budgets::new(options.limits);
-        let limit_warnings = RateLimited::new(LIMIT_WARNING_PERIOD);
+        let limit_warnings = KeyedRateLimitedLog::new(LIMIT_WARNING_PERIOD);
         Arc::new(Self {
             config,
             resolver,
