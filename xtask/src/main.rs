@@ -7,6 +7,7 @@ mod build_ebpf;
 mod check_ebpf;
 mod demo;
 mod ebpf;
+mod image;
 mod setup;
 mod test;
 
@@ -27,6 +28,8 @@ enum Command {
     BuildEbpf(build_ebpf::Args),
     /// Rebuild the eBPF programs from scratch and fail if the committed object differs.
     CheckEbpf(check_ebpf::Args),
+    /// Build the agent's container image offline (static musl binary, from scratch) as localhost/ambit-agent:test.
+    Image(image::Args),
     /// Run Ambit on a local test bed with the example manifests and explain what happens (needs root).
     Demo(demo::Args),
     /// Install prerequisites and run the whole test suite, as CI does (needs root).
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&args),
         Command::BuildEbpf(args) => build_ebpf::run(&args),
         Command::CheckEbpf(args) => check_ebpf::run(&args),
+        Command::Image(args) => image::run_image(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Test(args) => test::run_tests(&args),
         Command::Bench(args) => bench::run(&args),

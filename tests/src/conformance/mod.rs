@@ -8,6 +8,7 @@
 
 pub mod case;
 pub mod expect;
+pub mod run;
 pub mod weights;
 
 pub use case::{Case, CaseFile, Expect, RedirectExpect, RequestSpec, WeightCheck};
