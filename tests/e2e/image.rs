@@ -40,8 +40,23 @@ fn the_image_runs_as_the_node_agent_with_the_daemonsets_setup_and_passes_conform
         }
     }
     for file in CASE_FILES {
-        run_file(&bed, &dir.join(file)).with_context(|| format!("agent log tail:\n{}", agent.log_tail(30)))?;
+        let passed = run_file(&bed, &dir.join(file)).with_context(|| format!("agent log tail:\n{}", agent.log_tail(30)))?;
+        if passed == 0 {
+            bail!("{file} has no cases");
+        }
+        eprintln!("{file}: {passed} cases passed through the containerised agent");
     }
+    // The requests went through the agent's proxy (not around it).
+    let (_, metrics) = agent.admin("GET", "/metrics")?;
+    let requests: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("ambit_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    if requests < 500.0 {
+        bail!("the agent counted {requests} requests, fewer than the cases sent");
+    }
+    eprintln!("the agent proxied {requests} requests");
     // Still serving (not crashed on the way).
     let (status, _) = agent.admin("GET", "/ready")?;
     if status != 200 {

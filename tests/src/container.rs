@@ -178,9 +178,9 @@ impl AgentPodSpec {
     }
 
     /// `podman run` options that give the container this spec, with `node_netns` (a
-    /// bed's node) as the host network. Podman's own cgroup handling is off: the agent
-    /// stays in the caller's cgroup (outside the bed's cgroup root) and sees the host's
-    /// cgroup hierarchy through the cgroup volume.
+    /// bed's node) as the host network. The container has podman's own cgroup (runc
+    /// refuses `--cgroups=disabled`), outside the bed's cgroup root, and the host's cgroup
+    /// namespace: it sees the host's hierarchy through the cgroup volume.
     pub fn podman_run_args(&self, node_netns: &str) -> Result<Vec<OsString>> {
         if !self.host_network {
             bail!("the DaemonSet does not use hostNetwork: the bed's node namespace cannot stand in for it");
@@ -192,7 +192,6 @@ impl AgentPodSpec {
         if self.host_pid {
             push("--pid=host");
         }
-        push("--cgroups=disabled");
         push("--cgroupns=host");
         if self.privileged {
             push("--privileged");

@@ -92,8 +92,8 @@ fn run_weights(bed: &TestBed, case: &Case, expected: &BTreeMap<String, f64>) -> 
 }
 
 /// Applies `path`'s manifests, runs all its cases, deletes the manifests; the failures
-/// (all of them) are in the error.
-pub fn run_file(bed: &TestBed, path: &Path) -> Result<()> {
+/// (all of them) are in the error. Returns the number of cases that passed.
+pub fn run_file(bed: &TestBed, path: &Path) -> Result<usize> {
     let file = CaseFile::load(path)?;
     if !file.manifests.trim().is_empty() {
         bed.apply_yaml(&file.manifests)?;
@@ -112,5 +112,5 @@ pub fn run_file(bed: &TestBed, path: &Path) -> Result<()> {
     if !failures.is_empty() {
         bail!("{} of {} cases of {} failed:\n{}", failures.len(), file.cases.len(), path.display(), failures.join("\n"));
     }
-    Ok(())
+    Ok(file.cases.len())
 }
