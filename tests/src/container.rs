@@ -105,6 +105,8 @@ pub struct AgentPodSpec {
     pub privileged: bool,
     pub allow_privilege_escalation: bool,
     pub read_only_root: bool,
+    /// `seccompProfile.type` (container, else pod); Kubernetes' default is `Unconfined`.
+    pub seccomp: String,
     pub run_as_user: Option<u64>,
     pub drop_caps: Vec<String>,
     pub add_caps: Vec<String>,
@@ -161,6 +163,11 @@ impl AgentPodSpec {
             privileged: security["privileged"].as_bool().unwrap_or(false),
             allow_privilege_escalation: security["allowPrivilegeEscalation"].as_bool().unwrap_or(true),
             read_only_root: security["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
+            seccomp: security["seccompProfile"]["type"]
+                .as_str()
+                .or(pod["securityContext"]["seccompProfile"]["type"].as_str())
+                .unwrap_or("Unconfined")
+                .to_owned(),
             run_as_user: security["runAsUser"].as_u64(),
             drop_caps: strings(&security["capabilities"]["drop"]),
             add_caps: strings(&security["capabilities"]["add"]),
@@ -208,6 +215,15 @@ impl AgentPodSpec {
             push("--security-opt");
             push("no-new-privileges");
         }
+        match self.seccomp.as_str() {
+            "Unconfined" => {
+                push("--security-opt");
+                push("seccomp=unconfined");
+            }
+            // Podman's default profile stands in for the container runtime's.
+            "RuntimeDefault" => {}
+            other => bail!("seccompProfile type {other:?} is not supported by the test"),
+        }
         if self.read_only_root {
             // Kubernetes mounts no tmpfs on a read-only root; neither does this.
             push("--read-only");
@@ -237,6 +253,7 @@ mod tests {
     fn reads_the_repository_daemonset() {
         let spec = AgentPodSpec::from_daemonset(&daemonset_path()).unwrap();
         assert!(spec.host_network);
+        assert_eq!(spec.seccomp, "Unconfined");
         assert_eq!(spec.drop_caps, vec!["ALL".to_owned()]);
         assert!(!spec.add_caps.is_empty());
         assert!(spec.mounts.iter().any(|m| m.mount_path == Path::new("/sys/fs/bpf") && m.bidirectional));
