@@ -48,9 +48,9 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({})", out.status);
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -74,9 +74,15 @@ fn build_binary() -> anyhow::Result<PathBuf> {
 /// Assembles the image from scratch around `binary`; returns the image reference.
 fn assemble(binary: &std::path::Path, tag: &str) -> anyhow::Result<String> {
     let reference = format!("{IMAGE_NAME}:{tag}");
+    // The image this build replaces, removed afterwards (no dangling copies pile up).
+    let previous = output(Command::new("podman").args(["image", "inspect", "--format", "{{.Id}}", &reference])).ok();
     let container = output(Command::new("buildah").args(["from", "scratch"]))?;
     let result = (|| {
-        run(Command::new("buildah").args(["copy", "--chmod", "0755", &container]).arg(binary).arg(BINARY_IN_IMAGE))?;
+        run(Command::new("buildah")
+            .args(["copy", "--quiet", "--chmod", "0755", &container])
+            .arg(binary)
+            .arg(BINARY_IN_IMAGE)
+            .stdout(Stdio::null()))?;
         run(Command::new("buildah").args([
             "config",
             "--entrypoint",
@@ -94,7 +100,12 @@ fn assemble(binary: &std::path::Path, tag: &str) -> anyhow::Result<String> {
     if result.is_err() {
         let _ = Command::new("buildah").args(["rm", &container]).stdout(Stdio::null()).status();
     }
-    result.map(|()| reference)
+    result?;
+    let current = output(Command::new("podman").args(["image", "inspect", "--format", "{{.Id}}", &reference]))?;
+    if let Some(previous) = previous.filter(|p| !p.is_empty() && *p != current) {
+        let _ = Command::new("podman").args(["rmi", &previous]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+    Ok(reference)
 }
 
 pub fn run_image(args: &Args) -> anyhow::Result<()> {
