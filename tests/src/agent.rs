@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::bed::TestBed;
+use crate::container::{self, AgentPodSpec};
 use crate::{binaries, netns};
 
 /// Where the agent's admin API listens inside the node namespace.
@@ -50,6 +51,8 @@ impl Default for AgentOptions {
 /// A running agent; stopped (and its eBPF pins removed) on drop.
 pub struct RunningAgent {
     child: Option<Child>,
+    /// The container's name when the agent runs from its image (the child is `podman run`).
+    container: Option<String>,
     node_netns: String,
     admin_addr: &'static str,
     pin_dir: PathBuf,
@@ -80,7 +83,6 @@ pub fn cleanup_stale_pins() {
 impl RunningAgent {
     /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
     pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
-        cleanup_stale_pins();
         Self::start_at(bed, options, ADMIN_ADDR)
     }
 
@@ -105,12 +107,45 @@ impl RunningAgent {
     }
 
     fn start_at(bed: &TestBed, options: &AgentOptions, admin_addr: &'static str) -> Result<RunningAgent> {
-        let agent = binaries::ambit_agent()?;
+        let mut cmd = bed.node_command(binaries::ambit_agent()?)?;
+        Self::spawn(bed, options, &mut cmd, None, admin_addr)
+    }
+
+    /// Starts the agent's container image on `bed`'s node, set up as `spec` (the
+    /// DaemonSet's pod spec) says, and waits until its admin API reports ready. The
+    /// bed's cgroup root, pin directory and manifests are where the container's
+    /// hostPath volumes (and a read-only bind mount of the manifests) put them.
+    pub fn start_container(bed: &TestBed, options: &AgentOptions, spec: &AgentPodSpec, image: &str) -> Result<RunningAgent> {
+        container::require_image(image)?;
+        container::ensure_host_bpffs()?;
+        spec.require_same_path(bed.cgroup_root())?;
+        spec.require_same_path(&bpffs().join(format!("{PIN_PREFIX}{}", bed.id())))?;
+        let name = format!("ambit-e2e-agent-{}", bed.id());
+        // A container left by a killed earlier run of this bed id.
+        let _ = std::process::Command::new("podman").args(["rm", "--force", "--time", "0", &name]).output();
+        let mut cmd = std::process::Command::new("podman");
+        // crun refuses hybrid cgroup hierarchies; the limits stay within the hard limits.
+        cmd.args(["--runtime", "runc", "run", "--rm", "--name", &name]);
+        cmd.args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+        cmd.args(spec.podman_run_args(bed.node_netns())?);
+        let manifests = bed.manifests_dir().display().to_string();
+        cmd.arg("--volume").arg(format!("{manifests}:{manifests}:ro"));
+        cmd.arg(image);
+        Self::spawn(bed, options, &mut cmd, Some(name), ADMIN_ADDR)
+    }
+
+    fn spawn(
+        bed: &TestBed,
+        options: &AgentOptions,
+        cmd: &mut std::process::Command,
+        container: Option<String>,
+        admin_addr: &'static str,
+    ) -> Result<RunningAgent> {
+        cleanup_stale_pins();
         let pin_dir = bpffs().join(format!("{PIN_PREFIX}{}", bed.id()));
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log_path = bed.scratch_dir().join(format!("agent-{n}.log"));
-        let mut cmd = bed.node_command(&agent)?;
         match &options.mode {
             AgentMode::Standalone => {
                 cmd.arg("standalone").arg("--manifests").arg(bed.manifests_dir());
@@ -143,6 +178,7 @@ impl RunningAgent {
         let child = cmd.spawn().context("spawning ambit-agent in the node namespace")?;
         let mut running = RunningAgent {
             child: Some(child),
+            container,
             node_netns: bed.node_netns().to_owned(),
             admin_addr,
             pin_dir,
@@ -151,6 +187,11 @@ impl RunningAgent {
         };
         running.wait_ready(Duration::from_secs(30))?;
         Ok(running)
+    }
+
+    /// The container's name when the agent runs from its image.
+    pub fn container_name(&self) -> Option<&str> {
+        self.container.as_deref()
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -303,9 +344,15 @@ impl RunningAgent {
 
     /// Kills the agent without a chance to clean up (like a crash); the eBPF pins stay.
     pub fn kill(&mut self) {
+        if let Some(name) = &self.container {
+            let _ = std::process::Command::new("podman").args(["kill", "--signal", "KILL", name]).output();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(name) = &self.container {
+            let _ = std::process::Command::new("podman").args(["rm", "--force", "--time", "0", name]).output();
         }
     }
 

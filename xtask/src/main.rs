@@ -8,6 +8,7 @@ mod check_ebpf;
 mod demo;
 mod ebpf;
 mod fuzz;
+mod image;
 mod setup;
 mod test;
 
@@ -28,6 +29,8 @@ enum Command {
     BuildEbpf(build_ebpf::Args),
     /// Rebuild the eBPF programs from scratch and fail if the committed object differs.
     CheckEbpf(check_ebpf::Args),
+    /// Build the agent's container image offline (static musl binary, from scratch) as localhost/ambit-agent:test.
+    Image(image::Args),
     /// Run Ambit on a local test bed with the example manifests and explain what happens (needs root).
     Demo(demo::Args),
     /// Run each cargo-fuzz target (fuzz/) for a bounded time from its committed corpus; fails on a crash.
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&args),
         Command::BuildEbpf(args) => build_ebpf::run(&args),
         Command::CheckEbpf(args) => check_ebpf::run(&args),
+        Command::Image(args) => image::run_image(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Test(args) => test::run_tests(&args),

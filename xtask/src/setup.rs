@@ -6,6 +6,9 @@
 //! - `bpf-linker` built against LLVM 22 (`--no-default-features --features llvm-22`,
 //!   with LLVM 22's bin directory first on PATH so its `llvm-config` is found);
 //! - `cargo-fuzz`, for the fuzz targets (`cargo xtask fuzz`, run by `cargo xtask test`).
+//! - for the container image (`cargo xtask image`) and its end-to-end test: `podman`,
+//!   `buildah`, `runc` (crun refuses hybrid cgroup hierarchies) and `musl-tools` (apt),
+//!   and the `x86_64-unknown-linux-musl` Rust target.
 
 use std::process::{Command, Stdio};
 
@@ -75,6 +78,20 @@ fn iproute2() -> anyhow::Result<()> {
     apt_package("iproute2")
 }
 
+/// What `cargo xtask image` and the image's end-to-end test need.
+fn image_tools() -> anyhow::Result<()> {
+    for package in ["podman", "buildah", "runc", "musl-tools"] {
+        apt_package(package)?;
+    }
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == crate::image::MUSL_TARGET) {
+        println!("{}: present", crate::image::MUSL_TARGET);
+        return Ok(());
+    }
+    println!("{}: installing", crate::image::MUSL_TARGET);
+    run_cmd(Command::new("rustup").args(["target", "add", crate::image::MUSL_TARGET]))
+}
+
 pub fn nightly() -> anyhow::Result<()> {
     if !succeeds(Command::new("rustc").args(["+nightly", "--version"])) {
         println!("nightly: installing");
@@ -137,6 +154,7 @@ pub fn run(_args: &Args) -> anyhow::Result<()> {
     nightly()?;
     bpf_linker()?;
     cargo_fuzz()?;
-    println!("eBPF and fuzzing toolchains ready");
+    image_tools()?;
+    println!("eBPF and fuzzing toolchains and image tools ready");
     Ok(())
 }

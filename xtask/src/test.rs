@@ -4,7 +4,8 @@
 //!    everything is present);
 //! 2. checks that the committed eBPF object matches its sources (`check-ebpf`);
 //! 3. builds every binary (the end-to-end tests run the real `ambit-agent` and
-//!    `ambit-pod`);
+//!    `ambit-pod`) and the agent's container image (`cargo xtask image`, which the
+//!    end-to-end test `image` runs as the node agent);
 //! 4. runs `cargo test --workspace`: unit tests, loopback data-path tests, the kernel
 //!    test of the eBPF programs, the Kubernetes-mode tests against the in-test API
 //!    server, and the end-to-end tests (walking skeleton, routing, and the Gateway API
@@ -19,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use crate::{check_ebpf, fuzz, setup};
+use crate::{check_ebpf, fuzz, image, setup};
 
 /// Seconds each fuzz target runs in the test suite (`cargo xtask fuzz --seconds N` runs longer).
 pub const CI_FUZZ_SECONDS: u64 = 20;
@@ -57,6 +58,7 @@ pub fn run_tests(args: &Args) -> anyhow::Result<()> {
     }
     let root = crate::ebpf::repo_root();
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
+    image::run_image(&image::Args::default())?;
     run(cargo().current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args.cargo_test_args))?;
     fuzz::run(&fuzz::Args { seconds: CI_FUZZ_SECONDS, targets: Vec::new() })
 }

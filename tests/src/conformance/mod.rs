@@ -12,6 +12,7 @@ pub mod placeholder;
 pub mod profile;
 pub mod report;
 pub mod report_file;
+pub mod run;
 pub mod weights;
 
 pub use case::{Case, CaseFile, Expect, RedirectExpect, RequestSpec, WeightCheck};
