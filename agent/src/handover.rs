@@ -50,21 +50,14 @@ pub fn enable_request_migration_logged() {
     }
 }
 
-/// Binds a listening socket with SO_REUSEPORT (non-blocking), so that a successor
-/// agent binds the same address while the old one still holds it: the admin API and the
-/// read-only health and metrics listeners use it.
+/// Backlog of the agent's own listeners (admin, health, metrics).
+const BACKLOG: i32 = 128;
+
+/// Binds one of the agent's own listeners (admin, health, metrics) with SO_REUSEPORT,
+/// as the proxy's are, so that a successor agent binds the same address while the old
+/// one still holds it.
 pub fn bind_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = socket2::Domain::for_address(addr);
-    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    Ok(socket.into())
+    ambit_proxy_core::proxy::bind_shared(addr, BACKLOG)
 }
 
 #[cfg(test)]

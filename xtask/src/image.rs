@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
+use crate::cmd::{output, run};
 use crate::ebpf::repo_root;
 
 /// The static target the image's binary is built for.
@@ -37,22 +38,6 @@ impl Default for Args {
     fn default() -> Self {
         Args { tag: DEFAULT_TAG.to_owned() }
     }
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Builds the static agent binary and returns its path.

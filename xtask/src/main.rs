@@ -5,6 +5,7 @@
 mod bench;
 mod build_ebpf;
 mod check_ebpf;
+mod cmd;
 mod demo;
 mod ebpf;
 mod fuzz;

@@ -12,8 +12,7 @@
 
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context};
-
+use crate::cmd::{self, output};
 use crate::ebpf;
 
 #[derive(clap::Args)]
@@ -24,22 +23,6 @@ fn succeeds(cmd: &mut Command) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Installs a Debian package unless it is installed already.
@@ -60,8 +43,8 @@ fn apt_package(name: &str) -> anyhow::Result<()> {
     if install().is_ok_and(|s| s.success()) {
         return Ok(());
     }
-    run_cmd(Command::new("apt-get").arg("update"))?;
-    run_cmd(
+    cmd::run(Command::new("apt-get").arg("update"))?;
+    cmd::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", name])
             .env("DEBIAN_FRONTEND", "noninteractive"),
@@ -89,13 +72,13 @@ fn image_tools() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{}: installing", crate::image::MUSL_TARGET);
-    run_cmd(Command::new("rustup").args(["target", "add", crate::image::MUSL_TARGET]))
+    cmd::run(Command::new("rustup").args(["target", "add", crate::image::MUSL_TARGET]))
 }
 
 pub fn nightly() -> anyhow::Result<()> {
     if !succeeds(Command::new("rustc").args(["+nightly", "--version"])) {
         println!("nightly: installing");
-        run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        cmd::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
     let components =
         output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
@@ -104,7 +87,7 @@ pub fn nightly() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("nightly rust-src: installing");
-    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
@@ -114,7 +97,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("bpf-linker: installing");
-    run_cmd(
+    cmd::run(
         Command::new("cargo")
             .args([
                 "install",
@@ -139,7 +122,7 @@ pub fn cargo_fuzz() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("cargo-fuzz: installing");
-    run_cmd(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
+    cmd::run(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
 }
 
 /// The cargo-fuzz release `cargo xtask fuzz` runs.

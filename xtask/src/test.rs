@@ -18,8 +18,9 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
+use crate::cmd::run;
 use crate::{check_ebpf, fuzz, image, setup};
 
 /// Seconds each fuzz target runs in the test suite (`cargo xtask fuzz --seconds N` runs longer).
@@ -37,14 +38,6 @@ pub struct Args {
 
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }
 
 pub fn run_tests(args: &Args) -> anyhow::Result<()> {

@@ -215,12 +215,18 @@ impl Proxy {
 
 /// Binds a listening socket suitable for the proxy (SO_REUSEADDR, large backlog; IPv6
 /// sockets are v6-only so that a v4 and a v6 listener can share a port).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_shared(addr, 4096)?)
+}
+
+/// Binds a non-blocking listening socket with SO_REUSEPORT (and SO_REUSEADDR; IPv6
+/// sockets v6-only) and `backlog`.
 ///
 /// SO_REUSEPORT lets a second agent (a rolling upgrade's successor, same user) bind the
 /// same address while the first still serves: the kernel spreads new connections over
 /// both listeners, and when one closes, `net.ipv4.tcp_migrate_req=1` moves its queued
 /// connections to the other instead of resetting them.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub fn bind_shared(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -230,6 +236,6 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    socket.listen(backlog)?;
+    Ok(socket.into())
 }
