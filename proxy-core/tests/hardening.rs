@@ -171,18 +171,7 @@ async fn an_idle_upgraded_connection_is_closed_on_both_sides() {
     let (backend, mut backend_closed) = upgrade_backend().await;
     let options = timeouts(|t| t.stream_idle = Duration::from_secs(1));
     let proxy = start_proxy_with(config_with(service_port(AppProtocol::Http, vec![backend], RouteSet::default())), options).await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut byte)).await.unwrap().unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let mut stream = websocket_through(proxy.addr).await;
     stream.write_all(b"frame").await.unwrap();
     let mut echoed = [0u8; 5];
     tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut echoed)).await.unwrap().unwrap();

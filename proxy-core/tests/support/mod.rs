@@ -183,3 +183,22 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> S
 pub fn field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
     body.lines().find_map(|l| l.strip_prefix(&format!("{key}=")))
 }
+
+/// Opens a WebSocket upgrade through the proxy at `proxy` and returns the connection
+/// once the `101 Switching Protocols` head has been read.
+pub async fn websocket_through(proxy: SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut byte)).await.unwrap().unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
