@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod rate_limited_log;
 pub mod routes;
+pub mod tls;

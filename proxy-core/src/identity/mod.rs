@@ -1,6 +1,10 @@
 //! Who is calling, and what did they dial: recovered from the kernel's view of the
 //! socket, never from anything the caller sends.
 
+mod spiffe;
+
+pub use spiffe::{SpiffeId, SpiffeIdError, TrustDomain};
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
