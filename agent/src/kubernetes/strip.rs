@@ -37,7 +37,7 @@ pub fn namespace(mut ns: Namespace) -> Namespace {
 }
 
 /// Pod: metadata, `spec.nodeName`, `spec.serviceAccountName`, `status.phase`,
-/// `status.qosClass`, `status.podIP(s)`.
+/// `status.qosClass`, `status.podIP(s)`, `status.hostIP(s)`.
 pub fn pod(mut pod: Pod) -> Pod {
     strip_meta(&mut pod.metadata);
     pod.spec = pod.spec.map(|spec| PodSpec {
@@ -51,6 +51,8 @@ pub fn pod(mut pod: Pod) -> Pod {
         qos_class: status.qos_class,
         pod_ip: status.pod_ip,
         pod_ips: status.pod_ips,
+        host_ip: status.host_ip,
+        host_ips: status.host_ips,
         ..PodStatus::default()
     });
     pod

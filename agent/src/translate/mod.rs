@@ -18,6 +18,7 @@
 
 mod backends;
 mod l4;
+pub mod mesh;
 mod owner;
 mod rules;
 mod services;

@@ -1,0 +1,190 @@
+//! The mesh's pods as tunnel destinations, and the identities this node must hold.
+//!
+//! A pod is a mesh destination when its namespace is enrolled, it is not opted out, it
+//! does not use the host network (its address is then its node's), and it has a pod IP.
+//! A pod on another node also needs its node's address (`status.hostIP(s)`): that is
+//! where its node proxy accepts HBONE tunnels. Its identity is the SPIFFE ID of its
+//! service account: the identity the callee's node must present (secure naming).
+//!
+//! This node holds one certificate per identity of its own mesh pods (host-network pods
+//! included: they call out too).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{pod_in_mesh, NodeView};
+use crate::cluster::{ClusterState, ObjectKey};
+
+/// One pod a tunnel can reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshPod {
+    pub pod: ObjectKey,
+    pub identity: SpiffeId,
+    /// Its node's address of the pod IP's family (None: this node).
+    pub node: Option<IpAddr>,
+}
+
+/// The mesh seen from one node.
+#[derive(Debug, Default)]
+pub struct MeshView {
+    /// Every mesh pod's IPs (both families) → the pod.
+    pub destinations: BTreeMap<IpAddr, MeshPod>,
+    /// The identities of this node's mesh pods.
+    pub local_identities: BTreeSet<SpiffeId>,
+    pub problems: Vec<String>,
+}
+
+/// Builds the view for `node` (None node name: every pod is local).
+pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &TrustDomain) -> MeshView {
+    let mut view = MeshView::default();
+    for (key, pod) in &state.pods {
+        if !pod_in_mesh(state, pod) {
+            continue;
+        }
+        let identity = match identity_of(pod, key, trust_domain) {
+            Ok(id) => id,
+            Err(problem) => {
+                view.problems.push(problem);
+                continue;
+            }
+        };
+        let local = is_local(pod, node);
+        if local {
+            view.local_identities.insert(identity.clone());
+        }
+        if host_network(pod) {
+            continue;
+        }
+        add_destinations(&mut view, key, pod, identity, local);
+    }
+    view
+}
+
+fn add_destinations(view: &mut MeshView, key: &ObjectKey, pod: &Pod, identity: SpiffeId, local: bool) {
+    let hosts = ips(pod, |s| (s.host_ip.as_deref(), s.host_ips.as_ref().map(|v| v.iter().map(|h| h.ip.as_str()).collect())));
+    for ip in ips(pod, |s| (s.pod_ip.as_deref(), s.pod_ips.as_ref().map(|v| v.iter().map(|p| p.ip.as_str()).collect()))) {
+        let node = if local {
+            None
+        } else {
+            match hosts.iter().find(|h| h.is_ipv4() == ip.is_ipv4()) {
+                Some(host) => Some(*host),
+                None => {
+                    view.problems.push(format!(
+                        "pod {key} is on another node but has no status.hostIP of its address family: calls to {ip} are not tunnelled"
+                    ));
+                    continue;
+                }
+            }
+        };
+        let entry = MeshPod { pod: key.clone(), identity: identity.clone(), node };
+        if let Some(first) = view.destinations.get(&ip) {
+            view.problems.push(format!("pods {} and {key} both claim IP {ip}: keeping {}", first.pod, first.pod));
+            continue;
+        }
+        view.destinations.insert(ip, entry);
+    }
+}
+
+fn identity_of(pod: &Pod, key: &ObjectKey, trust_domain: &TrustDomain) -> Result<SpiffeId, String> {
+    let account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    SpiffeId::new(trust_domain.clone(), &key.namespace, account).map_err(|e| format!("pod {key}: no workload identity: {e}"))
+}
+
+fn is_local(pod: &Pod, node: &NodeView<'_>) -> bool {
+    let theirs = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
+    match (node.node_name, theirs) {
+        (Some(this), Some(theirs)) => this == theirs,
+        _ => true,
+    }
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+}
+
+/// The parsed IPs of a pod's status field pair (singular and plural), deduplicated.
+fn ips(
+    pod: &Pod,
+    field: impl Fn(&k8s_openapi::api::core::v1::PodStatus) -> (Option<&str>, Option<Vec<&str>>),
+) -> Vec<IpAddr> {
+    let Some(status) = pod.status.as_ref() else { return vec![] };
+    let (one, many) = field(status);
+    let mut out: Vec<IpAddr> = one.into_iter().chain(many.unwrap_or_default()).filter_map(|s| s.parse().ok()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(yaml: &str) -> ClusterState {
+        let mut state = ClusterState::new();
+        for value in crate::manifests::parse_documents(yaml) {
+            match crate::manifests::parse_object(value.unwrap()).unwrap() {
+                crate::manifests::Parsed::Object(object) => {
+                    state.insert(*object).unwrap();
+                }
+                _ => panic!("not an object"),
+            }
+        }
+        state
+    }
+
+    const PODS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {ambit.dev/mesh: enabled}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: here, namespace: shop, uid: u1}
+spec: {nodeName: n1, serviceAccountName: catalog, containers: []}
+status: {podIP: 10.244.1.2, hostIP: 10.77.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: there, namespace: shop, uid: u2}
+spec: {nodeName: n2, containers: []}
+status: {podIPs: [{ip: 10.244.2.2}, {ip: "fd44::2"}], hostIPs: [{ip: 10.77.0.2}, {ip: "fd77::2"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lost, namespace: shop, uid: u3}
+spec: {nodeName: n3, containers: []}
+status: {podIP: 10.244.3.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: outside, namespace: other, uid: u4}
+spec: {nodeName: n2, containers: []}
+status: {podIP: 10.244.2.9, hostIP: 10.77.0.2}
+"#;
+
+    #[test]
+    fn remote_pods_are_reached_through_their_node() {
+        let state = state(PODS);
+        let none = |_: &str, _: Option<&str>| None;
+        let view = mesh_view(&state, &NodeView { node_name: Some("n1"), cgroups: &none }, &TrustDomain::new("td").unwrap());
+        let at = |ip: &str| view.destinations.get(&ip.parse::<IpAddr>().unwrap()).cloned();
+        let here = at("10.244.1.2").unwrap();
+        assert_eq!((here.node, here.identity.to_string()), (None, "spiffe://td/ns/shop/sa/catalog".to_string()));
+        assert_eq!(at("10.244.2.2").unwrap().node, Some("10.77.0.2".parse().unwrap()));
+        assert_eq!(at("fd44::2").unwrap().node, Some("fd77::2".parse().unwrap()));
+        assert_eq!(at("10.244.2.2").unwrap().identity.service_account(), "default");
+        assert!(at("10.244.3.2").is_none(), "a remote pod without hostIP cannot be tunnelled to");
+        assert!(view.problems.iter().any(|p| p.contains("shop/lost")), "{:?}", view.problems);
+        assert!(at("10.244.2.9").is_none(), "not enrolled: not a mesh destination");
+        let local: Vec<String> = view.local_identities.iter().map(ToString::to_string).collect();
+        assert_eq!(local, ["spiffe://td/ns/shop/sa/catalog"]);
+    }
+}
