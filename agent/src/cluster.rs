@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::directory::MeshNode;
 use crate::{MESH_ENABLED, MESH_LABEL};
 
 /// Namespace used for namespaced objects that name none (as `kubectl apply` does).
@@ -56,6 +57,7 @@ pub enum ObjectKind {
     GrpcRoute,
     TlsRoute,
     TcpRoute,
+    MeshNode,
 }
 
 impl ObjectKind {
@@ -70,6 +72,7 @@ impl ObjectKind {
             ObjectKind::GrpcRoute => "GRPCRoute",
             ObjectKind::TlsRoute => "TLSRoute",
             ObjectKind::TcpRoute => "TCPRoute",
+            ObjectKind::MeshNode => "MeshNode",
         }
     }
 }
@@ -91,6 +94,7 @@ pub enum ClusterObject {
     GrpcRoute(GrpcRoute),
     TlsRoute(TlsRoute),
     TcpRoute(TcpRoute),
+    MeshNode(MeshNode),
 }
 
 /// Why an object cannot be stored.
@@ -111,6 +115,7 @@ impl ClusterObject {
             ClusterObject::GrpcRoute(_) => ObjectKind::GrpcRoute,
             ClusterObject::TlsRoute(_) => ObjectKind::TlsRoute,
             ClusterObject::TcpRoute(_) => ObjectKind::TcpRoute,
+            ClusterObject::MeshNode(_) => ObjectKind::MeshNode,
         }
     }
 
@@ -124,6 +129,7 @@ impl ClusterObject {
             ClusterObject::GrpcRoute(o) => &o.metadata,
             ClusterObject::TlsRoute(o) => &o.metadata,
             ClusterObject::TcpRoute(o) => &o.metadata,
+            ClusterObject::MeshNode(o) => &o.metadata,
         }
     }
 
@@ -133,7 +139,7 @@ impl ClusterObject {
         let meta = self.metadata();
         let name = meta.name.as_deref().filter(|n| !n.is_empty()).ok_or(ObjectError::MissingName(self.kind()))?;
         let namespace = match self.kind() {
-            ObjectKind::Namespace => String::new(),
+            ObjectKind::Namespace | ObjectKind::MeshNode => String::new(),
             _ => meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
         };
         Ok(ObjectKey::new(namespace, name))
@@ -141,7 +147,7 @@ impl ClusterObject {
 
     /// Fills in the defaulted namespace so that stored objects always carry one.
     fn normalise(&mut self, key: &ObjectKey) {
-        if self.kind() == ObjectKind::Namespace {
+        if matches!(self.kind(), ObjectKind::Namespace | ObjectKind::MeshNode) {
             return;
         }
         let meta = match self {
@@ -153,6 +159,7 @@ impl ClusterObject {
             ClusterObject::GrpcRoute(o) => &mut o.metadata,
             ClusterObject::TlsRoute(o) => &mut o.metadata,
             ClusterObject::TcpRoute(o) => &mut o.metadata,
+            ClusterObject::MeshNode(o) => &mut o.metadata,
         };
         meta.namespace = Some(key.namespace.clone());
     }
@@ -169,6 +176,8 @@ pub struct ClusterState {
     pub grpc_routes: BTreeMap<ObjectKey, GrpcRoute>,
     pub tls_routes: BTreeMap<ObjectKey, TlsRoute>,
     pub tcp_routes: BTreeMap<ObjectKey, TcpRoute>,
+    /// The mesh directory, by node name (Kubernetes mode; see [`crate::directory`]).
+    pub mesh_nodes: BTreeMap<String, MeshNode>,
 }
 
 impl ClusterState {
@@ -205,6 +214,9 @@ impl ClusterState {
             ClusterObject::TcpRoute(o) => {
                 self.tcp_routes.insert(key.clone(), o);
             }
+            ClusterObject::MeshNode(o) => {
+                self.mesh_nodes.insert(key.name.clone(), o);
+            }
         }
         Ok(key)
     }
@@ -226,6 +238,7 @@ impl ClusterState {
             ObjectKind::GrpcRoute => self.grpc_routes.remove(key).is_some(),
             ObjectKind::TlsRoute => self.tls_routes.remove(key).is_some(),
             ObjectKind::TcpRoute => self.tcp_routes.remove(key).is_some(),
+            ObjectKind::MeshNode => self.mesh_nodes.remove(&key.name).is_some(),
         }
     }
 
@@ -239,6 +252,7 @@ impl ClusterState {
             + self.grpc_routes.len()
             + self.tls_routes.len()
             + self.tcp_routes.len()
+            + self.mesh_nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -8,10 +8,12 @@
 //!   contents and route status.
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
+//! - [`directory`]: the mesh directory (`MeshNode`s): every pod IP's identity and node.
 
 pub mod cgroups;
 pub mod check;
 pub mod cluster;
+pub mod directory;
 pub mod duration;
 pub mod egress;
 pub mod kubernetes;

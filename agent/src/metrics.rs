@@ -228,6 +228,7 @@ impl ConfigState {
                 ("GRPCRoute", state.grpc_routes.len()),
                 ("TLSRoute", state.tls_routes.len()),
                 ("TCPRoute", state.tcp_routes.len()),
+                ("MeshNode", state.mesh_nodes.len()),
             ],
             routes_rejected: parents().filter(|p| !p.accepted()).count(),
             routes_partially_invalid: parents().filter(|p| p.accepted() && !p.fully_ok()).count(),

@@ -50,6 +50,9 @@ fn strict_object(value: Value) -> String {
         "RoleBinding" => drop(strict_value::<RoleBinding>(&what, value)),
         "ConfigMap" => drop(strict_value::<ConfigMap>(&what, value)),
         "DaemonSet" => drop(strict_value::<DaemonSet>(&what, value)),
+        "CustomResourceDefinition" => drop(strict_value::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(&what, value)),
         other => panic!("{what}: unexpected kind {other:?}"),
     }
     kind
@@ -167,7 +170,7 @@ fn kubectl_kustomize_renders_objects_that_parse_strictly() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "Role", "RoleBinding", "ServiceAccount"]
+        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Namespace", "Role", "RoleBinding", "ServiceAccount"]
     );
 }
 
@@ -175,11 +178,14 @@ fn kubectl_kustomize_renders_objects_that_parse_strictly() {
 fn kustomization_lists_every_manifest() {
     let k = load("kustomization.yaml");
     let listed: BTreeSet<String> = k["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
-    let present: BTreeSet<String> = std::fs::read_dir(dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
-        .collect();
+    let names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(dir().join(sub))
+            .unwrap()
+            .map(|e| format!("{sub}{}", e.unwrap().file_name().to_string_lossy()))
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect()
+    };
+    let present: BTreeSet<String> = names("").into_iter().chain(names("crds/")).collect();
     assert_eq!(listed, present);
 }
 

@@ -46,6 +46,8 @@ pub const HTTP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "httpr
 pub const GRPC_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "grpcroutes");
 pub const TLS_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tlsroutes");
 pub const TCP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tcproutes");
+/// The mesh directory (written by the signer only).
+pub const MESH_NODES: WatchPermissions = lw("ambit.dev", "meshnodes");
 
 /// Reading a route before writing its status (to keep other controllers' entries).
 pub const HTTP_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "httproutes", "get");
@@ -67,6 +69,8 @@ pub const LEASE_UPDATE: Permission = p("coordination.k8s.io", "leases", "update"
 pub const ALL: &[Permission] = &[
     NAMESPACES.list,
     NAMESPACES.watch,
+    MESH_NODES.list,
+    MESH_NODES.watch,
     PODS.list,
     PODS.watch,
     SERVICES.list,

@@ -98,6 +98,10 @@ pub fn object(object: ClusterObject) -> ClusterObject {
             o.status = None;
             ClusterObject::TlsRoute(o)
         }
+        ClusterObject::MeshNode(mut o) => {
+            strip_meta(&mut o.metadata);
+            ClusterObject::MeshNode(o)
+        }
         ClusterObject::TcpRoute(mut o) => {
             strip_meta(&mut o.metadata);
             o.status = None;

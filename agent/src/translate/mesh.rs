@@ -16,6 +16,7 @@ use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{pod_in_mesh, NodeView};
+use crate::directory::MeshNodeSpec;
 use crate::cluster::{ClusterState, ObjectKey};
 
 /// One pod a tunnel can reach.
@@ -60,7 +61,32 @@ pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &Trust
         }
         add_destinations(&mut view, key, pod, identity, local);
     }
+    if let Some(this) = node.node_name {
+        for (name, mesh_node) in state.mesh_nodes.iter().filter(|(name, _)| name.as_str() != this) {
+            add_directory(&mut view, state, name, &mesh_node.spec, trust_domain);
+        }
+    }
     view
+}
+
+/// The pods of another node from the mesh directory (Kubernetes mode), unless this
+/// node's own Pod watch already placed the address.
+fn add_directory(view: &mut MeshView, state: &ClusterState, node: &str, spec: &MeshNodeSpec, trust_domain: &TrustDomain) {
+    let addresses: Vec<IpAddr> = spec.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+    for entry in spec.workloads.iter().filter(|w| state.namespace_enrolled(&w.namespace)) {
+        let key = ObjectKey::new(entry.namespace.clone(), format!("(on node {node})"));
+        let identity = match SpiffeId::new(trust_domain.clone(), &entry.namespace, &entry.service_account) {
+            Ok(id) => id,
+            Err(e) => {
+                view.problems.push(format!("mesh directory of node {node}: {e}"));
+                continue;
+            }
+        };
+        for ip in entry.ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+            let Some(host) = addresses.iter().find(|a| a.is_ipv4() == ip.is_ipv4()) else { continue };
+            view.destinations.entry(ip).or_insert_with(|| MeshPod { pod: key.clone(), identity: identity.clone(), node: Some(*host) });
+        }
+    }
 }
 
 fn add_destinations(view: &mut MeshView, key: &ObjectKey, pod: &Pod, identity: SpiffeId, local: bool) {
@@ -168,6 +194,23 @@ kind: Pod
 metadata: {name: outside, namespace: other, uid: u4}
 spec: {nodeName: n2, containers: []}
 status: {podIP: 10.244.2.9, hostIP: 10.77.0.2}
+---
+apiVersion: ambit.dev/v1alpha1
+kind: MeshNode
+metadata: {name: n4}
+spec:
+  addresses: [10.77.0.4]
+  workloads:
+  - {namespace: shop, serviceAccount: cart, ips: [10.244.4.7]}
+  - {namespace: other, serviceAccount: default, ips: [10.244.4.8]}
+---
+apiVersion: ambit.dev/v1alpha1
+kind: MeshNode
+metadata: {name: n1}
+spec:
+  addresses: [10.77.0.1]
+  workloads:
+  - {namespace: shop, serviceAccount: ghost, ips: [10.244.1.99]}
 "#;
 
     #[test]
@@ -184,6 +227,10 @@ status: {podIP: 10.244.2.9, hostIP: 10.77.0.2}
         assert!(at("10.244.3.2").is_none(), "a remote pod without hostIP cannot be tunnelled to");
         assert!(view.problems.iter().any(|p| p.contains("shop/lost")), "{:?}", view.problems);
         assert!(at("10.244.2.9").is_none(), "not enrolled: not a mesh destination");
+        assert_eq!(at("10.244.4.7").unwrap().node, Some("10.77.0.4".parse().unwrap()), "from the directory");
+        assert_eq!(at("10.244.4.7").unwrap().identity.service_account(), "cart");
+        assert!(at("10.244.4.8").is_none(), "directory entries of namespaces outside the mesh are ignored");
+        assert!(at("10.244.1.99").is_none(), "this node's own directory entry is ignored: its Pod watch is authoritative");
         let local: Vec<String> = view.local_identities.iter().map(ToString::to_string).collect();
         assert_eq!(local, ["spiffe://td/ns/shop/sa/catalog"]);
     }

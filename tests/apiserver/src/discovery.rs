@@ -1,7 +1,7 @@
 //! API discovery in the legacy (unaggregated) format, what `kubectl` reads to map a
 //! kind to its resource: `/api`, `/apis`, `/api/v1` and `/apis/<group>/<version>`.
 //!
-//! Every served group has the one version `v1`. A client that asks for aggregated
+//! Every served group has one version (`v1`, or `v1alpha1` for `ambit.dev`). A client that asks for aggregated
 //! discovery (`application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`)
 //! gets this legacy format with `Content-Type: application/json` and falls back to it,
 //! as it does against any server without aggregated discovery.
@@ -17,7 +17,9 @@ pub fn document(path: &str) -> Option<Value> {
         ["api"] => Some(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})),
         ["apis"] => Some(group_list()),
         ["api", "v1"] => Some(resource_list("v1", "")),
-        ["apis", group, "v1"] if groups().contains(group) => Some(resource_list(&format!("{group}/v1"), group)),
+        ["apis", group, version] if groups().contains(group) && group_version(group) == format!("{group}/{version}") => {
+            Some(resource_list(&group_version(group), group))
+        }
         ["apis", group] if groups().contains(group) => Some(group_document(group)),
         _ => None,
     }
@@ -31,8 +33,15 @@ fn groups() -> Vec<&'static str> {
     groups
 }
 
+/// `<group>/<version>` of a served group (its resources' apiVersion).
+fn group_version(group: &str) -> String {
+    Resource::ALL.iter().find(|r| r.group() == group).map_or_else(|| format!("{group}/v1"), |r| r.api_version().to_string())
+}
+
 fn group_document(group: &str) -> Value {
-    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+    let group_version = group_version(group);
+    let plain = group_version.rsplit('/').next().unwrap_or("v1").to_string();
+    let version = json!({"groupVersion": group_version, "version": plain});
     json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [version.clone()], "preferredVersion": version})
 }
 
@@ -99,8 +108,9 @@ mod tests {
     fn group_list_names_every_group_with_its_preferred_version() {
         let list = document("/apis").unwrap();
         let groups: Vec<&str> = list["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-        assert_eq!(groups, vec!["coordination.k8s.io", "discovery.k8s.io", "gateway.networking.k8s.io"]);
-        assert_eq!(list["groups"][0]["preferredVersion"]["version"], "v1");
+        assert_eq!(groups, vec!["ambit.dev", "coordination.k8s.io", "discovery.k8s.io", "gateway.networking.k8s.io"]);
+        assert_eq!(list["groups"][0]["preferredVersion"]["version"], "v1alpha1");
+        assert_eq!(list["groups"][1]["preferredVersion"]["version"], "v1");
     }
 
     #[test]

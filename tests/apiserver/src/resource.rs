@@ -12,11 +12,13 @@ pub enum Resource {
     HttpRoutes,
     GrpcRoutes,
     Leases,
+    /// Ambit's mesh directory (`ambit.dev/v1alpha1`, cluster-scoped).
+    MeshNodes,
 }
 
 impl Resource {
     /// Every resource type served.
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::Services,
@@ -24,6 +26,7 @@ impl Resource {
         Resource::HttpRoutes,
         Resource::GrpcRoutes,
         Resource::Leases,
+        Resource::MeshNodes,
     ];
 
     /// The API group ("" for the core group).
@@ -33,6 +36,7 @@ impl Resource {
             Resource::EndpointSlices => "discovery.k8s.io",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io",
             Resource::Leases => "coordination.k8s.io",
+            Resource::MeshNodes => "ambit.dev",
         }
     }
 
@@ -43,6 +47,7 @@ impl Resource {
             Resource::EndpointSlices => "discovery.k8s.io/v1",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io/v1",
             Resource::Leases => "coordination.k8s.io/v1",
+            Resource::MeshNodes => "ambit.dev/v1alpha1",
         }
     }
 
@@ -56,6 +61,7 @@ impl Resource {
             Resource::HttpRoutes => "HTTPRoute",
             Resource::GrpcRoutes => "GRPCRoute",
             Resource::Leases => "Lease",
+            Resource::MeshNodes => "MeshNode",
         }
     }
 
@@ -69,6 +75,7 @@ impl Resource {
             Resource::HttpRoutes => "httproutes",
             Resource::GrpcRoutes => "grpcroutes",
             Resource::Leases => "leases",
+            Resource::MeshNodes => "meshnodes",
         }
     }
 
@@ -84,7 +91,7 @@ impl Resource {
 
     /// Whether the type is a custom resource (defined by a CRD) in a real cluster.
     pub fn is_custom(self) -> bool {
-        self.group() == "gateway.networking.k8s.io"
+        matches!(self.group(), "gateway.networking.k8s.io" | "ambit.dev")
     }
 
     /// Whether the type has a `/status` subresource served here.
@@ -93,7 +100,7 @@ impl Resource {
     }
 
     pub fn namespaced(self) -> bool {
-        self != Resource::Namespaces
+        !matches!(self, Resource::Namespaces | Resource::MeshNodes)
     }
 
     /// Whether writes to the object's spec bump `metadata.generation` (as for CRDs and
