@@ -73,7 +73,7 @@ fn rank(resource: Resource) -> u8 {
         Resource::Pods => 2,
         Resource::EndpointSlices => 3,
         Resource::HttpRoutes | Resource::GrpcRoutes => 4,
-        Resource::Leases => 5,
+        Resource::Leases | Resource::MeshNodes => 5,
     }
 }
 
