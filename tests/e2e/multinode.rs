@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ambit_e2e::{AgentOptions, BedOptions, Captured, ClientRequest, Pod, PodSpec, RunningAgent, TestBed};
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, BedOptions, Captured, ClientRequest, Pod, PodSpec, RunningAgent, TestBed};
 use support::{version, wait_until};
 
 /// What the cluster network carries for a call between two mesh pods on different nodes.
@@ -342,4 +342,22 @@ fn gamma_route_applies_on_the_callers_side_across_three_nodes() {
     if CROSS_NODE_WIRE == Wire::Plaintext {
         assert!(captured.contains(b"/to-v1") && captured.contains(b"/to-v2"));
     }
+}
+
+#[test]
+fn kubernetes_mode_agents_on_every_node_share_the_api_server() {
+    let bed = bed(2);
+    bed.apply_yaml(SERVICES).unwrap();
+    let echo = bed.add_pod(PodSpec::new("server", "echo-v1-0").label("app", "echo").label("version", "v1").on_node(2)).unwrap();
+    let api = BedApiServer::start(&bed).unwrap();
+    let options = AgentOptions { mode: AgentMode::Kubernetes { api_server: api.url() }, ..AgentOptions::default() };
+    // Declared after the API server: the agents stop first.
+    let agents = RunningAgent::start_all(&bed, &options).unwrap();
+    let client = bed.add_pod(PodSpec::new("mesh-a", "client").serve(false).on_node(1)).unwrap();
+    agents[0].wait_enrolled("mesh-a", "client", Duration::from_secs(10)).unwrap();
+    agents[1].wait_enrolled("server", "echo-v1-0", Duration::from_secs(10)).unwrap();
+    assert!(!listed_workload(&agents[0], &echo), "node 1's agent enrolled a pod of node 2");
+    assert!(!listed_workload(&agents[1], &client), "node 2's agent enrolled a pod of node 1");
+    let r = call(&client, ClientRequest::http("http://echo.server/k8s"), &agents);
+    assert_eq!(r.echo_pod(), Some("echo-v1-0"), "{r:?}");
 }

@@ -13,6 +13,7 @@
 pub mod abuse_client;
 pub mod agent;
 pub mod apiserver_bridge;
+pub mod apiserver_relay;
 pub mod bed;
 pub mod bed_node;
 pub mod binaries;
