@@ -224,6 +224,27 @@ fn spread_deployments_use_every_node() {
     let mut nodes: Vec<usize> = bed.pods_matching("n", &[("app", "d")]).iter().map(|p| p.node).collect();
     nodes.sort();
     assert_eq!(nodes, [1, 1, 2]);
+    // The round-robin goes on across Deployments, so one-replica Deployments spread too.
+    bed.apply_yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: e, namespace: n}\nspec:\n  template:\n    metadata: {labels: {app: e}}\n    spec: {containers: [{name: c}]}\n").unwrap();
+    assert_eq!(bed.first_pod("n", &[("app", "e")]).unwrap().node, 2);
+}
+
+#[test]
+fn conformance_pods_spread_over_three_nodes() {
+    // What `AMBIT_CONFORMANCE_NODES=3` gives the conformance suite.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/base-manifests.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let bed = TestBed::with_options(BedOptions {
+        pod_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_ambit-pod"))),
+        nodes: 3,
+        spread_deployments: true,
+        ..Default::default()
+    })
+    .unwrap();
+    bed.apply_yaml(&yaml).unwrap();
+    let mut nodes: Vec<usize> = bed.pods().iter().map(|p| p.node).collect();
+    nodes.sort();
+    assert_eq!(nodes, [1, 2, 3]);
 }
 
 #[test]

@@ -87,9 +87,9 @@ pub struct BedOptions {
     pub pod_bin: Option<PathBuf>,
     /// Number of nodes (0 or 1: the one-node bed; at most [`crate::bed_node::MAX_NODES`]).
     pub nodes: usize,
-    /// Place a Deployment's replicas round-robin over the nodes (replica k on
-    /// node k mod N + 1) unless its template names a node (`spec.nodeName`).
-    /// Off: every Deployment pod runs on node 1.
+    /// Place Deployment pods round-robin over the nodes, in creation order across
+    /// all Deployments (the k-th such pod on node k mod N + 1), unless a template
+    /// names a node (`spec.nodeName`). Off: every Deployment pod runs on node 1.
     pub spread_deployments: bool,
 }
 
@@ -133,6 +133,8 @@ struct State {
     ips: ClusterIpAllocator,
     next_pod: u32,
     next_node_proc: u32,
+    /// Deployment pods placed round-robin so far (see [`BedOptions::spread_deployments`]).
+    spread: usize,
     writer: ManifestWriter,
 }
 
@@ -196,6 +198,7 @@ impl TestBed {
                 ips: ClusterIpAllocator::default(),
                 next_pod: 2,
                 next_node_proc: 0,
+                spread: 0,
                 writer: ManifestWriter::new(manifests.path()),
             }),
             id,
@@ -522,7 +525,7 @@ impl TestBed {
             Some(n) => Some(self.node_named(n).with_context(|| format!("Deployment {ns}/{name}"))?),
             None => None,
         };
-        for k in mine.len()..replicas {
+        for _ in mine.len()..replicas {
             let pod_name = loop {
                 let n = format!("{name}-{hash}-{}", random_from(KUBE_ALPHABET, 5));
                 if !st.pods.contains_key(&(ns.to_string(), n.clone())) {
@@ -531,7 +534,10 @@ impl TestBed {
             };
             let node = match pinned {
                 Some(i) => i,
-                None if self.opts.spread_deployments => k % self.nodes.len() + 1,
+                None if self.opts.spread_deployments => {
+                    st.spread += 1;
+                    (st.spread - 1) % self.nodes.len() + 1
+                }
                 None => 1,
             };
             let mut spec = PodSpec::new(ns, pod_name).on_node(node).service_account(service_account.clone());
