@@ -118,9 +118,9 @@ fn last_pending_cgroups(agent: &RunningAgent) -> Option<u64> {
     agent
         .log()
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "configuration applied")
-        .last()
+        .find(|v| v["message"] == "configuration applied")
         .and_then(|v| v["pending_cgroups"].as_u64())
 }
 

@@ -155,7 +155,7 @@ fn read_frames(socket: &OwnedFd, stop: &AtomicBool, deadline: Instant) -> Result
             }
         }
         // Frames the bridge itself sends would be seen twice; it sends none, but be sure.
-        if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+        if from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         captured.push(&buf[..n as usize]);

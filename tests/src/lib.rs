@@ -9,6 +9,11 @@
 //! There is no kube-proxy: the node namespace has `unreachable` routes for the
 //! cluster-IP ranges, so a cluster-IP connection that the agent does not
 //! redirect fails at once with EHOSTUNREACH.
+//!
+//! A bed has one node by default; with [`BedOptions::nodes`](bed::BedOptions::nodes)
+//! it has several, joined by a bridged cluster network ([`cluster_net`]), each with
+//! its own pod range, cgroup subtree and agent ([`RunningAgent::start_on`]); see
+//! [`bed`] for the topology and [`capture`] to look at the frames between nodes.
 
 pub mod abuse_client;
 pub mod agent;
