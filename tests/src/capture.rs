@@ -223,6 +223,44 @@ impl Captured {
     }
 }
 
+/// The HBONE port (HTTP/2 CONNECT over mutual TLS between node proxies), as Istio ambient.
+pub const HBONE_PORT: u16 = 15008;
+
+/// What a call between mesh pods on different nodes looks like on the cluster network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// The request as the caller sent it, to the backend pod's own port.
+    Plaintext,
+    /// Only TLS on [`HBONE_PORT`]: no plaintext, nothing on the backend's port.
+    Hbone,
+}
+
+impl Captured {
+    /// Checks that this capture of one call, whose request carried `marker` to a
+    /// backend listening on `backend_port`, shows `wire`; the error says what it saw.
+    pub fn check_wire(&self, marker: &[u8], backend_port: u16, wire: Wire) -> Result<()> {
+        let seen = self.contains(marker);
+        let (hbone, plain) = (self.tcp_payload_bytes(HBONE_PORT), self.tcp_payload_bytes(backend_port));
+        let what = || {
+            format!(
+                "marker seen: {seen}, payload bytes on {backend_port}: {plain}, on {HBONE_PORT}: {hbone}, \
+                 dropped frames: {}, flows: {:?}",
+                self.dropped,
+                self.tcp_ports_with_payload()
+            )
+        };
+        let ok = self.dropped == 0
+            && match wire {
+                Wire::Plaintext => seen && plain > 0 && hbone == 0,
+                Wire::Hbone => !seen && hbone > 0 && plain == 0,
+            };
+        if !ok {
+            bail!("the cluster network does not show {wire:?}: {}", what());
+        }
+        Ok(())
+    }
+}
+
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
@@ -296,6 +334,19 @@ mod tests {
         assert!(!c.contains(b"world"));
         assert!(!c.contains(b""));
         assert_eq!(c.tcp_ports_with_payload().into_iter().collect::<Vec<_>>(), vec![((40000, 15008), 5)]);
+    }
+
+    #[test]
+    fn checks_the_wire() {
+        let mut plain = Captured::default();
+        plain.push(&frame_v4(40000, 8080, b"GET /marker", 0));
+        assert!(plain.check_wire(b"/marker", 8080, Wire::Plaintext).is_ok());
+        assert!(plain.check_wire(b"/marker", 8080, Wire::Hbone).is_err());
+        let mut tls = Captured::default();
+        tls.push(&frame_v4(40000, HBONE_PORT, b"\x16\x03\x01 opaque", 0));
+        assert!(tls.check_wire(b"/marker", 8080, Wire::Hbone).is_ok());
+        assert!(tls.check_wire(b"/marker", 8080, Wire::Plaintext).is_err());
+        assert!(Captured::default().check_wire(b"/marker", 8080, Wire::Hbone).is_err(), "nothing flowed");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use agent::{AgentMode, AgentOptions, RunningAgent};
 pub use apiserver_bridge::BedApiServer;
 pub use bed::{BedOptions, TestBed};
 pub use bed_node::BedNode;
-pub use capture::{Capture, Captured};
+pub use capture::{Capture, Captured, Wire};
 pub use cgroup::CgroupLayout;
 pub use kubectl::Kubectl;
 pub use container::AgentPodSpec;
