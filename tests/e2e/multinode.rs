@@ -118,6 +118,25 @@ fn nodes_are_joined_placed_and_closed() {
         assert_eq!(out.only().echo_pod(), Some(to.name.as_str()), "{out:#?}");
     }
 
+    // Other nodes' addresses are reachable from pods (nothing listens there yet: refused, fast).
+    for node in [bed.node(2).unwrap(), bed.node(3).unwrap()] {
+        for addr in [format!("{}:15008", node.ipv4()), format!("[{}]:15008", node.ipv6())] {
+            let out = a.run_client(&ClientRequest::tcp(&addr, "x").timeout(Duration::from_secs(5))).unwrap();
+            let error = out.only().error.clone().unwrap_or_default();
+            assert!(error.contains("refused"), "{addr} from node 1's pod: {out:#?}");
+        }
+    }
+    // A node process reaches another node's pod too (from the node's own address).
+    let out = bed
+        .node_command_on(3, env!("CARGO_BIN_EXE_ambit-pod"))
+        .unwrap()
+        .args(["client", "--url", &format!("http://{}:8080/", b.ipv4)])
+        .output()
+        .unwrap();
+    let out: ambit_e2e::ClientOutput = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.only().echo_pod(), Some("b"), "{out:#?}");
+    assert_eq!(out.only().echo_caller_ip(), Some("10.77.0.3"), "{out:#?}");
+
     // Every node: no route out of the bed, cluster IPs unreachable (no kube-proxy).
     for node in bed.nodes() {
         for dst in ["192.0.2.1", "2001:db8::1", "10.96.0.10", "fd96::10"] {
