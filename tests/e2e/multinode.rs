@@ -293,6 +293,9 @@ fn cross_node_call_goes_through_the_callers_agent() {
     if let Err(e) = captured.check_wire(marker.as_bytes(), ECHO_HTTP_PORT, CROSS_NODE_WIRE) {
         panic!("{e:#}");
     }
+    if CROSS_NODE_WIRE == Wire::Plaintext {
+        assert_eq!(captured.connections_to(ECHO_HTTP_PORT), 1, "one upstream connection from node 1 to the pod");
+    }
 
     // IPv6, and the other node's agent serving its own caller (a same-node endpoint).
     let r = call(&client, ClientRequest::http("http://echo.server/v6").ipv6(), &agents);

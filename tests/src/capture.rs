@@ -170,6 +170,8 @@ pub struct TcpSegment<'a> {
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
+    /// TCP flags (the low 8 bits: FIN, SYN, RST, PSH, ACK, ...).
+    pub flags: u8,
     /// The segment's payload (no headers).
     pub payload: &'a [u8],
 }
@@ -211,6 +213,19 @@ impl Captured {
             .filter(|s| s.src_port == port || s.dst_port == port)
             .map(|s| s.payload.len() as u64)
             .sum()
+    }
+
+    /// TCP connections opened to `port` (SYN without ACK).
+    pub fn connections_to(&self, port: u16) -> usize {
+        self.tcp_segments().filter(|s| s.dst_port == port && s.flags & (TCP_SYN | TCP_ACK) == TCP_SYN).count()
+    }
+
+    /// TLS ClientHellos sent to `port` (a handshake record whose first message is a
+    /// ClientHello at the start of a segment): one per TLS connection.
+    pub fn tls_client_hellos_to(&self, port: u16) -> usize {
+        self.tcp_segments()
+            .filter(|s| s.dst_port == port && s.payload.len() > 5 && s.payload[0] == 0x16 && s.payload[1] == 0x03 && s.payload[5] == 0x01)
+            .count()
     }
 
     /// The ports (either side) that carried TCP payload, with their byte counts.
@@ -265,6 +280,8 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const IPPROTO_TCP: u8 = 6;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
@@ -298,7 +315,12 @@ pub fn tcp_segment(frame: &[u8]) -> Option<TcpSegment<'_>> {
         _ => return None,
     };
     let offset = usize::from(tcp.get(12)? >> 4) * 4;
-    Some(TcpSegment { src_port: be16(tcp, 0)?, dst_port: be16(tcp, 2)?, payload: tcp.get(offset.max(20)..)? })
+    Some(TcpSegment {
+        src_port: be16(tcp, 0)?,
+        dst_port: be16(tcp, 2)?,
+        flags: *tcp.get(13)?,
+        payload: tcp.get(offset.max(20)..)?,
+    })
 }
 
 #[cfg(test)]
@@ -306,6 +328,10 @@ mod tests {
     use super::*;
 
     fn frame_v4(src: u16, dst: u16, payload: &[u8], padding: usize) -> Vec<u8> {
+        frame_v4_flags(src, dst, TCP_ACK, payload, padding)
+    }
+
+    fn frame_v4_flags(src: u16, dst: u16, flags: u8, payload: &[u8], padding: usize) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let total = (20 + 20 + payload.len()) as u16;
@@ -316,6 +342,7 @@ mod tests {
         tcp[0..2].copy_from_slice(&src.to_be_bytes());
         tcp[2..4].copy_from_slice(&dst.to_be_bytes());
         tcp[12] = 5 << 4;
+        tcp[13] = flags;
         f.extend_from_slice(&tcp);
         f.extend_from_slice(payload);
         f.extend(std::iter::repeat_n(0, padding));
@@ -334,6 +361,20 @@ mod tests {
         assert!(!c.contains(b"world"));
         assert!(!c.contains(b""));
         assert_eq!(c.tcp_ports_with_payload().into_iter().collect::<Vec<_>>(), vec![((40000, 15008), 5)]);
+    }
+
+    #[test]
+    fn counts_connections_and_client_hellos() {
+        let mut c = Captured::default();
+        c.push(&frame_v4_flags(40000, HBONE_PORT, TCP_SYN, b"", 0));
+        c.push(&frame_v4_flags(HBONE_PORT, 40000, TCP_SYN | TCP_ACK, b"", 0));
+        c.push(&frame_v4(40000, HBONE_PORT, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 0));
+        c.push(&frame_v4(HBONE_PORT, 40000, b"\x16\x03\x03\x00\x7a\x02\x00", 0));
+        c.push(&frame_v4(40000, HBONE_PORT, b"\x17\x03\x03\x00\x10 app data", 0));
+        assert_eq!(c.connections_to(HBONE_PORT), 1);
+        assert_eq!(c.connections_to(40000), 0, "a SYN-ACK opens nothing");
+        assert_eq!(c.tls_client_hellos_to(HBONE_PORT), 1);
+        assert_eq!(c.tls_client_hellos_to(40000), 0, "a ServerHello is no ClientHello");
     }
 
     #[test]
