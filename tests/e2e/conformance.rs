@@ -16,6 +16,10 @@
 //! default) picks the modes. Each mode has its own bed and agent, started when its
 //! first test runs; the previous mode's are torn down first.
 //!
+//! `AMBIT_CONFORMANCE_NODES` (default 1) gives the bed that many nodes: the base
+//! manifests' pods (clients and echo servers) are spread round-robin over them and
+//! every node runs its own agent.
+//!
 //! As upstream does, the base manifests are applied once, then each test's manifests
 //! are applied, its cases run (each must pass 3 times in a row within 30 s, polling
 //! every 100 ms), and its manifests are deleted. Tests run one at a time (routes of
@@ -34,7 +38,7 @@ use ambit_e2e::cluster::parse_documents;
 use ambit_e2e::conformance::case::{case_files, conformance_dir};
 use ambit_e2e::conformance::report::{self, RunInfo, TestOutcome};
 use ambit_e2e::conformance::{expect, placeholder, report_file, weights, Case, CaseFile};
-use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, ClientRequest, Kubectl, RunningAgent, TestBed};
+use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, BedOptions, ClientRequest, Kubectl, RunningAgent, TestBed};
 use anyhow::{bail, Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -103,17 +107,30 @@ impl fmt::Display for Mode {
     }
 }
 
+/// The bed's node count `AMBIT_CONFORMANCE_NODES` asks for (default 1).
+fn selected_nodes() -> Result<usize> {
+    let Ok(value) = std::env::var("AMBIT_CONFORMANCE_NODES") else { return Ok(1) };
+    let nodes: usize = value.trim().parse().with_context(|| format!("AMBIT_CONFORMANCE_NODES: {value:?} is not a number"))?;
+    if !(1..=ambit_e2e::bed_node::MAX_NODES).contains(&nodes) {
+        bail!("AMBIT_CONFORMANCE_NODES: {nodes} is not in 1..={}", ambit_e2e::bed_node::MAX_NODES);
+    }
+    Ok(nodes)
+}
+
 struct Suite {
     mode: Mode,
-    // Dropped first (see Drop): the agent's pins go before the API server and the bed.
+    // Dropped first (see Drop): the agents' pins go before the API server and the bed.
     agent: Mutex<Option<RunningAgent>>,
+    /// The agents of nodes 2.. (none in a one-node bed).
+    other_agents: Mutex<Vec<RunningAgent>>,
     api: Option<BedApiServer>,
     bed: TestBed,
 }
 
 impl Suite {
     fn start(dir: &Path, mode: Mode) -> Result<Suite> {
-        let bed = TestBed::new()?;
+        let nodes = selected_nodes()?;
+        let bed = TestBed::with_options(BedOptions { nodes, spread_deployments: nodes > 1, ..BedOptions::default() })?;
         let base = std::fs::read_to_string(dir.join("base-manifests.yaml")).context("reading base-manifests.yaml")?;
         bed.apply_yaml(&base)?;
         let (api, options) = match mode {
@@ -135,11 +152,15 @@ impl Suite {
             }
         };
         let agent = RunningAgent::start(&bed, &options)?;
-        Ok(Suite { mode, agent: Mutex::new(Some(agent)), api, bed })
+        let others = (2..=nodes).map(|node| RunningAgent::start_on(&bed, node, &options)).collect::<Result<Vec<_>>>()?;
+        Ok(Suite { mode, agent: Mutex::new(Some(agent)), other_agents: Mutex::new(others), api, bed })
     }
 
     fn agent_log_tail(&self) -> String {
-        self.agent.lock().unwrap().as_ref().map(|a| a.log_tail(30)).unwrap_or_default()
+        let first = self.agent.lock().unwrap().as_ref().map(|a| a.log_tail(30)).unwrap_or_default();
+        let others = self.other_agents.lock().unwrap();
+        let others = others.iter().map(|a| format!("\nnode {} agent log tail:\n{}", a.node(), a.log_tail(30)));
+        std::iter::once(first).chain(others).collect()
     }
 
     /// kubectl against the Kubernetes mode's API server (None in standalone mode).
@@ -182,6 +203,7 @@ impl Suite {
 impl Drop for Suite {
     fn drop(&mut self) {
         self.agent.lock().unwrap().take();
+        self.other_agents.lock().unwrap().clear();
     }
 }
 

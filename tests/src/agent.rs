@@ -53,6 +53,8 @@ pub struct RunningAgent {
     child: Option<Child>,
     /// The container's name when the agent runs from its image (the child is `podman run`).
     container: Option<String>,
+    /// The bed node (1-based) it runs on.
+    node: usize,
     node_netns: String,
     admin_addr: &'static str,
     pin_dir: PathBuf,
@@ -83,14 +85,36 @@ pub fn cleanup_stale_pins() {
 impl RunningAgent {
     /// Starts the agent on `bed`'s node and waits until its admin API reports ready.
     pub fn start(bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
-        Self::start_at(bed, options, ADMIN_ADDR)
+        Self::start_on(bed, 1, options)
+    }
+
+    /// Starts the agent on node `node` (1-based) of `bed`: in that node's netns and
+    /// cgroup subtree, with its own pin directory, `--node-name` and node IPs.
+    pub fn start_on(bed: &TestBed, node: usize, options: &AgentOptions) -> Result<RunningAgent> {
+        Self::start_at(bed, node, options, ADMIN_ADDR)
+    }
+
+    /// Starts one agent per node of `bed` (node 1 first), each with `options`.
+    pub fn start_all(bed: &TestBed, options: &AgentOptions) -> Result<Vec<RunningAgent>> {
+        Self::start_each(bed, |_| options.clone())
+    }
+
+    /// Starts one agent per node of `bed` (node 1 first), node `i` with `options(i)`
+    /// (for per-node extra arguments).
+    pub fn start_each(bed: &TestBed, options: impl Fn(usize) -> AgentOptions) -> Result<Vec<RunningAgent>> {
+        bed.nodes().iter().map(|n| Self::start_on(bed, n.index(), &options(n.index()))).collect()
+    }
+
+    /// The bed node (1-based) this agent runs on.
+    pub fn node(&self) -> usize {
+        self.node
     }
 
     /// Starts a second agent on the same node with the same pins while this one runs
     /// (as a DaemonSet surge rollout does), its admin API on [`SUCCESSOR_ADMIN_ADDR`];
     /// waits until it is ready. Hand over with [`RunningAgent::hand_over_to`].
     pub fn start_successor(&self, bed: &TestBed, options: &AgentOptions) -> Result<RunningAgent> {
-        let successor = Self::start_at(bed, options, SUCCESSOR_ADMIN_ADDR)?;
+        let successor = Self::start_at(bed, self.node, options, SUCCESSOR_ADMIN_ADDR)?;
         if successor.pin_dir != self.pin_dir {
             bail!("successor pins {} differ from {}", successor.pin_dir.display(), self.pin_dir.display());
         }
@@ -106,9 +130,9 @@ impl RunningAgent {
         Ok(status)
     }
 
-    fn start_at(bed: &TestBed, options: &AgentOptions, admin_addr: &'static str) -> Result<RunningAgent> {
-        let mut cmd = bed.node_command(binaries::ambit_agent()?)?;
-        Self::spawn(bed, options, &mut cmd, None, admin_addr)
+    fn start_at(bed: &TestBed, node: usize, options: &AgentOptions, admin_addr: &'static str) -> Result<RunningAgent> {
+        let mut cmd = bed.node_command_on(node, binaries::ambit_agent()?)?;
+        Self::spawn(bed, node, options, &mut cmd, None, admin_addr)
     }
 
     /// Starts the agent's container image on `bed`'s node, set up as `spec` (the
@@ -131,18 +155,20 @@ impl RunningAgent {
         let manifests = bed.manifests_dir().display().to_string();
         cmd.arg("--volume").arg(format!("{manifests}:{manifests}:ro"));
         cmd.arg(image);
-        Self::spawn(bed, options, &mut cmd, Some(name), ADMIN_ADDR)
+        Self::spawn(bed, 1, options, &mut cmd, Some(name), ADMIN_ADDR)
     }
 
     fn spawn(
         bed: &TestBed,
+        node: usize,
         options: &AgentOptions,
         cmd: &mut std::process::Command,
         container: Option<String>,
         admin_addr: &'static str,
     ) -> Result<RunningAgent> {
         cleanup_stale_pins();
-        let pin_dir = bpffs().join(format!("{PIN_PREFIX}{}", bed.id()));
+        let bed_node = bed.node(node)?;
+        let pin_dir = bpffs().join(bed_node.pin_dir_name());
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log_path = bed.scratch_dir().join(format!("agent-{n}.log"));
@@ -151,15 +177,17 @@ impl RunningAgent {
                 cmd.arg("standalone").arg("--manifests").arg(bed.manifests_dir());
             }
             AgentMode::Kubernetes { api_server } => {
-                cmd.arg("run").arg("--api-server").arg(api_server).arg("--node-name").arg(bed.node_name());
+                cmd.arg("run").arg("--api-server").arg(api_server);
             }
         }
-        cmd.arg("--node-ip")
-            .arg(format!("{},{}", bed.node_ip(), bed.node_ipv6()))
+        cmd.arg("--node-name")
+            .arg(bed_node.name())
+            .arg("--node-ip")
+            .arg(format!("{},{}", bed_node.ipv4(), bed_node.ipv6()))
             .arg("--proxy-port")
             .arg(PROXY_PORT.to_string())
             .arg("--cgroup-root")
-            .arg(bed.cgroup_root())
+            .arg(bed_node.cgroup_root())
             .arg("--bpf-pin-dir")
             .arg(&pin_dir)
             .arg("--admin-addr")
@@ -179,7 +207,8 @@ impl RunningAgent {
         let mut running = RunningAgent {
             child: Some(child),
             container,
-            node_netns: bed.node_netns().to_owned(),
+            node,
+            node_netns: bed_node.netns().to_owned(),
             admin_addr,
             pin_dir,
             log_path,
@@ -361,7 +390,7 @@ impl RunningAgent {
         if self.child.is_some() {
             self.stop()?;
         }
-        let new = RunningAgent::start(bed, options)?;
+        let new = RunningAgent::start_on(bed, self.node, options)?;
         let old_pins = std::mem::replace(&mut self.pin_dir, PathBuf::new());
         *self = new;
         debug_assert_eq!(old_pins, self.pin_dir);

@@ -12,7 +12,8 @@
 //! The server listens on 127.0.0.1 *inside the bed's node network namespace* (its
 //! runtime's threads are created there), so only the agent on that node reaches it and
 //! nothing is exposed outside the bed. Pass [`BedApiServer::url`] to
-//! `ambit-agent run --api-server`.
+//! `ambit-agent run --api-server`. In a multi-node bed every other node gets a relay
+//! on the same address ([`crate::apiserver_relay`]), so the URL works on every node.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -176,6 +177,9 @@ impl BedApiServer {
         // Started (and bound) on a runtime thread, inside the node namespace.
         let server = run_on(&runtime, FakeApiServer::start())?.context("starting the in-test API server")?;
         let server = Arc::new(server);
+        for node in bed.nodes().iter().skip(1) {
+            crate::apiserver_relay::start(&runtime, node.netns(), server.addr().port())?;
+        }
         let mirror = Arc::new(Mutex::new(Mirror {
             dir: bed.manifests_dir().to_path_buf(),
             objects: BTreeMap::new(),
@@ -205,7 +209,7 @@ impl BedApiServer {
         Ok(BedApiServer { server, mirror, stop, poller: Some(poller), runtime: Some(runtime) })
     }
 
-    /// `http://127.0.0.1:PORT`: reachable from the bed's node namespace only.
+    /// `http://127.0.0.1:PORT`: reachable from the bed's node namespaces only.
     pub fn url(&self) -> String {
         self.server.url()
     }

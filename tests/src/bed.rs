@@ -1,7 +1,7 @@
-//! The test bed: a node network namespace, pods around it, a cgroup tree and
-//! a manifests directory that describes them as Kubernetes objects.
+//! The test bed: node network namespaces, pods around them, a cgroup tree per
+//! node and a manifests directory that describes them as Kubernetes objects.
 //!
-//! Topology of one bed `<id>` (`<pid>-<counter>`):
+//! Topology of one bed `<id>` (`<pid>-<counter>`) with one node (the default):
 //!
 //! * netns `ambit-<id>-node`: `lo` with [`NODE_IPV4`]/32 and [`NODE_IPV6`]/128
 //!   (where the agent's proxy listens), one `vp<N>` veth per pod holding
@@ -14,6 +14,28 @@
 //!   default routes via the node.
 //! * cgroup `<cgroup2 mount>/ambit-bed-<id>` (the agent's `--cgroup-root`),
 //!   with kubelet-style pod cgroups below it.
+//!
+//! With [`BedOptions::nodes`] = N ≥ 2 there are N such nodes (names, addresses
+//! and pod ranges per node in [`crate::bed_node`]; node 1 keeps the names
+//! above), each with its own cgroup subtree `ambit-bed-<id>-n<i>` (node 1:
+//! `ambit-bed-<id>`) and, when a test starts one, its own agent and bpffs pin
+//! directory. They are joined by a cluster network ([`crate::cluster_net`]):
+//!
+//! ```text
+//!   pods 10.244.0.0/19        pods 10.244.32.0/19       pods 10.244.64.0/19
+//!         |  vp<N>                  |                         |
+//!   [ambit-<id>-node]        [ambit-<id>-node2]        [ambit-<id>-node3]
+//!    eth0 10.77.0.1/24        eth0 10.77.0.2/24         eth0 10.77.0.3/24
+//!         fd77::1/64               fd77::2/64                fd77::3/64
+//!         |  n1                     |  n2                     |  n3
+//!   +-------------------- br0 in [ambit-<id>-cluster] ---------------------+
+//! ```
+//!
+//! The node addresses then live on `eth0` instead of `lo`; each node routes
+//! the other nodes' pod ranges via their node address, and still has no
+//! default route and the cluster-IP `unreachable` routes. Pods are placed
+//! with [`PodSpec::on_node`], Deployments by their template's `nodeName` or
+//! [`BedOptions::spread_deployments`]. The hosts file is shared by all pods.
 //!
 //! Everything is removed on drop, and leftovers of dead processes' beds are
 //! removed when a bed starts.
@@ -30,7 +52,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use serde_json::json;
 
+use crate::bed_node::BedNode;
 use crate::cgroup::{self, CgroupLayout};
+use crate::cluster_net;
 use crate::cluster::{self, ClusterIpAllocator, ContainerPort, Doc, Labels, ServiceRecord};
 use crate::manifests::{self, ManifestWriter, PodObject};
 use crate::netns;
@@ -61,15 +85,20 @@ pub struct BedOptions {
     pub dual_stack_services: bool,
     /// Path of `ambit-pod` (default: `AMBIT_POD_BIN` or next to the test executable).
     pub pod_bin: Option<PathBuf>,
+    /// Number of nodes (0 or 1: the one-node bed; at most [`crate::bed_node::MAX_NODES`]).
+    pub nodes: usize,
+    /// Place Deployment pods round-robin over the nodes, in creation order across
+    /// all Deployments (the k-th such pod on node k mod N + 1), unless a template
+    /// names a node (`spec.nodeName`). Off: every Deployment pod runs on node 1.
+    pub spread_deployments: bool,
 }
 
 /// A test bed. See the module documentation for its topology.
 #[derive(Debug)]
 pub struct TestBed {
     id: String,
-    node_netns: String,
-    node_name: String,
-    cgroup_root: PathBuf,
+    nodes: Vec<BedNode>,
+    cluster_netns: Option<String>,
     manifests: tempfile::TempDir,
     state_dir: tempfile::TempDir,
     hosts_file: PathBuf,
@@ -104,6 +133,8 @@ struct State {
     ips: ClusterIpAllocator,
     next_pod: u32,
     next_node_proc: u32,
+    /// Deployment pods placed round-robin so far (see [`BedOptions::spread_deployments`]).
+    spread: usize,
     writer: ManifestWriter,
 }
 
@@ -153,10 +184,11 @@ impl TestBed {
         let manifests = tempfile::Builder::new().prefix(&format!("ambit-bed-{id}-manifests-")).tempdir()?;
         let state_dir = tempfile::Builder::new().prefix(&format!("ambit-bed-{id}-state-")).tempdir()?;
         let hosts_file = state_dir.path().join("hosts");
+        let count = opts.nodes.max(1);
+        let nodes = (1..=count).map(|i| BedNode::new(&id, i, &mount)).collect::<Result<Vec<_>>>()?;
         let bed = TestBed {
-            node_netns: format!("{PREFIX}{id}-node"),
-            node_name: format!("ambit-node-{id}"),
-            cgroup_root: mount.join(format!("ambit-bed-{id}")),
+            nodes,
+            cluster_netns: (count > 1).then(|| format!("{PREFIX}{id}-cluster")),
             state: Mutex::new(State {
                 namespaces: BTreeMap::new(),
                 deployments: BTreeMap::new(),
@@ -166,6 +198,7 @@ impl TestBed {
                 ips: ClusterIpAllocator::default(),
                 next_pod: 2,
                 next_node_proc: 0,
+                spread: 0,
                 writer: ManifestWriter::new(manifests.path()),
             }),
             id,
@@ -175,15 +208,31 @@ impl TestBed {
             pod_bin,
             opts,
         };
-        bed.setup_node().with_context(|| format!("setting up bed {}", bed.id))?;
+        bed.setup_nodes().with_context(|| format!("setting up bed {}", bed.id))?;
         bed.sync(&mut bed.lock())?;
         Ok(bed)
     }
 
-    fn setup_node(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.cgroup_root)
-            .with_context(|| format!("creating {}", self.cgroup_root.display()))?;
-        let ns = &self.node_netns;
+    fn setup_nodes(&self) -> Result<()> {
+        for node in &self.nodes {
+            self.setup_node(node).with_context(|| format!("setting up node {}", node.index()))?;
+        }
+        let Some(cluster_ns) = &self.cluster_netns else { return Ok(()) };
+        cluster_net::create(cluster_ns)?;
+        for node in &self.nodes {
+            cluster_net::attach(cluster_ns, node, &self.nodes)
+                .with_context(|| format!("joining node {} to the cluster network", node.index()))?;
+        }
+        Ok(())
+    }
+
+    /// A node's namespace, sysctls, cluster-IP routes and cgroup root; in a
+    /// one-node bed also its addresses (on `lo`; with more nodes they are on
+    /// the cluster network's `eth0`).
+    fn setup_node(&self, node: &BedNode) -> Result<()> {
+        std::fs::create_dir_all(node.cgroup_root())
+            .with_context(|| format!("creating {}", node.cgroup_root().display()))?;
+        let ns = node.netns();
         netns::create(ns)?;
         netns::sysctls(
             ns,
@@ -195,15 +244,12 @@ impl TestBed {
                 ("net/ipv6/icmp/ratelimit", "0"),
             ],
         )?;
-        netns::ip_batch(
-            ns,
-            &[
-                format!("addr add {NODE_IPV4}/32 dev lo"),
-                format!("addr add {NODE_IPV6}/128 dev lo"),
-                "route add unreachable 10.96.0.0/16".into(),
-                "route add unreachable fd96::/64".into(),
-            ],
-        )
+        let mut lines = vec!["route add unreachable 10.96.0.0/16".to_string(), "route add unreachable fd96::/64".into()];
+        if self.cluster_netns.is_none() {
+            lines.insert(0, format!("addr add {}/32 dev lo", node.ipv4()));
+            lines.insert(1, format!("addr add {}/128 dev lo", node.ipv6()));
+        }
+        netns::ip_batch(ns, &lines)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -214,13 +260,34 @@ impl TestBed {
     pub fn id(&self) -> &str {
         &self.id
     }
-    /// Name of the node network namespace (`ambit-<id>-node`).
+    /// Name of node 1's network namespace (`ambit-<id>-node`).
     pub fn node_netns(&self) -> &str {
-        &self.node_netns
+        self.nodes[0].netns()
     }
-    /// spec.nodeName of every pod.
+    /// spec.nodeName of node 1 (of every pod in a one-node bed).
     pub fn node_name(&self) -> &str {
-        &self.node_name
+        self.nodes[0].name()
+    }
+    /// The bed's nodes, node 1 first.
+    pub fn nodes(&self) -> &[BedNode] {
+        &self.nodes
+    }
+    /// Node `index` (1-based), or an error naming the bed's node count.
+    pub fn node(&self, index: usize) -> Result<&BedNode> {
+        index
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get(i))
+            .ok_or_else(|| anyhow!("the bed has no node {index} (it has {})", self.nodes.len()))
+    }
+    /// The namespace of the cluster network joining the nodes (None in a one-node bed).
+    pub fn cluster_netns(&self) -> Option<&str> {
+        self.cluster_netns.as_deref()
+    }
+    /// Starts capturing every frame between nodes (on the cluster bridge) for at
+    /// most `limit`; see [`crate::capture`]. Fails in a one-node bed.
+    pub fn capture(&self, limit: std::time::Duration) -> Result<crate::capture::Capture> {
+        let ns = self.cluster_netns().context("a one-node bed has no cluster network to capture")?;
+        crate::capture::Capture::start(ns, cluster_net::BRIDGE, limit)
     }
     /// The node's IPv4 address (10.77.0.1), reachable from every pod.
     pub fn node_ip(&self) -> Ipv4Addr {
@@ -230,9 +297,9 @@ impl TestBed {
     pub fn node_ipv6(&self) -> Ipv6Addr {
         NODE_IPV6
     }
-    /// The bed's cgroup root (the agent's `--cgroup-root`).
+    /// Node 1's cgroup root (its agent's `--cgroup-root`).
     pub fn cgroup_root(&self) -> &Path {
-        &self.cgroup_root
+        self.nodes[0].cgroup_root()
     }
     /// The directory of Kubernetes YAML the agent reads.
     pub fn manifests_dir(&self) -> &Path {
@@ -390,15 +457,21 @@ impl TestBed {
     /// `<cgroup root>/system.slice/ambit-node-<k>.scope` (not enrolled),
     /// through `ambit-pod exec`. Add arguments and stdio, then spawn.
     pub fn node_command(&self, program: impl AsRef<OsStr>) -> Result<Command> {
+        self.node_command_on(1, program)
+    }
+
+    /// [`TestBed::node_command`] on node `node` (1-based), in that node's cgroup tree.
+    pub fn node_command_on(&self, node: usize, program: impl AsRef<OsStr>) -> Result<Command> {
+        let node = self.node(node)?;
         let k = {
             let mut st = self.lock();
             st.next_node_proc += 1;
             st.next_node_proc
         };
-        let cg = self.cgroup_root.join("system.slice").join(format!("ambit-node-{k}.scope"));
+        let cg = node.cgroup_root().join("system.slice").join(format!("ambit-node-{k}.scope"));
         std::fs::create_dir_all(&cg).with_context(|| format!("creating {}", cg.display()))?;
         let mut c = Command::new(&self.pod_bin);
-        c.arg("--cgroup").arg(&cg).arg("--netns").arg(&self.node_netns);
+        c.arg("--cgroup").arg(&cg).arg("--netns").arg(node.netns());
         c.arg("exec").arg("--").arg(program);
         Ok(c)
     }
@@ -447,6 +520,11 @@ impl TestBed {
         }
         let dep = st.deployments.get(&(ns.to_string(), name.to_string())).context("deployment state")?;
         let (hash, labels, ports) = (dep.template_hash.clone(), dep.spec.labels.clone(), dep.spec.ports.clone());
+        let service_account = dep.spec.service_account.clone().unwrap_or_else(|| "default".into());
+        let pinned = match &dep.spec.node_name {
+            Some(n) => Some(self.node_named(n).with_context(|| format!("Deployment {ns}/{name}"))?),
+            None => None,
+        };
         for _ in mine.len()..replicas {
             let pod_name = loop {
                 let n = format!("{name}-{hash}-{}", random_from(KUBE_ALPHABET, 5));
@@ -454,12 +532,29 @@ impl TestBed {
                     break n;
                 }
             };
-            let mut spec = PodSpec::new(ns, pod_name);
+            let node = match pinned {
+                Some(i) => i,
+                None if self.opts.spread_deployments => {
+                    st.spread += 1;
+                    (st.spread - 1) % self.nodes.len() + 1
+                }
+                None => 1,
+            };
+            let mut spec = PodSpec::new(ns, pod_name).on_node(node).service_account(service_account.clone());
             spec.labels = labels.clone();
             spec.labels.insert("pod-template-hash".into(), hash.clone());
             self.create_pod(st, &spec, Some(name.to_string()), ports.clone())?;
         }
         Ok(())
+    }
+
+    /// The index of the node named `name`.
+    fn node_named(&self, name: &str) -> Result<usize> {
+        self.nodes
+            .iter()
+            .find(|n| n.name() == name)
+            .map(BedNode::index)
+            .ok_or_else(|| anyhow!("nodeName {name:?} is not a node of the bed"))
     }
 
     fn apply_service(&self, st: &mut State, d: &Doc) -> Result<()> {
@@ -544,26 +639,27 @@ impl TestBed {
     ) -> Result<Pod> {
         let uid = random_uid();
         let container_id = random_hex(64);
-        let cgroup_dir = self.cgroup_root.join(self.opts.cgroup_layout.container_path(&uid, &container_id));
-        let (netns_name, ipv4, ipv6, shares) = match &spec.share_netns_with {
+        let (netns_name, ipv4, ipv6, shares, node) = match &spec.share_netns_with {
             Some((ns, name)) => {
                 let owner = st
                     .pods
                     .get(&(ns.clone(), name.clone()))
                     .ok_or_else(|| anyhow!("pod {ns}/{name} to share a netns with does not exist"))?;
-                (owner.pod.netns.clone(), owner.pod.ipv4, owner.pod.ipv6, true)
+                (owner.pod.netns.clone(), owner.pod.ipv4, owner.pod.ipv6, true, self.node(owner.pod.node)?)
             }
             None => {
+                let node = self.node(spec.node).with_context(|| format!("placing pod {}/{}", spec.namespace, spec.name))?;
                 let n = st.next_pod;
+                let ipv4 = node.pod_ipv4(n)?;
+                let ipv6 = node.pod_ipv6(n);
                 st.next_pod += 1;
                 let name = format!("{PREFIX}{}-p{n}", self.id);
-                let ipv4 = Ipv4Addr::new(10, 244, (n >> 8) as u8, n as u8);
-                let ipv6 = Ipv6Addr::new(0xfd44, 0, 0, 0, 0, 0, 0, n as u16);
-                self.create_pod_netns(&name, n, ipv4, ipv6)
+                self.create_pod_netns(node, &name, n, ipv4, ipv6)
                     .with_context(|| format!("creating the network of pod {}/{}", spec.namespace, spec.name))?;
-                (name, ipv4, ipv6, false)
+                (name, ipv4, ipv6, false, node)
             }
         };
+        let cgroup_dir = node.cgroup_root().join(self.opts.cgroup_layout.container_path(&uid, &container_id));
         std::fs::create_dir_all(&cgroup_dir).with_context(|| format!("creating {}", cgroup_dir.display()))?;
         let pod = Pod {
             namespace: spec.namespace.clone(),
@@ -576,6 +672,9 @@ impl TestBed {
             cgroup: cgroup_dir,
             container_id,
             shares_netns: shares,
+            node: node.index(),
+            node_name: node.name().to_string(),
+            service_account: spec.service_account.clone(),
             pod_bin: self.pod_bin.clone(),
             hosts_file: self.hosts_file.clone(),
         };
@@ -589,14 +688,14 @@ impl TestBed {
         Ok(pod)
     }
 
-    fn create_pod_netns(&self, name: &str, n: u32, ipv4: Ipv4Addr, ipv6: Ipv6Addr) -> Result<()> {
+    fn create_pod_netns(&self, node: &BedNode, name: &str, n: u32, ipv4: Ipv4Addr, ipv6: Ipv6Addr) -> Result<()> {
         netns::create(name)?;
         netns::sysctls(
             name,
             &[("net/ipv6/conf/default/accept_dad", "0"), ("net/ipv6/conf/all/accept_dad", "0")],
         )?;
         let veth = format!("vp{n}");
-        netns::create_veth(&self.node_netns, &veth, name, "eth0")?;
+        netns::create_veth(node.netns(), &veth, name, "eth0")?;
         netns::ip_batch(
             name,
             &[
@@ -608,7 +707,7 @@ impl TestBed {
             ],
         )?;
         netns::ip_batch(
-            &self.node_netns,
+            node.netns(),
             &[
                 format!("addr add {POD_GATEWAY_V4}/32 dev {veth}"),
                 format!("addr add {POD_GATEWAY_V6}/64 dev {veth} nodad"),
@@ -674,17 +773,18 @@ impl TestBed {
         for (name, labels) in &st.namespaces {
             put("Namespace", None, name, &manifests::namespace(name, labels));
         }
-        let node_ip = NODE_IPV4.to_string();
         for p in st.pods.values() {
             let pod = &p.pod;
+            let node = &self.nodes[pod.node - 1];
             let obj = PodObject {
                 namespace: &pod.namespace,
                 name: &pod.name,
                 uid: &pod.uid,
                 labels: &pod.labels,
                 ips: vec![pod.ipv4.to_string(), pod.ipv6.to_string()],
-                node_name: &self.node_name,
-                host_ip: &node_ip,
+                node_name: &pod.node_name,
+                host_ips: vec![node.ipv4().to_string(), node.ipv6().to_string()],
+                service_account: &pod.service_account,
                 host_network: pod.shares_netns,
                 container_id: &pod.container_id,
                 ports: &p.ports,
@@ -731,9 +831,10 @@ impl TestBed {
                     ipv4: p.pod.ipv4,
                     ipv6: p.pod.ipv6,
                     ports: &p.ports,
+                    node_name: &p.pod.node_name,
                 })
                 .collect();
-            if let Some((ports, v4, v6)) = cluster::slice_contents(svc, &eps, &self.node_name) {
+            if let Some((ports, v4, v6)) = cluster::slice_contents(svc, &eps) {
                 if svc.ipv4.is_some() || svc.ipv6.is_none() {
                     let n = format!("{name}-{}", svc.slice_suffix);
                     put("EndpointSlice", Some(ns), &n, &manifests::endpoint_slice(ns, &n, name, "IPv4", &ports, &v4));
@@ -773,8 +874,8 @@ fn default_echo_ports() -> Vec<ContainerPort> {
 impl Drop for TestBed {
     fn drop(&mut self) {
         let mut st = self.lock();
-        // Killing the whole tree stops every pod and node process at once.
-        let r1 = cgroup::destroy_tree(&self.cgroup_root);
+        // Killing the whole trees stops every pod and node process at once.
+        let r1 = self.nodes.iter().map(|n| cgroup::destroy_tree(n.cgroup_root())).fold(Ok(()), Result::and);
         for p in st.pods.values_mut() {
             if let Some(mut c) = p.server.take() {
                 let _ = c.kill();

@@ -93,6 +93,10 @@ pub struct DeploymentSpec {
     pub labels: Labels,
     /// Container ports of all containers.
     pub ports: Vec<ContainerPort>,
+    /// Pod template spec.serviceAccountName.
+    pub service_account: Option<String>,
+    /// Pod template spec.nodeName (a bed node's name pins every replica there).
+    pub node_name: Option<String>,
 }
 
 /// Reads a Deployment document.
@@ -114,7 +118,14 @@ pub fn deployment_spec(doc: &Doc) -> Result<DeploymentSpec> {
             ports.push((p["name"].as_str().map(str::to_string), n));
         }
     }
-    Ok(DeploymentSpec { replicas, labels: string_map(&template["metadata"]["labels"]), ports })
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    Ok(DeploymentSpec {
+        replicas,
+        labels: string_map(&template["metadata"]["labels"]),
+        ports,
+        service_account: text(&template["spec"]["serviceAccountName"]),
+        node_name: text(&template["spec"]["nodeName"]),
+    })
 }
 
 /// A Service port's targetPort.
@@ -256,6 +267,8 @@ pub struct EndpointPod<'a> {
     pub ipv6: Ipv6Addr,
     /// Container ports.
     pub ports: &'a [ContainerPort],
+    /// spec.nodeName of the pod.
+    pub node_name: &'a str,
 }
 
 /// Resolves the Service ports against a pod's container ports; ports whose
@@ -279,7 +292,6 @@ pub fn resolve_ports(svc: &[ServicePort], pod_ports: &[ContainerPort]) -> Vec<Sl
 pub fn slice_contents(
     svc: &ServiceRecord,
     pods: &[EndpointPod<'_>],
-    node_name: &str,
 ) -> Option<(Vec<SlicePort>, Vec<SliceEndpoint>, Vec<SliceEndpoint>)> {
     let selector = svc.selector.as_ref()?;
     let chosen: Vec<&EndpointPod<'_>> = pods.iter().filter(|p| selects(selector, p.labels)).collect();
@@ -291,7 +303,7 @@ pub fn slice_contents(
         address: addr,
         pod: p.name.to_string(),
         uid: p.uid.to_string(),
-        node_name: node_name.to_string(),
+        node_name: p.node_name.to_string(),
     };
     let v4 = chosen.iter().map(|p| ep(p, p.ipv4.to_string())).collect();
     let v6 = chosen.iter().map(|p| ep(p, p.ipv6.to_string())).collect();

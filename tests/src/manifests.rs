@@ -87,8 +87,10 @@ pub struct PodObject<'a> {
     pub ips: Vec<String>,
     /// spec.nodeName.
     pub node_name: &'a str,
-    /// status.hostIP.
-    pub host_ip: &'a str,
+    /// The node's addresses: status.hostIP (the first) and status.hostIPs.
+    pub host_ips: Vec<String>,
+    /// spec.serviceAccountName.
+    pub service_account: &'a str,
     /// spec.hostNetwork.
     pub host_network: bool,
     /// Container id (64 hex) of the single container.
@@ -137,12 +139,14 @@ pub fn pod(p: &PodObject<'_>) -> Value {
         "metadata": metadata,
         "spec": {
             "nodeName": p.node_name,
+            "serviceAccountName": p.service_account,
             "hostNetwork": p.host_network,
             "containers": [{ "name": "echo", "image": "ambit-pod", "ports": ports }],
         },
         "status": {
             "phase": "Running",
-            "hostIP": p.host_ip,
+            "hostIP": p.host_ips.first(),
+            "hostIPs": p.host_ips.iter().map(|ip| json!({ "ip": ip })).collect::<Vec<_>>(),
             "podIP": p.ips.first(),
             "podIPs": p.ips.iter().map(|ip| json!({ "ip": ip })).collect::<Vec<_>>(),
             "conditions": ready,

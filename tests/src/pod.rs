@@ -26,6 +26,11 @@ pub struct PodSpec {
     /// Run the echo server (default true; false for netns-sharing pods, whose
     /// ports are taken by the owner's server).
     pub serve: bool,
+    /// The bed node (1-based) the pod runs on (default 1; a netns-sharing pod
+    /// runs on its owner's node).
+    pub node: usize,
+    /// spec.serviceAccountName (default `default`).
+    pub service_account: String,
 }
 
 impl PodSpec {
@@ -37,7 +42,19 @@ impl PodSpec {
             labels: BTreeMap::new(),
             share_netns_with: None,
             serve: true,
+            node: 1,
+            service_account: "default".into(),
         }
+    }
+    /// Places the pod on bed node `node` (1-based).
+    pub fn on_node(mut self, node: usize) -> Self {
+        self.node = node;
+        self
+    }
+    /// Sets spec.serviceAccountName.
+    pub fn service_account(mut self, name: impl Into<String>) -> Self {
+        self.service_account = name.into();
+        self
     }
     /// Adds a label.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -80,6 +97,12 @@ pub struct Pod {
     pub container_id: String,
     /// Whether the netns belongs to another pod (hostNetwork-style sharing).
     pub shares_netns: bool,
+    /// The bed node (1-based) it runs on.
+    pub node: usize,
+    /// spec.nodeName (its node's name).
+    pub node_name: String,
+    /// spec.serviceAccountName.
+    pub service_account: String,
     pub(crate) pod_bin: PathBuf,
     pub(crate) hosts_file: PathBuf,
 }
