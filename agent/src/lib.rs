@@ -9,6 +9,7 @@
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
 
+pub mod ca;
 pub mod cgroups;
 pub mod check;
 pub mod cluster;
