@@ -115,3 +115,38 @@ impl CertificateMetrics {
         self.refusals.get_or_create(&RefusalLabels { reason: reason.label() }).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::TrustDomain;
+
+    #[test]
+    fn encodes_renewals_expiry_and_ca_state_and_forgets_dropped_identities() {
+        let mut registry = Registry::default();
+        let metrics = CertificateMetrics::register(&mut registry);
+        let id = SpiffeId::new(TrustDomain::new("cluster.local").unwrap(), "shop", "catalog").unwrap();
+        metrics.renewal(RenewalResult::Success);
+        metrics.renewal(RenewalResult::Unavailable);
+        metrics.set_expiry(&id, 1_900_000_000);
+        metrics.set_ca_unreachable(true);
+        metrics.refused(Refusal::Expired);
+        let encode = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let text = encode(&registry);
+        for line in [
+            "ambit_certificate_renewals_total{result=\"success\"} 1",
+            "ambit_certificate_renewals_total{result=\"unavailable\"} 1",
+            "ambit_certificate_expiry_timestamp_seconds{identity=\"spiffe://cluster.local/ns/shop/sa/catalog\"} 1900000000",
+            "ambit_ca_unreachable 1",
+            "ambit_tls_refusals_total{reason=\"expired\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        metrics.forget(&id);
+        assert!(!encode(&registry).contains("sa/catalog"));
+    }
+}
