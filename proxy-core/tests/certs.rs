@@ -165,9 +165,14 @@ async fn rotation_presents_new_certificates_and_keeps_established_streams() {
     let (mut long_client, mut long_server) = (client.unwrap(), server.unwrap());
     let mut serials = vec![serial_of(&nodes.node1, &frontend)];
     assert_eq!(peer_serial(long_server.get_ref().1), serials[0]);
+    let mut issued_at = tokio::time::Instant::now();
     for rotation in 1..=3 {
         let previous = serials.last().unwrap().clone();
         until(Duration::from_secs(45), "a renewal", || serial_of(&nodes.node1, &frontend) != previous).await;
+        // Renewed at 50 % ± 5 % of the 60 s lifetime (polled every 50 ms).
+        let interval = issued_at.elapsed();
+        assert!(interval >= Duration::from_secs(26) && interval <= Duration::from_secs(34), "renewed after {interval:?}");
+        issued_at = tokio::time::Instant::now();
         let serial = serial_of(&nodes.node1, &frontend);
         let (client, server) = handshake(nodes.node1.client_config(&frontend).unwrap(), name.clone(), nodes.node2.server_config()).await;
         let (mut client, mut server) = (client.unwrap(), server.unwrap());

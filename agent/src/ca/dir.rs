@@ -133,20 +133,32 @@ pub fn load_ca(dir: &Path) -> Result<Authority, CaDirError> {
         return Err(CaDirError::KeyPermissions(key_path));
     }
     let key_pem = fs::read_to_string(&key_path).map_err(io(&key_path))?;
-    let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(&key_path, e))?;
     let cert_path = dir.join(CERT_FILE);
-    let root = CertificateDer::from_pem_file(&cert_path).map_err(|e| invalid(&cert_path, e))?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(root.as_ref()).map_err(|e| invalid(&cert_path, e))?;
-    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-        return Err(invalid(&key_path, "the key does not belong to ca.pem"));
+    let cert_pem = fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+    let max_lifetime = Duration::from_secs(meta.max_workload_lifetime_seconds);
+    Authority::from_pem(trust_domain, &cert_pem, &key_pem, max_lifetime).map_err(|reason| invalid(dir, reason))
+}
+
+impl Authority {
+    /// A CA from its PEM certificate and key (e.g. the Kubernetes signer's Secret).
+    pub fn from_pem(
+        trust_domain: TrustDomain,
+        cert_pem: &str,
+        key_pem: &str,
+        max_workload_lifetime: Duration,
+    ) -> Result<Self, String> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| format!("the CA key: {e}"))?;
+        let root = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| format!("the CA certificate: {e}"))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(root.as_ref()).map_err(|e| format!("the CA certificate: {e}"))?;
+        if !parsed.is_ca() {
+            return Err("the CA certificate is not a CA (basic constraints)".into());
+        }
+        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err("the CA key does not belong to the CA certificate".into());
+        }
+        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(parsed.validity().not_after.timestamp().max(0) as u64);
+        let issuer = Issuer::from_ca_cert_der(&root, key).map_err(|e| format!("the CA certificate: {e}"))?;
+        Ok(Self { trust_domain, max_workload_lifetime, root, not_after, issuer })
     }
-    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(parsed.validity().not_after.timestamp().max(0) as u64);
-    let issuer = Issuer::from_ca_cert_der(&root, key).map_err(|e| invalid(&cert_path, e))?;
-    Ok(Authority {
-        trust_domain,
-        max_workload_lifetime: Duration::from_secs(meta.max_workload_lifetime_seconds),
-        root,
-        not_after,
-        issuer,
-    })
 }
