@@ -1,6 +1,8 @@
 //! The rustls side of one node's mesh TLS: the crypto provider (ring), TLS 1.3 only, the
 //! trust bundle's verifiers, the store's clock as the handshakes' time, and ALPN `h2`
-//! (HBONE is HTTP/2 CONNECT, as in Istio ambient).
+//! (HBONE is HTTP/2 CONNECT, as in Istio ambient). No session resumption: every
+//! handshake verifies the peer's current certificate (HBONE pools its connections, so
+//! handshakes are rare anyway).
 
 use std::sync::Arc;
 
@@ -50,6 +52,7 @@ impl TlsContext {
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(chain, key)?;
         config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
     }
 
@@ -62,6 +65,8 @@ impl TlsContext {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver);
         config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(config)
     }
 }
