@@ -190,3 +190,16 @@ async fn standalone_stores_from_one_ca_do_mutual_tls() {
     let too_long = CertSettings { lifetime: CertLifetime::new(30 * DAY).unwrap(), ..settings };
     assert!(local_cert_store(&too_long, dir.path(), Arc::default()).is_err());
 }
+
+#[test]
+fn the_agent_refuses_a_certificate_lifetime_under_one_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ambit-agent"))
+        .args(["standalone", "--node-ip", "127.0.0.1", "--cert-lifetime", "30s", "--manifests"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cert-lifetime") && stderr.contains("minimum of one minute"), "{stderr}");
+}
