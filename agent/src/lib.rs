@@ -10,6 +10,7 @@
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
 //! - [`directory`]: the mesh directory (`MeshNode`s): every pod IP's identity and node.
 
+pub mod ca;
 pub mod cgroups;
 pub mod check;
 pub mod cluster;

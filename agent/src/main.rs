@@ -64,10 +64,33 @@ enum Command {
         #[arg(long, default_value = "/ready")]
         path: String,
     },
+    /// Manage a local certificate authority (standalone mode's workload certificates).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Detach Ambit's eBPF programs from the node and remove their pins.
     Uninstall {
         #[arg(long, env = "AMBIT_BPF_PIN_DIR", default_value = "/sys/fs/bpf/ambit")]
         bpf_pin_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a CA directory: ca.pem (the trust bundle), ca-key.pem (mode 0600), ca.json.
+    /// Refuses to overwrite an existing CA.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Validity of the CA certificate.
+        #[arg(long, default_value = "87600h", value_parser = ambit_agent::duration::parse_positive_duration)]
+        validity: Duration,
+        /// The longest workload certificate lifetime this CA signs.
+        #[arg(long, default_value = "2160h", value_parser = ambit_agent::duration::parse_positive_duration)]
+        max_workload_lifetime: Duration,
     },
 }
 
@@ -131,6 +154,8 @@ struct NodeArgs {
     max_tracked_sockets_per_pod: u32,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    certs: ambit_agent::ca::CertArgs,
 }
 
 /// Data-path timeouts and limits (defaults and their counterparts in Envoy, ztunnel and
@@ -258,6 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Standalone { manifests, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
+            // Checked now; the certificate store is wired into the node by HBONE's integration.
+            let _certs = node.certs.settings()?;
             let options = node.options()?;
             let data_path = data_path_runtime()?;
             control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.handle().clone()))?;
@@ -265,6 +292,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { kube, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
+            // Checked now; the certificate store is wired into the node by HBONE's integration.
+            let _certs = node.certs.settings()?;
             let options = node.options()?;
             let data_path = data_path_runtime()?;
             control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs, data_path.handle().clone()))?;
@@ -306,6 +335,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Ca { command: CaCommand::Init { dir, trust_domain, validity, max_workload_lifetime } } => {
+            let trust_domain = ambit_proxy_core::identity::TrustDomain::new(&trust_domain)?;
+            let init = ambit_agent::ca::CaInit { trust_domain, validity, max_workload_lifetime };
+            let authority = ambit_agent::ca::init_ca(&dir, &init)?;
+            println!("created a CA for trust domain {} in {}", authority.trust_domain, dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Uninstall { bpf_pin_dir } => {
             ambit_agent::redirect::Redirector::uninstall(&bpf_pin_dir)?;
             println!("removed Ambit's eBPF programs and maps under {}", bpf_pin_dir.display());

@@ -7,9 +7,11 @@
 //! is seen), counters are atomics, and histograms are [`LatencyHistogram`]s (atomics per
 //! bucket).
 
+mod certificates;
 mod family;
 mod histogram;
 
+pub use certificates::{CertificateMetrics, RenewalResult};
 pub use family::LockFreeFamily;
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};
 

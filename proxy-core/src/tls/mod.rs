@@ -7,15 +7,30 @@
 //! * The server side presents the certificate of the identity the client names in SNI
 //!   ([`server_name`]), requires a client certificate and verifies its chain.
 
+mod bundle;
+mod classify;
+mod clock;
+mod context;
+mod csr;
+mod held;
+mod lifetime;
 mod peer;
 mod refusal;
 mod server_name;
 mod source;
+mod store;
+mod verifier;
 
 pub use peer::{peer_identity, spiffe_id_of};
 pub use refusal::Refusal;
 pub use server_name::{identity_from_server_name, server_name, SERVER_NAME_SUFFIX};
 pub use source::{CertificateSource, IssuedChain, SignFuture, SourceError};
+
+pub use bundle::{BundleError, TrustBundle};
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use context::HBONE_ALPN;
+pub use lifetime::{CertLifetime, LifetimeTooShort};
+pub use store::{Backoff, CertState, CertStore, CertStoreOptions, CertificateStatus, Readiness, StoreStatus};
 
 use std::sync::Arc;
 
