@@ -11,7 +11,7 @@ mod detect;
 mod egress;
 mod headers;
 mod http;
-mod idle;
+pub(crate) mod idle;
 mod in_flight;
 mod l4_route;
 mod limits;
