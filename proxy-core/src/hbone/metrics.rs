@@ -85,6 +85,11 @@ impl HboneMetrics {
         self.streams.with(labels, |counter| counter.inc());
     }
 
+    /// Streams counted so far under `labels`.
+    pub fn streams(&self, labels: &StreamLabels) -> u64 {
+        self.streams.with(labels, |counter| counter.get())
+    }
+
     pub fn handshake(&self) {
         self.handshakes.inc();
     }
