@@ -292,3 +292,136 @@ async fn bulk_bytes_flow_both_ways_and_half_close_is_carried() {
     assert_eq!(back.len(), payload.len());
     assert!(back.iter().eq(payload.iter().rev()), "bytes changed in transit");
 }
+
+/// Copies `from` to `to` until either ends; once `frozen`, swallows everything and
+/// keeps both open.
+async fn pump<R, W>(mut from: R, mut to: W, frozen: Arc<std::sync::atomic::AtomicBool>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            let _keep_open = (from, to);
+            return std::future::pending().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP relay to `target` that can be frozen: it then stops moving bytes without
+/// closing anything (a peer node gone silent).
+async fn freezable_relay(target: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.5:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::spawn(pump(client_read, server_write, flag.clone()));
+            tokio::spawn(pump(server_read, client_write, flag.clone()));
+        }
+    });
+    (addr, frozen)
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_found_by_pings_and_its_connection_replaced() {
+    let w = world();
+    let (pod, _) = echo_pod("127.0.0.3").await;
+    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let (relay, frozen) = freezable_relay(node.addr).await;
+    let options = PoolOptions {
+        keepalive_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_millis(500),
+        ..PoolOptions::default()
+    };
+    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), options);
+    let key = key(&w, relay);
+    let mut stream = pool.open(&key, pod, &CallContext::default()).await.unwrap();
+    round_trip(&mut stream, b"before").await;
+    frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The frozen connection's stream fails once PINGs go unanswered.
+    stream.write_all(b"lost").await.unwrap();
+    let mut buf = [0u8; 4];
+    let read = tokio::time::timeout(WAIT, stream.read(&mut buf)).await.expect("a stream on a dead connection hung");
+    assert!(matches!(read, Err(_) | Ok(0)), "{read:?}");
+    assert_eq!(pool.open_connections(), 0, "the dead connection is still pooled");
+    frozen.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut stream = tokio::time::timeout(WAIT, pool.open(&key, pod, &CallContext::default())).await.expect("hung").unwrap();
+    round_trip(&mut stream, b"after").await;
+    assert_eq!(pool.handshakes(), 2);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let w = world();
+    let (pod, _) = echo_pod("127.0.0.3").await;
+    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let options = PoolOptions { idle_timeout: Duration::from_millis(300), ..PoolOptions::default() };
+    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), options);
+    let mut stream = pool.open(&key(&w, node.addr), pod, &CallContext::default()).await.unwrap();
+    round_trip(&mut stream, b"x").await;
+    // A connection with an open stream is never idle.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(pool.open_connections(), 1);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while pool.open_connections() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "idle connection never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_cut_and_counted() {
+    let w = world();
+    let options = InboundOptions { handshake_timeout: Duration::from_millis(500), ..InboundOptions::default() };
+    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[], None, options).await;
+    let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await.expect("slow handshake left open");
+    assert!(read.is_err() || rest.is_empty());
+    assert_eq!(node.metrics.refusals(Refusal::Handshake), 1);
+}
+
+/// Sends one raw HTTP/2 request on a mutual TLS connection to `node` and returns the
+/// answer's status.
+async fn raw_h2_status(w: &World, node: SocketAddr, request: http::Request<()>) -> http::StatusCode {
+    use ambit_proxy_core::tls::MeshTls;
+    let tls = TestMeshTls::new(&w.ca, &[w.caller.clone()]);
+    let config = tls.client_config(&w.caller).unwrap();
+    let tcp = tokio::net::TcpStream::connect(node).await.unwrap();
+    let name = ambit_proxy_core::tls::server_name(&w.server).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
+    let (sender, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let (response, _send) = sender.send_request(request, false).unwrap();
+    tokio::time::timeout(WAIT, response).await.expect("no answer").unwrap().status()
+}
+
+#[tokio::test]
+async fn other_methods_and_bad_authorities_are_answered_with_clear_statuses() {
+    let w = world();
+    let (pod, accepted) = echo_pod("127.0.0.3").await;
+    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let get = http::Request::get(format!("http://{pod}/")).body(()).unwrap();
+    assert_eq!(raw_h2_status(&w, node.addr, get).await, 405);
+    let by_name = http::Request::connect("catalog.shop:80").body(()).unwrap();
+    assert_eq!(raw_h2_status(&w, node.addr, by_name).await, 400);
+    let good = http::Request::connect(pod.to_string()).body(()).unwrap();
+    assert_eq!(raw_h2_status(&w, node.addr, good).await, 200);
+    assert_eq!(*accepted.lock().unwrap(), 1);
+}

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::classify::refusal_of;
 use super::error::TunnelError;
-use super::pool::TunnelKey;
+use super::pool::{PoolOptions, TunnelKey};
 use crate::proxy::SocketFactory;
 use crate::tls::{self, MeshTls, Refusal};
 
@@ -38,9 +38,9 @@ pub(crate) async fn dial(
     tls: &dyn MeshTls,
     sockets: &dyn SocketFactory,
     key: &TunnelKey,
-    connect_timeout: Duration,
-    max_streams: u32,
+    options: &PoolOptions,
 ) -> Result<Dialled, TunnelError> {
+    let (connect_timeout, max_streams) = (options.connect_timeout, options.max_streams_per_connection);
     let config = tls.client_config(&key.identity)?;
     let name = tls::server_name(&key.expected).ok_or_else(|| TunnelError::ServerName(key.expected.clone()))?;
     let node = key.node;
@@ -75,12 +75,34 @@ pub(crate) async fn dial(
     let limit = Arc::new(AtomicUsize::new(max_streams as usize));
     let closed = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
-    tokio::spawn(drive(connection, node, limit.clone(), closed.clone(), shutdown.clone(), max_streams as usize));
+    let keepalive = Keepalive { interval: options.keepalive_interval, timeout: options.keepalive_timeout };
+    tokio::spawn(drive(connection, node, limit.clone(), closed.clone(), shutdown.clone(), max_streams as usize, keepalive));
     Ok(Dialled { sender, limit, closed, shutdown })
 }
 
-/// Runs the connection until it ends or is shut down; keeps `limit` at the server's
-/// current max-concurrent-streams (capped at ours).
+/// HTTP/2 PINGs that find dead peers (a node gone without closing its connections).
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Keepalive {
+    /// Resolves when a PING goes unanswered for the timeout (never without pings).
+    async fn failed(self, ping_pong: Option<h2::PingPong>) {
+        let Some(mut ping_pong) = ping_pong else { return std::future::pending().await };
+        loop {
+            tokio::time::sleep(self.interval).await;
+            match tokio::time::timeout(self.timeout, ping_pong.ping(h2::Ping::opaque())).await {
+                Ok(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Runs the connection until it ends, is shut down or its peer stops answering PINGs;
+/// keeps `limit` at the server's current max-concurrent-streams (capped at ours).
 async fn drive<T>(
     mut connection: h2::client::Connection<T, Bytes>,
     node: std::net::SocketAddr,
@@ -88,9 +110,11 @@ async fn drive<T>(
     closed: Arc<AtomicBool>,
     shutdown: CancellationToken,
     ours: usize,
+    keepalive: Keepalive,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let ping_pong = connection.ping_pong();
     let run = std::future::poll_fn(|cx| {
         let polled = std::pin::Pin::new(&mut connection).poll(cx);
         limit.store(connection.max_concurrent_send_streams().min(ours), Ordering::Relaxed);
@@ -101,6 +125,9 @@ async fn drive<T>(
             tracing::debug!(%node, %error, "HBONE connection ended");
         },
         _ = shutdown.cancelled() => {}
+        _ = keepalive.failed(ping_pong) => {
+            tracing::debug!(%node, "HBONE peer did not answer a PING; closing the connection");
+        }
     }
     closed.store(true, Ordering::Release);
 }

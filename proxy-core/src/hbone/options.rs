@@ -41,6 +41,7 @@ impl HboneOptions {
             connect_timeout,
             idle_timeout: self.pool_idle_timeout,
             max_streams_per_connection: self.max_streams_per_connection,
+            ..PoolOptions::default()
         }
     }
 

@@ -43,11 +43,21 @@ pub struct PoolOptions {
     pub idle_timeout: Duration,
     /// Streams per connection at most (the server's own limit applies too).
     pub max_streams_per_connection: u32,
+    /// A PING after this long; no answer within the timeout closes the connection
+    /// (its streams fail, new streams get a new connection).
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(5), idle_timeout: Duration::from_secs(90), max_streams_per_connection: 100 }
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_streams_per_connection: 100,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -184,7 +194,7 @@ impl HbonePool {
     }
 
     async fn dial_new(&self, key: &TunnelKey) -> Result<(SendRequest<Bytes>, StreamSlot), TunnelError> {
-        let dialled = dial(&*self.tls, &*self.sockets, key, self.options.connect_timeout, self.options.max_streams_per_connection)
+        let dialled = dial(&*self.tls, &*self.sockets, key, &self.options)
             .await
             .inspect_err(|error| {
                 if let TunnelError::Refused { reason, .. } = error {
