@@ -121,8 +121,8 @@ async fn round_trip(stream: &mut ambit_proxy_core::hbone::TunnelStream, payload:
 async fn a_tunnel_reaches_the_pod_and_the_inbound_side_sees_the_callers_identity() {
     let w = world();
     let (pod, _) = echo_pod("127.0.0.3").await;
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let call = CallContext { service: Some("shop/catalog:80".into()), ..CallContext::default() };
     let mut stream = pool.open(&key(&w, node.addr), pod, &call).await.unwrap();
     round_trip(&mut stream, b"hello through the mesh").await;
@@ -139,8 +139,8 @@ async fn many_streams_share_one_tls_connection_until_the_servers_stream_limit() 
     let w = world();
     let (pod, accepted) = echo_pod("127.0.0.3").await;
     let options = InboundOptions { max_streams_per_connection: 8, ..InboundOptions::default() };
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, options).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, options).await;
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let key = key(&w, node.addr);
     // Sequential and concurrent streams, never more than 8 at once: one handshake.
     for _ in 0..20 {
@@ -174,9 +174,9 @@ async fn a_server_presenting_another_identity_is_refused_before_anything_is_sent
     let w = world();
     let (pod, accepted) = echo_pod("127.0.0.3").await;
     let other = w.ca.id("shop", "payments");
-    let impostor = TestMeshTls::impostor(&w.ca, &[w.server.clone()], &other);
+    let impostor = TestMeshTls::impostor(&w.ca, &[&w.server], &other);
     let node = callee(impostor, &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let result = pool.open(&key(&w, node.addr), pod, &CallContext::default()).await;
     assert!(
         matches!(result, Err(TunnelError::Refused { reason: Refusal::WrongIdentity, .. })),
@@ -189,7 +189,7 @@ async fn a_server_presenting_another_identity_is_refused_before_anything_is_sent
 #[tokio::test]
 async fn plaintext_on_the_hbone_port_is_closed_and_counted() {
     let w = world();
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[], None, InboundOptions::default()).await;
     let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut rest = Vec::new();
@@ -201,10 +201,10 @@ async fn plaintext_on_the_hbone_port_is_closed_and_counted() {
 #[tokio::test]
 async fn a_client_of_a_foreign_ca_is_refused_and_counted() {
     let w = world();
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[], None, InboundOptions::default()).await;
     // The client trusts the server's CA but its own certificate is from another CA.
     let foreign = TestCa::new("cluster.local");
-    let pool = pool(TestMeshTls::issued_by(&foreign, &w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let pool = pool(TestMeshTls::issued_by(&foreign, &w.ca, &[&w.caller]), PoolOptions::default());
     let result = pool.open(&key(&w, node.addr), "127.0.0.3:1".parse().unwrap(), &CallContext::default()).await;
     assert!(result.is_err(), "a tunnel opened with a foreign client certificate");
     assert!(node.recorder.seen().is_empty());
@@ -219,8 +219,8 @@ async fn a_client_of_a_foreign_ca_is_refused_and_counted() {
 async fn pods_not_on_the_callee_node_are_not_found_and_nothing_is_dialled() {
     let w = world();
     let (pod, accepted) = echo_pod("127.0.0.3").await;
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let elsewhere: SocketAddr = "127.0.0.4:8080".parse().unwrap();
     let result = pool.open(&key(&w, node.addr), elsewhere, &CallContext::default()).await;
     assert!(matches!(result, Err(TunnelError::Status(_, status)) if status == 404), "{result:?}");
@@ -230,7 +230,7 @@ async fn pods_not_on_the_callee_node_are_not_found_and_nothing_is_dialled() {
 #[tokio::test]
 async fn a_caller_without_a_certificate_fails_closed() {
     let w = world();
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[], None, InboundOptions::default()).await;
     let pool = pool(TestMeshTls::new(&w.ca, &[]), PoolOptions::default());
     let result = pool.open(&key(&w, node.addr), "127.0.0.3:1".parse().unwrap(), &CallContext::default()).await;
     assert!(matches!(result, Err(TunnelError::NoCertificate(_))), "{result:?}");
@@ -242,9 +242,9 @@ async fn after_the_inbound_side_restarts_pooled_connections_are_replaced_without
     let w = world();
     let (pod, _) = echo_pod("127.0.0.3").await;
     let pods = [(pod.ip(), w.server.clone())];
-    let server_tls = TestMeshTls::new(&w.ca, &[w.server.clone()]);
+    let server_tls = TestMeshTls::new(&w.ca, &[&w.server]);
     let first = callee(server_tls.clone(), &pods, None, InboundOptions::default()).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let key = key(&w, first.addr);
     let mut stream = pool.open(&key, pod, &CallContext::default()).await.unwrap();
     round_trip(&mut stream, b"before").await;
@@ -277,8 +277,8 @@ async fn bulk_bytes_flow_both_ways_and_half_close_is_carried() {
         stream.write_all(&answer).await.unwrap();
         stream.shutdown().await.unwrap();
     });
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), PoolOptions::default());
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
     let mut stream = pool.open(&key(&w, node.addr), pod, &CallContext::default()).await.unwrap();
     let payload: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let exchange = async {
@@ -339,14 +339,14 @@ async fn freezable_relay(target: SocketAddr) -> (SocketAddr, Arc<std::sync::atom
 async fn a_silent_peer_is_found_by_pings_and_its_connection_replaced() {
     let w = world();
     let (pod, _) = echo_pod("127.0.0.3").await;
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
     let (relay, frozen) = freezable_relay(node.addr).await;
     let options = PoolOptions {
         keepalive_interval: Duration::from_millis(200),
         keepalive_timeout: Duration::from_millis(500),
         ..PoolOptions::default()
     };
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), options);
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), options);
     let key = key(&w, relay);
     let mut stream = pool.open(&key, pod, &CallContext::default()).await.unwrap();
     round_trip(&mut stream, b"before").await;
@@ -367,9 +367,9 @@ async fn a_silent_peer_is_found_by_pings_and_its_connection_replaced() {
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let w = world();
     let (pod, _) = echo_pod("127.0.0.3").await;
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
     let options = PoolOptions { idle_timeout: Duration::from_millis(300), ..PoolOptions::default() };
-    let pool = pool(TestMeshTls::new(&w.ca, &[w.caller.clone()]), options);
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), options);
     let mut stream = pool.open(&key(&w, node.addr), pod, &CallContext::default()).await.unwrap();
     round_trip(&mut stream, b"x").await;
     // A connection with an open stream is never idle.
@@ -387,7 +387,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 async fn a_client_that_never_finishes_its_handshake_is_cut_and_counted() {
     let w = world();
     let options = InboundOptions { handshake_timeout: Duration::from_millis(500), ..InboundOptions::default() };
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[], None, options).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[], None, options).await;
     let mut stream = tokio::net::TcpStream::connect(node.addr).await.unwrap();
     stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
     let mut rest = Vec::new();
@@ -400,7 +400,7 @@ async fn a_client_that_never_finishes_its_handshake_is_cut_and_counted() {
 /// answer's status.
 async fn raw_h2_status(w: &World, node: SocketAddr, request: http::Request<()>) -> http::StatusCode {
     use ambit_proxy_core::tls::MeshTls;
-    let tls = TestMeshTls::new(&w.ca, &[w.caller.clone()]);
+    let tls = TestMeshTls::new(&w.ca, &[&w.caller]);
     let config = tls.client_config(&w.caller).unwrap();
     let tcp = tokio::net::TcpStream::connect(node).await.unwrap();
     let name = ambit_proxy_core::tls::server_name(&w.server).unwrap();
@@ -416,7 +416,7 @@ async fn raw_h2_status(w: &World, node: SocketAddr, request: http::Request<()>) 
 async fn other_methods_and_bad_authorities_are_answered_with_clear_statuses() {
     let w = world();
     let (pod, accepted) = echo_pod("127.0.0.3").await;
-    let node = callee(TestMeshTls::new(&w.ca, &[w.server.clone()]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
     let get = http::Request::get(format!("http://{pod}/")).body(()).unwrap();
     assert_eq!(raw_h2_status(&w, node.addr, get).await, 405);
     let by_name = http::Request::connect("catalog.shop:80").body(()).unwrap();
@@ -424,4 +424,18 @@ async fn other_methods_and_bad_authorities_are_answered_with_clear_statuses() {
     let good = http::Request::connect(pod.to_string()).body(()).unwrap();
     assert_eq!(raw_h2_status(&w, node.addr, good).await, 200);
     assert_eq!(*accepted.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_caller_of_a_foreign_trust_domain_is_refused_even_with_a_valid_chain() {
+    let w = world();
+    let (pod, accepted) = echo_pod("127.0.0.3").await;
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await;
+    let foreign = SpiffeId::new(ambit_proxy_core::identity::TrustDomain::new("other.example").unwrap(), "shop", "web").unwrap();
+    let pool = pool(TestMeshTls::new(&w.ca, &[&foreign]), PoolOptions::default());
+    let key = TunnelKey { identity: foreign, ..key(&w, node.addr) };
+    let result = pool.open(&key, pod, &CallContext::default()).await;
+    assert!(matches!(result, Err(TunnelError::Status(_, status)) if status == 403), "{result:?}");
+    assert_eq!(node.metrics.refusals(Refusal::ForeignTrustDomain), 1);
+    assert_eq!(*accepted.lock().unwrap(), 0);
 }

@@ -94,9 +94,9 @@ async fn http_calls_to_a_pod_on_another_node_are_tunnelled_with_the_callers_iden
     let ca = TestCa::new("cluster.local");
     let server = ca.id("server-ns", "echo");
     let backend = http_backend("remote").await;
-    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[server.clone()])).await;
+    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[&server])).await;
     callee.config.store(mesh_only(backend, &server, callee.hbone));
-    let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[caller_id(&ca)])).await;
+    let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[&caller_id(&ca)])).await;
     publish(&caller, AppProtocol::Http, backend, &server, callee.hbone, false);
     for i in 0..10 {
         let answer = raw_exchange(caller.addr, &get(&format!("/call/{i}")), Duration::from_secs(10)).await;
@@ -125,9 +125,9 @@ async fn tcp_passthrough_crosses_the_tunnel_with_bulk_bytes_and_half_close() {
         stream.write_all(format!("{} {sum}", got.len()).as_bytes()).await.unwrap();
         stream.shutdown().await.unwrap();
     });
-    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[server.clone()])).await;
+    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[&server])).await;
     callee.config.store(mesh_only(pod, &server, callee.hbone));
-    let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[caller_id(&ca)])).await;
+    let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[&caller_id(&ca)])).await;
     publish(&caller, AppProtocol::Tcp, pod, &server, callee.hbone, false);
     let payload: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let expected = format!("{} {}", payload.len(), payload.iter().map(|b| u64::from(*b)).sum::<u64>());
@@ -149,7 +149,7 @@ async fn same_node_calls_carry_the_callers_identity_without_tls() {
     let ca = TestCa::new("cluster.local");
     let server = ca.id("server-ns", "echo");
     let backend = http_backend("local").await;
-    let only = node("127.0.0.1", TestMeshTls::new(&ca, &[caller_id(&ca), server.clone()])).await;
+    let only = node("127.0.0.1", TestMeshTls::new(&ca, &[&caller_id(&ca), &server])).await;
     publish(&only, AppProtocol::Http, backend, &server, only.hbone, true);
     let answer = raw_exchange(only.addr, &get("/"), Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -164,7 +164,7 @@ async fn a_caller_without_a_certificate_fails_closed_and_endpoints_outside_the_m
     let ca = TestCa::new("cluster.local");
     let server = ca.id("server-ns", "echo");
     let backend = http_backend("remote").await;
-    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[server.clone()])).await;
+    let callee = node("127.0.0.2", TestMeshTls::new(&ca, &[&server])).await;
     callee.config.store(mesh_only(backend, &server, callee.hbone));
     // The caller's node holds no certificate for it.
     let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[])).await;

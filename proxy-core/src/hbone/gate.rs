@@ -26,6 +26,9 @@ pub enum Denial {
     /// The identity presented on the connection is not the destination pod's.
     #[error("the connection presented {presented}, not the identity of {destination} ({expected})")]
     WrongIdentity { presented: String, destination: SocketAddr, expected: SpiffeId },
+    /// The caller's identity is of another trust domain than the pod's.
+    #[error("the caller {0} is of a foreign trust domain")]
+    ForeignTrustDomain(SpiffeId),
     /// The policy refused the caller.
     #[error("denied by policy: {0}")]
     Policy(String),
@@ -36,7 +39,7 @@ impl Denial {
         match self {
             Denial::BadAuthority => StatusCode::BAD_REQUEST,
             Denial::NotHere(_) => StatusCode::NOT_FOUND,
-            Denial::WrongIdentity { .. } | Denial::Policy(_) => StatusCode::FORBIDDEN,
+            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -44,7 +47,7 @@ impl Denial {
         match self {
             Denial::BadAuthority => "bad_request",
             Denial::NotHere(_) => "not_found",
-            Denial::WrongIdentity { .. } | Denial::Policy(_) => "denied",
+            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) => "denied",
         }
     }
 }
@@ -85,8 +88,10 @@ impl InboundGate {
             Ok(request) => (Some(&request.destination_identity), "ok"),
             Err(denial) => (None, denial.outcome()),
         };
-        if matches!(decided, Err(Denial::WrongIdentity { .. })) {
-            self.metrics.refused(Refusal::WrongIdentity);
+        match &decided {
+            Err(Denial::WrongIdentity { .. }) => self.metrics.refused(Refusal::WrongIdentity),
+            Err(Denial::ForeignTrustDomain(_)) => self.metrics.refused(Refusal::ForeignTrustDomain),
+            _ => {}
         }
         let labels = stream_labels("inbound", claim.tunnel.label(), &claim.peer, destination_identity, outcome);
         self.metrics.stream(&labels);
@@ -96,6 +101,10 @@ impl InboundGate {
     fn decide(&self, claim: &StreamClaim) -> Result<InboundRequest, Denial> {
         let destination = claim.destination.ok_or(Denial::BadAuthority)?;
         let pod = self.local_pod(destination).ok_or(Denial::NotHere(destination))?;
+        // The TLS verifier checks the trust domain too; this also covers same-node calls.
+        if claim.peer.trust_domain() != pod.identity.trust_domain() {
+            return Err(Denial::ForeignTrustDomain(claim.peer.clone()));
+        }
         if let Some(presented) = &claim.presented {
             if *presented != pod.identity {
                 return Err(Denial::WrongIdentity {

@@ -19,7 +19,8 @@ use super::request::{connect_request, CallContext};
 use super::stream::{StreamSlot, TunnelStream};
 use crate::identity::SpiffeId;
 use crate::proxy::{SocketFactory, Source};
-use crate::tls::MeshTls;
+use crate::rate_limited_log::KeyedRateLimitedLog;
+use crate::tls::{MeshTls, Refusal};
 
 /// What a pooled connection is for: nothing else may share it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,6 +105,8 @@ pub struct HbonePool {
     dialling: Mutex<HashMap<TunnelKey, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<HboneMetrics>,
     handshakes: AtomicU64,
+    /// One warning per refusal reason every 10 s.
+    refusal_log: KeyedRateLimitedLog<Refusal>,
 }
 
 impl HbonePool {
@@ -116,6 +119,7 @@ impl HbonePool {
             dialling: Mutex::default(),
             metrics,
             handshakes: AtomicU64::new(0),
+            refusal_log: KeyedRateLimitedLog::new(Duration::from_secs(10)),
         });
         Self::start_reaper(&pool);
         pool
@@ -197,8 +201,11 @@ impl HbonePool {
         let dialled = dial(&*self.tls, &*self.sockets, key, &self.options)
             .await
             .inspect_err(|error| {
-                if let TunnelError::Refused { reason, .. } = error {
+                if let TunnelError::Refused { reason, node } = error {
                     self.metrics.refused(*reason);
+                    if let Some(suppressed) = self.refusal_log.check(reason) {
+                        tracing::warn!(%reason, %node, expected = %key.expected, suppressed, "HBONE peer refused (at most one line per reason every 10 s)");
+                    }
                 }
             })?;
         self.handshakes.fetch_add(1, Ordering::Relaxed);

@@ -45,7 +45,7 @@ pub enum UpstreamError {
     Tunnel(SocketAddr, TunnelError),
     /// A mesh pod on this node refused the caller (inbound gate).
     #[error("mesh pod {0} refused the caller: {1}")]
-    Denied(SocketAddr, Denial),
+    Denied(SocketAddr, Box<Denial>),
     /// A mesh pod, but the caller has no identity or the proxy no mesh TLS: never
     /// plaintext to a mesh pod.
     #[error("{0} is a mesh pod and the caller has no mesh identity")]
@@ -199,7 +199,7 @@ impl Upstreams {
                     service: caller.call.service.clone(),
                     tunnel: Tunnel::Local,
                 };
-                mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, denial))?;
+                mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
                 self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Local)
             }
             MeshPath::Hbone { node, expected } => {

@@ -78,25 +78,25 @@ pub struct TestMeshTls {
 
 impl TestMeshTls {
     /// A node holding certificates for `ids`, issued by `ca`.
-    pub fn new(ca: &TestCa, ids: &[SpiffeId]) -> Arc<Self> {
+    pub fn new(ca: &TestCa, ids: &[&SpiffeId]) -> Arc<Self> {
         Arc::new(Self::holding(ca, ids))
     }
 
     /// A node that holds `ids` but always presents `presents` as a server.
-    pub fn impostor(ca: &TestCa, ids: &[SpiffeId], presents: &SpiffeId) -> Arc<Self> {
+    pub fn impostor(ca: &TestCa, ids: &[&SpiffeId], presents: &SpiffeId) -> Arc<Self> {
         let mut ids = ids.to_vec();
-        ids.push(presents.clone());
+        ids.push(presents);
         Arc::new(Self { presents_instead: Some(presents.clone()), ..Self::holding(ca, &ids) })
     }
 
     /// A node holding certificates for `ids` issued by `issuer`, trusting only `trusted`
     /// (a node whose certificates come from a foreign CA).
-    pub fn issued_by(issuer: &TestCa, trusted: &TestCa, ids: &[SpiffeId]) -> Arc<Self> {
+    pub fn issued_by(issuer: &TestCa, trusted: &TestCa, ids: &[&SpiffeId]) -> Arc<Self> {
         Arc::new(Self { roots: trusted.roots(), ..Self::holding(issuer, ids) })
     }
 
-    fn holding(ca: &TestCa, ids: &[SpiffeId]) -> Self {
-        let held = ids.iter().map(|id| (id.clone(), Arc::new(ca.issue(id)))).collect();
+    fn holding(ca: &TestCa, ids: &[&SpiffeId]) -> Self {
+        let held = ids.iter().map(|id| ((*id).clone(), Arc::new(ca.issue(id)))).collect();
         Self { roots: ca.roots(), trust_domain: ca.trust_domain.clone(), held, presents_instead: None }
     }
 
