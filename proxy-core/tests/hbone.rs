@@ -439,3 +439,35 @@ async fn a_caller_of_a_foreign_trust_domain_is_refused_even_with_a_valid_chain()
     assert_eq!(node.metrics.refusals(Refusal::ForeignTrustDomain), 1);
     assert_eq!(*accepted.lock().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn the_inbound_side_closes_streams_of_a_client_gone_silent() {
+    let w = world();
+    // A pod that reports when its connection ends.
+    let listener = TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let _ = stream.write_all(&buf[..n]).await;
+        }
+        let _ = ended_tx.send(());
+    });
+    let options = InboundOptions {
+        keepalive_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_millis(500),
+        ..InboundOptions::default()
+    };
+    let node = callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, options).await;
+    let (relay, frozen) = freezable_relay(node.addr).await;
+    let pool = pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default());
+    let mut stream = pool.open(&key(&w, relay), pod, &CallContext::default()).await.unwrap();
+    round_trip(&mut stream, b"hi").await;
+    frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(WAIT, ended).await.expect("the pod connection outlived a silent client").unwrap();
+}

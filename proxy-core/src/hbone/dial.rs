@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -13,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::classify::refusal_of;
 use super::error::TunnelError;
+use super::keepalive::Keepalive;
 use super::pool::{PoolOptions, TunnelKey};
 use crate::proxy::SocketFactory;
 use crate::tls::{self, MeshTls, Refusal};
@@ -78,27 +78,6 @@ pub(crate) async fn dial(
     let keepalive = Keepalive { interval: options.keepalive_interval, timeout: options.keepalive_timeout };
     tokio::spawn(drive(connection, node, limit.clone(), closed.clone(), shutdown.clone(), max_streams as usize, keepalive));
     Ok(Dialled { sender, limit, closed, shutdown })
-}
-
-/// HTTP/2 PINGs that find dead peers (a node gone without closing its connections).
-#[derive(Debug, Clone, Copy)]
-struct Keepalive {
-    interval: Duration,
-    timeout: Duration,
-}
-
-impl Keepalive {
-    /// Resolves when a PING goes unanswered for the timeout (never without pings).
-    async fn failed(self, ping_pong: Option<h2::PingPong>) {
-        let Some(mut ping_pong) = ping_pong else { return std::future::pending().await };
-        loop {
-            tokio::time::sleep(self.interval).await;
-            match tokio::time::timeout(self.timeout, ping_pong.ping(h2::Ping::opaque())).await {
-                Ok(Ok(_)) => {}
-                _ => return,
-            }
-        }
-    }
 }
 
 /// Runs the connection until it ends, is shut down or its peer stops answering PINGs;

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::classify::refusal_of;
 use super::dial::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use super::gate::{InboundGate, StreamClaim};
+use super::keepalive::Keepalive;
 use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
@@ -44,6 +45,9 @@ pub struct InboundOptions {
     pub max_streams_per_connection: u32,
     /// A stream with no byte either way for this long is closed.
     pub stream_idle: Duration,
+    /// A PING after this long; no answer within the timeout closes the connection.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for InboundOptions {
@@ -53,6 +57,8 @@ impl Default for InboundOptions {
             connect_timeout: Duration::from_secs(5),
             max_streams_per_connection: 100,
             stream_idle: Duration::from_secs(3600),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -150,14 +156,25 @@ impl Inbound {
             Ok(Err(error)) => return tracing::debug!(%address, %error, "HBONE HTTP/2 handshake failed"),
             Err(_) => return self.refused(Refusal::Handshake, address, &"HTTP/2 handshake timed out"),
         };
-        while let Some(accepted) = connection.accept().await {
+        let keepalive = Keepalive { interval: self.options.keepalive_interval, timeout: self.options.keepalive_timeout };
+        let dead = keepalive.failed(connection.ping_pong());
+        tokio::pin!(dead);
+        loop {
+            let accepted = tokio::select! {
+                accepted = connection.accept() => accepted,
+                _ = &mut dead => {
+                    tracing::debug!(%address, "HBONE client did not answer a PING; closing the connection");
+                    break;
+                }
+            };
             match accepted {
-                Ok((request, respond)) => {
+                None => break,
+                Some(Ok((request, respond))) => {
                     let this = self.clone();
                     let peer = peer.clone();
                     tokio::spawn(async move { this.stream(&peer, request, respond).await });
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     tracing::debug!(%address, %error, "HBONE connection ended");
                     break;
                 }

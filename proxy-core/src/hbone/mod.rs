@@ -14,6 +14,7 @@ mod dial;
 mod error;
 mod gate;
 mod inbound;
+mod keepalive;
 mod metrics;
 mod options;
 mod policy;

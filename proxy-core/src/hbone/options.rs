@@ -52,6 +52,7 @@ impl HboneOptions {
             connect_timeout,
             max_streams_per_connection: self.max_streams_per_connection,
             stream_idle,
+            ..InboundOptions::default()
         }
     }
 }
