@@ -27,7 +27,7 @@ use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
 use crate::identity::SpiffeId;
-use crate::proxy::{idle, node_socket};
+use crate::proxy::{idle, node_socket, AccessLog};
 use crate::rate_limited_log::KeyedRateLimitedLog;
 use crate::tls::{self, MeshTls, Refusal};
 
@@ -78,11 +78,25 @@ pub struct Inbound {
     gate: Arc<InboundGate>,
     options: InboundOptions,
     refusal_log: KeyedRateLimitedLog<Refusal>,
+    /// The access log switch (shared with the proxy's data path).
+    access_log: Arc<AccessLog>,
 }
 
 impl Inbound {
+    /// An inbound server whose access log is off.
     pub fn new(tls: Arc<dyn MeshTls>, gate: Arc<InboundGate>, options: InboundOptions) -> Arc<Self> {
-        Arc::new(Self { tls, gate, options, refusal_log: KeyedRateLimitedLog::new(Duration::from_secs(10)) })
+        Self::with_access_log(tls, gate, options, Arc::default())
+    }
+
+    /// An inbound server logging each stream when `access_log` says so.
+    pub fn with_access_log(
+        tls: Arc<dyn MeshTls>,
+        gate: Arc<InboundGate>,
+        options: InboundOptions,
+        access_log: Arc<AccessLog>,
+    ) -> Arc<Self> {
+        let refusal_log = KeyedRateLimitedLog::new(Duration::from_secs(10));
+        Arc::new(Self { tls, gate, options, refusal_log, access_log })
     }
 
     /// Serves `listener` until `shutdown` fires (open streams are then cut).
@@ -220,6 +234,9 @@ impl Inbound {
         let mut tunnel = TunnelStream::new(send, request.into_body(), None);
         let mut pod = pod;
         let copied = idle::copy_until_idle(&mut tunnel, &mut pod, self.options.stream_idle).await;
+        if !self.access_log.should_log() {
+            return;
+        }
         tracing::info!(
             target: "ambit::access",
             kind = "hbone_inbound",

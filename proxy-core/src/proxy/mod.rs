@@ -100,7 +100,7 @@ pub struct Proxy {
     options: ProxyOptions,
     upstream: Arc<upstream::Upstreams>,
     mirrors: mirrors::MirrorSlots,
-    access_log: AccessLog,
+    access_log: Arc<AccessLog>,
     /// None when metrics are switched off (`--no-metrics`).
     metrics: Option<Arc<ProxyMetrics>>,
     budgets: Budgets,
@@ -198,7 +198,7 @@ impl Proxy {
             options,
             upstream,
             mirrors,
-            access_log: AccessLog::default(),
+            access_log: Arc::default(),
             metrics,
             budgets,
             limit_warnings,
@@ -211,7 +211,7 @@ impl Proxy {
     pub fn hbone_inbound(&self) -> Option<Arc<Inbound>> {
         let mesh = self.mesh.as_ref()?;
         let options = self.options.hbone.inbound(self.options.connect_timeout, self.options.timeouts.stream_idle);
-        Some(Inbound::new(mesh.tls.clone(), mesh.gate.clone(), options))
+        Some(Inbound::with_access_log(mesh.tls.clone(), mesh.gate.clone(), options, self.access_log.clone()))
     }
 
     /// The outbound tunnel pool (None without mesh TLS).
