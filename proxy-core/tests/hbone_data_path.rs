@@ -49,8 +49,13 @@ impl Drop for Node {
     }
 }
 
-/// A node proxy at `ip` holding certificates for `ids`.
+/// A node proxy at `ip` with the certificates of `tls`.
 async fn node(ip: &str, tls: Arc<TestMeshTls>) -> Node {
+    node_at(ip, tls, None).await
+}
+
+/// A node proxy whose HBONE server listens on `hbone` (default: a free port on `ip`).
+async fn node_at(ip: &str, tls: Arc<TestMeshTls>, hbone: Option<SocketAddr>) -> Node {
     let config = ConfigHandle::default();
     let recorder = Arc::new(Recorder::default());
     let metrics = Arc::new(HboneMetrics::default());
@@ -61,7 +66,7 @@ async fn node(ip: &str, tls: Arc<TestMeshTls>) -> Node {
     let listener = bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(proxy.clone().serve(listener, shutdown.clone(), Duration::from_secs(1)));
-    let hbone_listener = bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let hbone_listener = bind(hbone.unwrap_or_else(|| format!("{ip}:0").parse().unwrap())).unwrap();
     let hbone = hbone_listener.local_addr().unwrap();
     tokio::spawn(proxy.hbone_inbound().unwrap().serve(hbone_listener, shutdown.clone()));
     Node { proxy, addr, hbone, recorder, metrics, config, shutdown }
@@ -186,4 +191,38 @@ async fn a_caller_without_a_certificate_fails_closed_and_endpoints_outside_the_m
     assert_eq!(caller.proxy.hbone_pool().unwrap().handshakes(), 0);
     let refused = stream_labels("outbound", "hbone", &caller_id(&ca), Some(&server), "no_certificate");
     assert_eq!(caller.metrics.streams(&refused), 2, "fail-closed calls not counted");
+}
+
+#[tokio::test]
+async fn calls_work_again_soon_after_the_callee_nodes_proxy_restarts() {
+    let ca = TestCa::new("cluster.local");
+    let server = ca.id("server-ns", "echo");
+    let backend = http_backend("remote").await;
+    let callee_tls = TestMeshTls::new(&ca, &[&server]);
+    let callee = node("127.0.0.2", callee_tls.clone()).await;
+    callee.config.store(mesh_only(backend, &server, callee.hbone));
+    let caller = node("127.0.0.1", TestMeshTls::new(&ca, &[&caller_id(&ca)])).await;
+    publish(&caller, AppProtocol::Http, backend, &server, callee.hbone, false);
+    // Keep-alive HTTP/1.1 connections stay pooled on the tunnel between calls.
+    let keep_alive = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: svc\r\n\r\n").into_bytes();
+    let mut client = TcpStream::connect(caller.addr).await.unwrap();
+    client.write_all(&keep_alive("/before")).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let hbone = callee.hbone;
+    drop(callee);
+    let restarted = node_at("127.0.0.2", callee_tls, Some(hbone)).await;
+    restarted.config.store(mesh_only(backend, &server, hbone));
+    let started = std::time::Instant::now();
+    loop {
+        let answer = raw_exchange(caller.addr, &get("/after"), Duration::from_secs(5)).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "calls still fail 2 s after the restart: {answer}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(restarted.recorder.0.lock().unwrap().iter().all(|r| r.peer == caller_id(&ca)));
+    assert!(!restarted.recorder.0.lock().unwrap().is_empty());
 }
