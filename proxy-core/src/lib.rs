@@ -9,6 +9,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hbone;
 pub mod identity;
 pub mod limits;
 pub mod metrics;

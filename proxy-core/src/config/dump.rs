@@ -13,6 +13,8 @@ impl ProxyConfig {
         workloads.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut services: Vec<_> = self.services.iter().collect();
         services.sort_by_key(|(addr, _)| **addr);
+        let mut mesh: Vec<_> = self.mesh.iter().collect();
+        mesh.sort_by_key(|(ip, _)| **ip);
         json!({
             "version": self.version,
             "workloads": workloads.iter().map(|w| json!({
@@ -27,6 +29,10 @@ impl ProxyConfig {
                 "protocol": port.protocol,
                 "endpoints": port.endpoints.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "routes": dump_route_set(&port.routes),
+            })).collect::<Vec<_>>(),
+            "mesh": mesh.iter().map(|(ip, pod)| json!({
+                "pod": ip.to_string(), "node": pod.node.to_string(), "identity": pod.identity.to_string(),
+                "onThisNode": pod.on_this_node,
             })).collect::<Vec<_>>(),
         })
     }

@@ -6,14 +6,16 @@
 //! started with.
 
 mod dump;
+mod mesh;
 mod service;
 mod route_set;
 
+pub use mesh::MeshDestination;
 pub use route_set::{Decision, RouteSet, ScopeRoutes};
 pub use service::{AppProtocol, EndpointSet, ServicePort, ServiceRef};
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -27,6 +29,9 @@ pub struct ProxyConfig {
     pub services: HashMap<SocketAddr, Arc<ServicePort>>,
     /// Enrolled workloads by pod cgroup id.
     pub workloads: HashMap<CgroupId, Arc<Workload>>,
+    /// Mesh pods by pod IP (IPv4 as plain IPv4): connections to them are tunnelled
+    /// (HBONE) with the caller's identity. Endpoints not in here stay plaintext.
+    pub mesh: HashMap<IpAddr, MeshDestination>,
     /// Increases with every published snapshot.
     pub version: u64,
 }
@@ -38,6 +43,11 @@ impl ProxyConfig {
 
     pub fn workload(&self, cgroup: CgroupId) -> Option<&Arc<Workload>> {
         self.workloads.get(&cgroup)
+    }
+
+    /// The mesh pod at `endpoint`'s address, if it is one.
+    pub fn mesh_destination(&self, endpoint: SocketAddr) -> Option<&MeshDestination> {
+        self.mesh.get(&crate::identity::canonical(endpoint).ip())
     }
 }
 

@@ -85,6 +85,12 @@ pub struct HttpRecord {
     pub rule: String,
     pub backend: String,
     pub endpoint: String,
+    /// The caller's SPIFFE ID ("" when unknown).
+    pub source_identity: String,
+    /// The endpoint pod's SPIFFE ID ("" outside the mesh).
+    pub destination_identity: String,
+    /// How the endpoint was reached: `hbone`, `local` or `none`.
+    pub tunnel: &'static str,
     pub status: u16,
     /// Request body bytes (None when the request's framing did not say and it was
     /// streamed).
@@ -115,6 +121,9 @@ impl HttpRecord {
             rule = %self.rule,
             backend = %self.backend,
             endpoint = %self.endpoint,
+            source_identity = %self.source_identity,
+            destination_identity = %self.destination_identity,
+            tunnel = self.tunnel,
             status = self.status,
             request_bytes = self.request_bytes,
             response_bytes,

@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::detect::{self, Detected};
 use super::in_flight::{InFlight, InFlightBody};
-use super::egress::Source;
+use super::caller::Caller;
 use super::request_framing::RequestFramingGuard;
 use super::{http, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
-use crate::identity::{Origin, Workload};
+use crate::hbone::CallContext;
+use crate::identity::{Origin, SpiffeId, Workload};
 use crate::limits::Budget;
 use crate::metrics::TcpLabels;
 use crate::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
@@ -26,8 +27,9 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// The caller, as known when the connection was accepted.
     pub caller: Option<Arc<Workload>>,
-    /// Where this connection's upstream connections come from (the caller's netns).
-    pub source: Source,
+    /// Where this connection's upstream connections come from (the caller's netns),
+    /// with the caller's identity for mesh pods.
+    pub source: Caller,
     /// The dialled Service port, `namespace/name:port` (also its metrics label).
     service: Arc<str>,
     /// The caller pod's budget: each request takes a unit of it (two atomic adds).
@@ -110,14 +112,9 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
             return;
         }
     };
-    let ctx = Arc::new(ConnContext {
-        origin,
-        peer,
-        caller,
-        source: proxy.upstream.source(origin.pod_cgroup),
-        service: format!("{}:{}", service.service, service.port).into(),
-        budget,
-    });
+    let service_label: Arc<str> = format!("{}:{}", service.service, service.port).into();
+    let source = upstream_caller(&proxy, origin, peer, caller.as_deref(), &service_label);
+    let ctx = Arc::new(ConnContext { origin, peer, caller, source, service: service_label, budget });
     if proxy.access_log.should_log() {
         tracing::info!(
             target: "ambit::access",
@@ -159,6 +156,22 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         let endpoint = service.endpoints.pick();
         tcp::passthrough(&proxy, &ctx, stream, endpoint).await;
     }
+}
+
+/// The caller as its upstream connections see it: its socket source, its SPIFFE ID
+/// (from its service account, in the proxy's trust domain) and what a tunnel's CONNECT
+/// says about the call.
+fn upstream_caller(proxy: &Proxy, origin: Origin, peer: SocketAddr, caller: Option<&Workload>, service: &Arc<str>) -> Caller {
+    let trust_domain = &proxy.options.hbone.trust_domain;
+    let identity = caller.and_then(|w| SpiffeId::new(trust_domain.clone(), &w.namespace, &w.service_account).ok());
+    let call = CallContext {
+        client: Some(peer),
+        caller_namespace: caller.map(|w| w.namespace.to_string()),
+        caller_workload: caller.map(|w| w.workload.to_string()),
+        service: Some(service.to_string()),
+        service_host: None,
+    };
+    Caller { source: proxy.upstream.source(origin.pod_cgroup), identity, call: Arc::new(call) }
 }
 
 async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {

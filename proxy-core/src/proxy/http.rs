@@ -15,7 +15,8 @@ use super::deadline;
 use super::body::{self, Body};
 use super::connection::ConnContext;
 use super::idle;
-use super::egress::Source;
+use super::caller::Caller;
+use super::mesh_path::MeshPath;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
@@ -30,7 +31,7 @@ use crate::routes::{
 /// Where a request is sent once routing is done.
 struct Target<'a> {
     /// The caller's source of upstream connections.
-    source: Source,
+    source: Caller,
     endpoints: &'a EndpointSet,
     protocol: AppProtocol,
     label: String,
@@ -79,6 +80,7 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
     };
     let config = proxy.config.load();
     let caller = ctx.caller_in(&config);
+    let mesh_path = routed.endpoint.map(|e| MeshPath::of(&config, e));
     let record = HttpRecord {
         request_id,
         caller_namespace: caller.as_ref().map(|w| w.namespace.to_string()).unwrap_or_default(),
@@ -94,6 +96,9 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         rule: routed.rule.clone().unwrap_or_default(),
         backend: routed.backend.clone().unwrap_or_default(),
         endpoint: routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+        source_identity: ctx.source.identity.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        destination_identity: mesh_path.as_ref().and_then(|p| p.destination_identity()).map(|id| id.to_string()).unwrap_or_default(),
+        tunnel: mesh_path.as_ref().map_or("none", |p| p.tunnel()),
         status: response.status().as_u16(),
         request_bytes,
         head_ms: head_elapsed.as_secs_f64() * 1000.0,
@@ -143,7 +148,7 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
     match decision {
         Decision::NoRoutes => {
             let target = Target {
-                source: ctx.source,
+                source: ctx.source.clone(),
                 endpoints: &service.endpoints,
                 protocol: service.protocol,
                 label: format!("{}:{}", service.service, service.port),
@@ -158,14 +163,14 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
                 Some(name) => name.to_string(),
                 None => matched.rule.index.to_string(),
             });
-            apply_rule(proxy, ctx.source, &mut parts, body, matched, grpc, routed).await
+            apply_rule(proxy, ctx.source.clone(), &mut parts, body, matched, grpc, routed).await
         }
     }
 }
 
 async fn apply_rule(
     proxy: &Arc<Proxy>,
-    source: Source,
+    source: Caller,
     parts: &mut http::request::Parts,
     body: Incoming,
     matched: MatchedRule<'_>,
@@ -211,7 +216,7 @@ async fn apply_rule(
                 rule.filters.mirrors.iter().filter(|m| m.sampled()).map(|m| &m.backend).collect();
             let (body, copies) = mirror_body::tee(body::boxed(body), MIRROR_BODY_LIMIT, mirrors.len());
             for (mirror, copy) in mirrors.into_iter().zip(copies) {
-                spawn_mirror(proxy, source, parts, mirror, copy);
+                spawn_mirror(proxy, source.clone(), parts, mirror, copy);
             }
             let target = Target {
                 source,
@@ -359,7 +364,7 @@ async fn forward(
     routed.endpoint = Some(endpoint);
     let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if upgrade {
-        return forward_upgrade(proxy, parts, body, target.source, endpoint).await;
+        return forward_upgrade(proxy, parts, body, &target.source, endpoint).await;
     }
     let version = upstream_version(target.protocol, parts.version);
     // The response keeps no reference to the downstream's extensions.
@@ -368,7 +373,7 @@ async fn forward(
     let sent_at = tokio::time::Instant::now();
     // The route's timeouts run until the response body's end, not only its head.
     let deadline = deadline::deadline(&timeouts, sent_at);
-    let attempt = proxy.upstream.send(target.source, endpoint, version, request);
+    let attempt = proxy.upstream.send(&target.source, endpoint, version, request);
     let result = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, attempt).await.ok(),
         None => Some(attempt.await),
@@ -403,7 +408,7 @@ async fn forward_upgrade(
     proxy: &Arc<Proxy>,
     mut parts: http::request::Parts,
     body: Body,
-    source: Source,
+    source: &Caller,
     endpoint: SocketAddr,
 ) -> Response<Body> {
     let downstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -448,7 +453,7 @@ async fn forward_upgrade(
 /// the node-wide cap (none free: dropped) and are abandoned after the mirror timeout.
 fn spawn_mirror(
     proxy: &Arc<Proxy>,
-    source: Source,
+    source: Caller,
     parts: &http::request::Parts,
     backend: &BackendTarget,
     copy: tokio::sync::oneshot::Receiver<BodyCopy>,
@@ -472,7 +477,7 @@ fn spawn_mirror(
             // No copy: the body was too large (logged), failed, or was never read whole.
             let Ok(copy) = copy.await else { return };
             let request = upstream_request(head, copy.into_body(), version, false);
-            match proxy.upstream.send(source, endpoint, version, request).await {
+            match proxy.upstream.send(&source, endpoint, version, request).await {
                 Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
                 Err(error) => tracing::debug!(%error, "mirror request failed"),
             }

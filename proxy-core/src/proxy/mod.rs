@@ -4,6 +4,7 @@
 
 mod access_log;
 mod body;
+mod caller;
 pub(crate) mod client_hello;
 mod connection;
 mod deadline;
@@ -11,19 +12,24 @@ mod detect;
 mod egress;
 mod headers;
 mod http;
-mod idle;
+pub(crate) mod idle;
 mod in_flight;
 mod l4_route;
 mod limits;
 mod local_reply;
+mod mesh_path;
 mod mirror_body;
 mod mirrors;
 pub(crate) mod request_framing;
 mod tcp;
 mod upstream;
+mod upstream_stream;
 
 pub use access_log::{AccessLog, InvalidSample};
+pub use caller::{Caller, CallerKey};
 pub use detect::Detected;
+pub use mesh_path::MeshPath;
+pub use upstream_stream::UpstreamStream;
 pub use limits::{ConnectionTimeouts, Http2Limits, MirrorLimits};
 pub use egress::{node_socket, NodeSockets, SocketFactory, SocketFuture, Source};
 
@@ -36,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ConfigHandle;
+use crate::hbone::{HboneMetrics, HboneOptions, HbonePool, Inbound, InboundGate, InboundPolicy};
+use crate::tls::MeshTls;
 use crate::identity::OriginResolver;
 use crate::limits::{Budgets, Limit, LimitOptions};
 use crate::metrics::ProxyMetrics;
@@ -64,6 +72,8 @@ pub struct ProxyOptions {
     pub mirrors: MirrorLimits,
     /// Caps on connections and in-flight requests, per caller pod and node-wide.
     pub limits: LimitOptions,
+    /// HBONE: port, trust domain, handshake timeout, streams per connection.
+    pub hbone: HboneOptions,
 }
 
 impl Default for ProxyOptions {
@@ -78,6 +88,7 @@ impl Default for ProxyOptions {
             http2: Http2Limits::default(),
             mirrors: MirrorLimits::default(),
             limits: LimitOptions::default(),
+            hbone: HboneOptions::default(),
         }
     }
 }
@@ -89,12 +100,32 @@ pub struct Proxy {
     options: ProxyOptions,
     upstream: Arc<upstream::Upstreams>,
     mirrors: mirrors::MirrorSlots,
-    access_log: AccessLog,
+    access_log: Arc<AccessLog>,
     /// None when metrics are switched off (`--no-metrics`).
     metrics: Option<Arc<ProxyMetrics>>,
     budgets: Budgets,
     /// One warning per cap and caller namespace per 10 s.
     limit_warnings: KeyedRateLimitedLog<(Limit, Arc<str>)>,
+    /// The mesh side (None: no mesh TLS; mesh pods are then unreachable, never
+    /// reached in plaintext).
+    mesh: Option<ProxyMesh>,
+}
+
+/// What a proxy needs to take part in the mesh.
+#[derive(Clone)]
+pub struct MeshSetup {
+    /// The node's certificates (the agent's certificate store).
+    pub tls: Arc<dyn MeshTls>,
+    /// The inbound authorization hook (`hbone::AllowAll` today).
+    pub policy: Arc<dyn InboundPolicy>,
+    /// HBONE metrics (`HboneMetrics::register`, or a default unregistered one).
+    pub metrics: Arc<HboneMetrics>,
+}
+
+struct ProxyMesh {
+    tls: Arc<dyn MeshTls>,
+    gate: Arc<InboundGate>,
+    pool: Arc<HbonePool>,
 }
 
 /// How often a refusal by one cap for one caller namespace is logged at most.
@@ -123,7 +154,40 @@ impl Proxy {
         metrics: Option<Arc<ProxyMetrics>>,
         sockets: Arc<dyn SocketFactory>,
     ) -> Arc<Self> {
-        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets));
+        Self::build(config, resolver, options, metrics, sockets, None)
+    }
+
+    /// A proxy in the mesh: mesh pods (`ProxyConfig::mesh`) on other nodes are reached
+    /// through HBONE tunnels with the caller's identity, those on this node through
+    /// the same inbound gate as tunnelled streams (without TLS). Serve the inbound side
+    /// with [`Proxy::hbone_inbound`].
+    pub fn with_mesh(
+        config: ConfigHandle,
+        resolver: Arc<dyn OriginResolver>,
+        options: ProxyOptions,
+        metrics: Option<Arc<ProxyMetrics>>,
+        sockets: Arc<dyn SocketFactory>,
+        mesh: MeshSetup,
+    ) -> Arc<Self> {
+        Self::build(config, resolver, options, metrics, sockets, Some(mesh))
+    }
+
+    fn build(
+        config: ConfigHandle,
+        resolver: Arc<dyn OriginResolver>,
+        options: ProxyOptions,
+        metrics: Option<Arc<ProxyMetrics>>,
+        sockets: Arc<dyn SocketFactory>,
+        mesh: Option<MeshSetup>,
+    ) -> Arc<Self> {
+        let mesh = mesh.map(|setup| ProxyMesh {
+            gate: InboundGate::new(config.clone(), setup.policy, setup.metrics.clone()),
+            pool: HbonePool::new(setup.tls.clone(), sockets.clone(), options.hbone.pool(options.connect_timeout), setup.metrics),
+            tls: setup.tls,
+        });
+        let mesh_upstreams =
+            mesh.as_ref().map(|m| upstream::MeshUpstreams { pool: m.pool.clone(), gate: m.gate.clone() });
+        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets, config.clone(), mesh_upstreams));
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
         let budgets = Budgets::new(options.limits);
@@ -134,11 +198,25 @@ impl Proxy {
             options,
             upstream,
             mirrors,
-            access_log: AccessLog::default(),
+            access_log: Arc::default(),
             metrics,
             budgets,
             limit_warnings,
+            mesh,
         })
+    }
+
+    /// The inbound HBONE server of this node (None without mesh TLS): it shares the
+    /// proxy's configuration, gate and metrics. Serve it on the HBONE port.
+    pub fn hbone_inbound(&self) -> Option<Arc<Inbound>> {
+        let mesh = self.mesh.as_ref()?;
+        let options = self.options.hbone.inbound(self.options.connect_timeout, self.options.timeouts.stream_idle);
+        Some(Inbound::with_access_log(mesh.tls.clone(), mesh.gate.clone(), options, self.access_log.clone()))
+    }
+
+    /// The outbound tunnel pool (None without mesh TLS).
+    pub fn hbone_pool(&self) -> Option<&Arc<HbonePool>> {
+        self.mesh.as_ref().map(|m| &m.pool)
     }
 
     /// The metrics this proxy records (None when switched off).

@@ -20,13 +20,18 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
         reset(client);
         return;
     };
-    let mut upstream = match proxy.upstream.connect(ctx.source, endpoint).await {
+    let mut upstream = match proxy.upstream.connect(&ctx.source, endpoint).await {
         Ok(s) => s,
         Err(error) => {
             tracing::info!(%error, "backend unreachable; resetting client connection");
             reset(client);
             return;
         }
+    };
+    let tunnel = upstream.tunnel();
+    let destination_identity = match tunnel {
+        "none" => String::new(),
+        _ => proxy.upstream.path(endpoint).destination_identity().map(|id| id.to_string()).unwrap_or_default(),
     };
     let labels = proxy.metrics.as_ref().map(|metrics| {
         let labels = ctx.tcp_labels();
@@ -56,6 +61,9 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
             service = %ctx.service_label(),
             dialled = %ctx.origin.destination,
             backend = %endpoint,
+            source_identity = %ctx.source.identity.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+            destination_identity = %destination_identity,
+            tunnel,
             bytes_sent = sent,
             bytes_received = received,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,

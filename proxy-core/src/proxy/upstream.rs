@@ -13,8 +13,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::body::Body;
+use super::caller::{Caller, CallerKey};
 use super::egress::{SocketFactory, Source};
+use super::mesh_path::MeshPath;
+use super::upstream_stream::UpstreamStream;
 use super::ProxyOptions;
+use crate::config::ConfigHandle;
+use crate::hbone::{stream_labels, Denial, HbonePool, InboundGate, StreamClaim, Tunnel, TunnelError, TunnelKey};
 
 /// Which HTTP version to speak to a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +40,33 @@ pub enum UpstreamError {
     Handshake(SocketAddr, hyper::Error),
     #[error("request to {0} failed: {1}")]
     Request(SocketAddr, hyper::Error),
+    /// A mesh pod on another node could not be reached through a tunnel.
+    #[error("HBONE tunnel to {0}: {1}")]
+    Tunnel(SocketAddr, TunnelError),
+    /// A mesh pod on this node refused the caller (inbound gate).
+    #[error("mesh pod {0} refused the caller: {1}")]
+    Denied(SocketAddr, Box<Denial>),
+    /// A mesh pod, but the caller has no identity or the proxy no mesh TLS: never
+    /// plaintext to a mesh pod.
+    #[error("{0} is a mesh pod and the caller has no mesh identity")]
+    NoIdentity(SocketAddr),
 }
 
 impl UpstreamError {
     /// True when the request never reached the backend.
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Connect(..) | UpstreamError::Socket(..) | UpstreamError::ConnectTimeout(..) | UpstreamError::Handshake(..))
+            || self.is_mesh_refusal()
+            || matches!(self, UpstreamError::Tunnel(..))
+    }
+
+    /// True when the mesh refused the call before any byte reached the pod (no
+    /// certificate for the caller, no identity, refused by the gate): 503, fail closed.
+    pub fn is_mesh_refusal(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Tunnel(_, TunnelError::NoCertificate(_)) | UpstreamError::Denied(..) | UpstreamError::NoIdentity(_)
+        )
     }
 }
 
@@ -50,14 +76,22 @@ struct IdleHttp1 {
 }
 
 /// A pool key: connections are shared only between requests with the same source
-/// (caller) and endpoint.
-type PoolKey = (Source, SocketAddr);
+/// (caller), identity, endpoint and path (plaintext, same-node or tunnelled).
+type PoolKey = (CallerKey, SocketAddr, MeshPath);
+
+/// The mesh side of the upstreams: tunnels to other nodes, the gate of this node's pods.
+pub struct MeshUpstreams {
+    pub pool: Arc<HbonePool>,
+    pub gate: Arc<InboundGate>,
+}
 
 /// Upstream connection pools, keyed by source and endpoint address.
 pub struct Upstreams {
     http1: Mutex<HashMap<PoolKey, Vec<IdleHttp1>>>,
     http2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
     sockets: Arc<dyn SocketFactory>,
+    config: ConfigHandle,
+    mesh: Option<MeshUpstreams>,
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
@@ -66,11 +100,13 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(options: &ProxyOptions, sockets: Arc<dyn SocketFactory>) -> Self {
+    pub fn new(options: &ProxyOptions, sockets: Arc<dyn SocketFactory>, config: ConfigHandle, mesh: Option<MeshUpstreams>) -> Self {
         Self {
             http1: Mutex::default(),
             http2: Mutex::default(),
             sockets,
+            config,
+            mesh,
             connect_timeout: options.connect_timeout,
             max_idle: options.max_idle_per_endpoint,
             idle_timeout: options.idle_timeout,
@@ -139,8 +175,72 @@ impl Upstreams {
         self.sockets.source(caller)
     }
 
-    /// Connects to `endpoint` from `source` (socket creation counts in the timeout).
-    pub async fn connect(&self, source: Source, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
+    /// How `endpoint` is reached under the current configuration.
+    pub fn path(&self, endpoint: SocketAddr) -> MeshPath {
+        MeshPath::of(&self.config.load(), endpoint)
+    }
+
+    /// Connects to `endpoint` for `caller`: plaintext outside the mesh, through the
+    /// inbound gate for mesh pods on this node, through an HBONE tunnel otherwise.
+    pub async fn connect(&self, caller: &Caller, endpoint: SocketAddr) -> Result<UpstreamStream, UpstreamError> {
+        let path = self.path(endpoint);
+        self.connect_via(caller, endpoint, &path).await
+    }
+
+    async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath) -> Result<UpstreamStream, UpstreamError> {
+        match path {
+            MeshPath::Plain => self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Plain),
+            MeshPath::Local { .. } => {
+                let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
+                let claim = StreamClaim {
+                    peer: identity.clone(),
+                    destination: Some(endpoint),
+                    presented: None,
+                    service: caller.call.service.clone(),
+                    tunnel: Tunnel::Local,
+                };
+                mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
+                self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Local)
+            }
+            MeshPath::Hbone { node, expected } => {
+                let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
+                let key = TunnelKey { source: caller.source, identity: identity.clone(), node: *node, expected: expected.clone() };
+                let opened = mesh.pool.open(&key, endpoint, &caller.call).await;
+                let outcome = match &opened {
+                    Ok(_) => "ok",
+                    Err(TunnelError::NoCertificate(_)) => "no_certificate",
+                    Err(TunnelError::Refused { .. }) => "refused",
+                    Err(_) => "failed",
+                };
+                mesh.gate.metrics().stream(&stream_labels("outbound", "hbone", identity, Some(expected), outcome));
+                opened.map(|s| UpstreamStream::Hbone(Box::new(s))).map_err(|e| UpstreamError::Tunnel(endpoint, e))
+            }
+        }
+    }
+
+    /// The mesh side and the caller's identity, or why a mesh pod cannot be reached.
+    fn mesh_caller<'a>(&'a self, caller: &'a Caller, endpoint: SocketAddr) -> Result<(&'a MeshUpstreams, &'a crate::identity::SpiffeId), UpstreamError> {
+        match (&self.mesh, &caller.identity) {
+            (Some(mesh), Some(identity)) => Ok((mesh, identity)),
+            (Some(mesh), None) => {
+                mesh.gate.metrics().stream(&crate::hbone::StreamLabels {
+                    direction: "outbound",
+                    tunnel: "none",
+                    source_namespace: Arc::from(""),
+                    source_service_account: Arc::from(""),
+                    destination_namespace: Arc::from(""),
+                    destination_service_account: Arc::from(""),
+                    outcome: "no_identity",
+                });
+                Err(UpstreamError::NoIdentity(endpoint))
+            }
+            (None, _) => Err(UpstreamError::NoIdentity(endpoint)),
+        }
+    }
+
+    /// A plain TCP connection to `endpoint` from `source` (socket creation counts in
+    /// the timeout).
+    async fn connect_tcp(&self, source: Source, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
         let attempt = async {
             let socket = self.sockets.socket(source, endpoint).await.map_err(|e| UpstreamError::Socket(endpoint, e))?;
             socket.connect(endpoint).await.map_err(|e| UpstreamError::Connect(endpoint, e))
@@ -159,21 +259,21 @@ impl Upstreams {
     /// version needs (origin-form for HTTP/1.1, absolute-form for HTTP/2).
     pub async fn send(
         self: &std::sync::Arc<Self>,
-        source: Source,
+        caller: &Caller,
         endpoint: SocketAddr,
         version: UpstreamVersion,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let key = (source, endpoint);
+        let key = (caller.key(), endpoint, self.path(endpoint));
         match version {
-            UpstreamVersion::Http1 => self.send_http1(key, request).await,
-            UpstreamVersion::Http2 => self.send_http2(key, request).await,
+            UpstreamVersion::Http1 => self.send_http1(caller, key, request).await,
+            UpstreamVersion::Http2 => self.send_http2(caller, key, request).await,
         }
     }
 
-    fn take_idle_http1(&self, key: PoolKey) -> Option<http1::SendRequest<Body>> {
+    fn take_idle_http1(&self, key: &PoolKey) -> Option<http1::SendRequest<Body>> {
         let mut pools = self.http1.lock().unwrap_or_else(|p| p.into_inner());
-        let pool = pools.get_mut(&key)?;
+        let pool = pools.get_mut(key)?;
         while let Some(idle) = pool.pop() {
             if idle.since.elapsed() < self.idle_timeout && idle.sender.is_ready() {
                 return Some(idle.sender);
@@ -182,8 +282,9 @@ impl Upstreams {
         None
     }
 
-    async fn new_http1(&self, (source, endpoint): PoolKey) -> Result<http1::SendRequest<Body>, UpstreamError> {
-        let stream = self.connect(source, endpoint).await?;
+    async fn new_http1(&self, caller: &Caller, key: &PoolKey) -> Result<http1::SendRequest<Body>, UpstreamError> {
+        let endpoint = key.1;
+        let stream = self.connect_via(caller, endpoint, &key.2).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -198,6 +299,7 @@ impl Upstreams {
 
     async fn send_http1(
         self: &std::sync::Arc<Self>,
+        caller: &Caller,
         key: PoolKey,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
@@ -205,7 +307,7 @@ impl Upstreams {
         let mut request = request;
         // A pooled connection may have been closed by the backend in the meantime; hyper
         // hands the request back when it was not sent, and we retry on a new connection.
-        if let Some(mut sender) = self.take_idle_http1(key) {
+        if let Some(mut sender) = self.take_idle_http1(&key) {
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     self.recycle_http1(key, sender);
@@ -217,7 +319,7 @@ impl Upstreams {
                 },
             }
         }
-        let mut sender = self.new_http1(key).await?;
+        let mut sender = self.new_http1(caller, &key).await?;
         let response = sender.send_request(request).await.map_err(|e| UpstreamError::Request(endpoint, e))?;
         self.recycle_http1(key, sender);
         Ok(response)
@@ -239,8 +341,8 @@ impl Upstreams {
         });
     }
 
-    async fn http2_sender(&self, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let (source, endpoint) = key;
+    async fn http2_sender(&self, caller: &Caller, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let endpoint = key.1;
         {
             let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(sender) = map.get(&key) {
@@ -250,7 +352,7 @@ impl Upstreams {
                 map.remove(&key);
             }
         }
-        let stream = self.connect(source, endpoint).await?;
+        let stream = self.connect_via(caller, endpoint, &key.2).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(self.http2_keep_alive_interval)
@@ -267,9 +369,9 @@ impl Upstreams {
         Ok(sender)
     }
 
-    async fn send_http2(&self, key: PoolKey, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    async fn send_http2(&self, caller: &Caller, key: PoolKey, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
         let endpoint = key.1;
-        let mut sender = self.http2_sender(key).await?;
+        let mut sender = self.http2_sender(caller, key).await?;
         sender.ready().await.map_err(|e| UpstreamError::Request(endpoint, e))?;
         sender.send_request(request).await.map_err(|e| UpstreamError::Request(endpoint, e))
     }
@@ -277,11 +379,11 @@ impl Upstreams {
     /// A dedicated HTTP/1.1 connection that supports protocol upgrades (not pooled).
     pub async fn send_upgrade(
         &self,
-        source: Source,
+        caller: &Caller,
         endpoint: SocketAddr,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let stream = self.connect(source, endpoint).await?;
+        let stream = self.connect(caller, endpoint).await?;
         let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -329,10 +431,10 @@ mod tests {
     async fn the_reaper_closes_idle_connections_and_forgets_their_endpoints() {
         let (addr, mut closed) = backend(None).await;
         let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
-        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets)));
+        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None));
         Upstreams::start_reaper(&pools);
         let request = Request::get("/").body(body::empty()).unwrap();
-        let response = pools.send(Source::Node, addr, UpstreamVersion::Http1, request).await.unwrap();
+        let response = pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
         assert_eq!(response.status(), 200);
         drop(response);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -349,10 +451,10 @@ mod tests {
     async fn closed_http2_connections_are_forgotten() {
         let (addr, mut closed) = backend(Some(Duration::from_millis(300))).await;
         let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
-        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets)));
+        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None));
         Upstreams::start_reaper(&pools);
         let request = Request::get("http://svc/").body(body::empty()).unwrap();
-        pools.send(Source::Node, addr, UpstreamVersion::Http2, request).await.unwrap();
+        pools.send(&Caller::node(), addr, UpstreamVersion::Http2, request).await.unwrap();
         assert_eq!(pools.pooled_endpoints(), (0, 1));
         tokio::time::timeout(Duration::from_secs(5), closed.recv()).await.expect("backend never closed").unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

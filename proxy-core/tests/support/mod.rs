@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod h2_frames;
+pub mod mesh_pki;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -64,7 +65,7 @@ pub fn config_with(port: ServicePort) -> ProxyConfig {
             cgroup: CgroupId(CALLER_CGROUP),
         }),
     );
-    ProxyConfig { services, workloads, version: 1 }
+    ProxyConfig { services, workloads, version: 1, ..ProxyConfig::default() }
 }
 
 pub struct RunningProxy {

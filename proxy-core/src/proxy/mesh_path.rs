@@ -1,0 +1,41 @@
+//! How an endpoint is reached: plaintext (not a mesh pod), in-process to the inbound
+//! gate (a mesh pod on this node) or through an HBONE tunnel (a mesh pod elsewhere).
+
+use std::net::SocketAddr;
+
+use crate::config::ProxyConfig;
+use crate::identity::SpiffeId;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MeshPath {
+    Plain,
+    Local { expected: SpiffeId },
+    Hbone { node: SocketAddr, expected: SpiffeId },
+}
+
+impl MeshPath {
+    pub fn of(config: &ProxyConfig, endpoint: SocketAddr) -> Self {
+        match config.mesh_destination(endpoint) {
+            None => MeshPath::Plain,
+            Some(pod) if pod.on_this_node => MeshPath::Local { expected: pod.identity.clone() },
+            Some(pod) => MeshPath::Hbone { node: pod.node, expected: pod.identity.clone() },
+        }
+    }
+
+    /// `none`, `local` or `hbone`.
+    pub fn tunnel(&self) -> &'static str {
+        match self {
+            MeshPath::Plain => "none",
+            MeshPath::Local { .. } => "local",
+            MeshPath::Hbone { .. } => "hbone",
+        }
+    }
+
+    /// The destination pod's identity (None outside the mesh).
+    pub fn destination_identity(&self) -> Option<&SpiffeId> {
+        match self {
+            MeshPath::Plain => None,
+            MeshPath::Local { expected } | MeshPath::Hbone { expected, .. } => Some(expected),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! A connection to a backend endpoint: plain TCP (endpoints outside the mesh, and
+//! same-node mesh pods once admitted), or an HBONE tunnel stream to another node.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::hbone::TunnelStream;
+
+#[derive(Debug)]
+pub enum UpstreamStream {
+    /// Plaintext to an endpoint outside the mesh.
+    Plain(TcpStream),
+    /// A mesh pod on this node: plain TCP after the inbound gate admitted the caller.
+    Local(TcpStream),
+    /// A mesh pod on another node, through mutual TLS.
+    Hbone(Box<TunnelStream>),
+}
+
+impl UpstreamStream {
+    /// `none`, `local` or `hbone` (access logs and metrics).
+    pub fn tunnel(&self) -> &'static str {
+        match self {
+            UpstreamStream::Plain(_) => "none",
+            UpstreamStream::Local(_) => "local",
+            UpstreamStream::Hbone(_) => "hbone",
+        }
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
