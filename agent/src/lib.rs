@@ -37,6 +37,7 @@ pub mod admin;
 pub mod endpoints;
 pub mod handover;
 pub mod logging;
+pub mod mesh;
 pub mod metrics;
 pub mod node;
 pub mod probe;

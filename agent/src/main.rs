@@ -105,6 +105,10 @@ struct NodeArgs {
     /// The proxy's listening port.
     #[arg(long, env = "AMBIT_PROXY_PORT", default_value_t = 15001)]
     proxy_port: u16,
+    /// The HBONE port: where this node accepts mutual-TLS tunnels from other nodes, and
+    /// where it tunnels to them (every node uses the same; Istio ambient: 15008).
+    #[arg(long, env = "AMBIT_HBONE_PORT", default_value_t = ambit_proxy_core::hbone::DEFAULT_PORT)]
+    hbone_port: u16,
     /// The kubelet's cgroup root (where kubepods lives); also where the eBPF hooks attach. Default: the cgroup2 mount.
     #[arg(long, env = "AMBIT_CGROUP_ROOT")]
     cgroup_root: Option<PathBuf>,
@@ -242,7 +246,21 @@ impl LimitArgs {
 }
 
 impl NodeArgs {
-    fn options(&self) -> anyhow::Result<ambit_agent::node::NodeOptions> {
+    /// Standalone mode's mesh: on with `--ca-dir` (the agent signs with that CA).
+    fn standalone_mesh(&self) -> anyhow::Result<Option<ambit_agent::mesh::MeshOptions>> {
+        let settings = self.certs.settings()?;
+        let Some(ca_dir) = &settings.ca_dir else { return Ok(None) };
+        let (bundle, source) = ambit_agent::ca::local_source(&settings, ca_dir)?;
+        Ok(Some(ambit_agent::mesh::MeshOptions {
+            trust_domain: settings.trust_domain,
+            lifetime: settings.lifetime,
+            hbone_port: self.hbone_port,
+            bundle,
+            source: std::sync::Arc::new(source),
+        }))
+    }
+
+    fn options(&self, mesh: Option<ambit_agent::mesh::MeshOptions>) -> anyhow::Result<ambit_agent::node::NodeOptions> {
         let cgroup_root = match &self.cgroup_root {
             Some(root) => root.clone(),
             None => ambit_agent::cgroups::cgroup2_mount()?,
@@ -264,6 +282,7 @@ impl NodeArgs {
             drain: self.drain,
             proxy: self.limits.proxy_options(),
             per_pod_sockets: self.max_tracked_sockets_per_pod,
+            mesh,
         })
     }
 }
@@ -283,9 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Standalone { manifests, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
-            // Checked now; the certificate store is wired into the node by HBONE's integration.
-            let _certs = node.certs.settings()?;
-            let options = node.options()?;
+            let options = node.options(node.standalone_mesh()?)?;
             let data_path = data_path_runtime()?;
             control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
@@ -293,8 +310,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { kube, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             // Checked now; the certificate store is wired into the node by HBONE's integration.
+            // The certificate flags are checked; Kubernetes mode's mesh (signing requests to
+            // Ambit's signer) is wired with the signer.
             let _certs = node.certs.settings()?;
-            let options = node.options()?;
+            let options = node.options(None)?;
             let data_path = data_path_runtime()?;
             control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)

@@ -46,6 +46,11 @@ impl NodeMetrics {
     }
 
     /// Adds a collector read at scrape time.
+    /// The registry, for families registered by other parts of the agent (the mesh's).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn register_collector(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
         self.registry.register_collector(collector);
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cgroups::PodCgroupResolver;
 use crate::cluster::ClusterState;
 use crate::egress::{EgressCollector, PodSockets};
+use crate::mesh::{MeshOptions, NodeMesh};
 use crate::metrics::NodeMetrics;
 use crate::redirect::{MapCapacity, Redirector, RedirectorConfig, SyncOutcome};
 use crate::translate::{self, Translation};
@@ -74,6 +75,8 @@ pub struct NodeOptions {
     pub proxy: ProxyOptions,
     /// The eBPF per-pod quota of tracked sockets (0: none).
     pub per_pod_sockets: u32,
+    /// Workload identities and mutual TLS between nodes (None: every call plaintext).
+    pub mesh: Option<MeshOptions>,
 }
 
 /// What was last applied, kept for the admin API and the cgroup retry.
@@ -110,6 +113,19 @@ impl MapSync {
     }
 }
 
+/// The HBONE listeners (one per node address) when the mesh is on.
+fn bind_hbone(options: &NodeOptions) -> anyhow::Result<Vec<TcpListener>> {
+    let Some(mesh) = &options.mesh else { return Ok(Vec::new()) };
+    options
+        .node_ips
+        .iter()
+        .map(|ip| {
+            let addr = SocketAddr::new(*ip, mesh.hbone_port);
+            ambit_proxy_core::proxy::bind(addr).map_err(|e| anyhow::anyhow!("binding the HBONE listener {addr}: {e}"))
+        })
+        .collect()
+}
+
 /// One node's data plane and its redirection.
 pub struct Node {
     options: NodeOptions,
@@ -118,6 +134,7 @@ pub struct Node {
     redirector: Arc<Redirector>,
     sockets: Arc<PodSockets>,
     metrics: NodeMetrics,
+    mesh: Option<NodeMesh>,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
     ready: AtomicBool,
@@ -132,7 +149,7 @@ pub struct Node {
 /// so that connections a successor agent receives during a rollout wait in its accept
 /// queue instead of meeting an empty configuration (see [`crate::handover`]).
 enum Listeners {
-    Bound(Vec<TcpListener>),
+    Bound { proxy: Vec<TcpListener>, hbone: Vec<TcpListener> },
     Serving(Vec<tokio::task::JoinHandle<()>>),
 }
 
@@ -162,6 +179,7 @@ impl Node {
                     .map_err(|e| anyhow::anyhow!("binding the proxy listener {addr}: {e}"))?,
             );
         }
+        let hbone = bind_hbone(&options)?;
         let redirector = Redirector::install(&RedirectorConfig {
             attach_cgroup: options.cgroup_root.clone(),
             pin_dir: options.bpf_pin_dir.clone(),
@@ -176,13 +194,20 @@ impl Node {
         let sockets = PodSockets::start().map_err(|e| anyhow::anyhow!("starting the network namespace helper: {e}"))?;
         metrics.register_collector(Box::new(EgressCollector(sockets.stats())));
         let config = ConfigHandle::default();
-        let proxy = Proxy::with_sockets(
-            config.clone(),
-            redirector.origin_resolver(),
-            options.proxy.clone(),
-            metrics.proxy(),
-            sockets.clone(),
-        );
+        let mut proxy_options = options.proxy.clone();
+        let (proxy, mesh) = match &options.mesh {
+            None => {
+                let proxy = Proxy::with_sockets(config.clone(), redirector.origin_resolver(), proxy_options, metrics.proxy(), sockets.clone());
+                (proxy, None)
+            }
+            Some(mesh_options) => {
+                proxy_options.hbone.trust_domain = mesh_options.trust_domain.clone();
+                proxy_options.hbone.port = mesh_options.hbone_port;
+                let (mesh, setup) = NodeMesh::new(mesh_options, metrics.registry_mut())?;
+                let proxy = Proxy::with_mesh(config.clone(), redirector.origin_resolver(), proxy_options, metrics.proxy(), sockets.clone(), setup);
+                (proxy, Some(mesh))
+            }
+        };
         proxy.access_log().set_enabled(options.access_log);
         drop(entered);
         let cgroups = PodCgroupResolver::new(options.cgroup_root.clone());
@@ -193,11 +218,12 @@ impl Node {
             redirector,
             sockets,
             metrics,
+            mesh,
             cgroups,
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             applied: Mutex::default(),
-            listeners: Mutex::new(Listeners::Bound(listeners)),
+            listeners: Mutex::new(Listeners::Bound { proxy: listeners, hbone }),
             data_path: data_path.clone(),
             shutdown,
         }))
@@ -206,13 +232,18 @@ impl Node {
     /// Starts accepting on the listeners (once; later calls do nothing).
     fn start_serving(&self) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        let Listeners::Bound(bound) = &mut *listeners else { return };
-        let tasks = std::mem::take(bound)
+        let Listeners::Bound { proxy, hbone } = &mut *listeners else { return };
+        let mut tasks: Vec<tokio::task::JoinHandle<()>> = std::mem::take(proxy)
             .into_iter()
             .map(|listener| {
                 self.data_path.spawn(self.proxy.clone().serve(listener, self.shutdown.clone(), self.options.drain))
             })
             .collect();
+        if let Some(inbound) = self.proxy.hbone_inbound() {
+            for listener in std::mem::take(hbone) {
+                tasks.push(self.data_path.spawn(inbound.clone().serve(listener, self.shutdown.clone())));
+            }
+        }
         *listeners = Listeners::Serving(tasks);
     }
 
@@ -266,6 +297,12 @@ impl Node {
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         let mut config = std::mem::take(&mut translation.config);
         config.version = version;
+        if let Some(mesh) = &self.mesh {
+            let mesh_view = translate::mesh::mesh_view(state, &view, mesh.trust_domain());
+            config.mesh = mesh.destinations(&mesh_view, &self.options.node_ips);
+            mesh.hold(&mesh_view);
+            translation.problems.extend(mesh_view.problems);
+        }
         // Pods first, so that a new caller's upstream sockets find its namespace.
         self.sockets.sync_pods(translation.caller_pods.clone());
         self.config.store(config);
@@ -337,7 +374,8 @@ impl Node {
     /// `/ready`'s body: "ready", plus what is degraded.
     pub fn readiness_text(&self) -> String {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let problems = applied.maps.problems();
+        let mut problems = applied.maps.problems();
+        problems.extend(self.mesh.iter().flat_map(NodeMesh::problems));
         if problems.is_empty() {
             "ready\n".to_string()
         } else {
@@ -383,6 +421,7 @@ impl Node {
             "routeStatus": status,
             "problems": problems,
             "mapSync": map_sync,
+            "certificates": self.mesh.as_ref().map(NodeMesh::status),
         })
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ambit_proxy_core::identity::TrustDomain;
 use ambit_proxy_core::metrics::CertificateMetrics;
-use ambit_proxy_core::tls::{CertLifetime, CertStore, CertStoreOptions};
+use ambit_proxy_core::tls::{CertLifetime, CertStore, CertStoreOptions, TrustBundle};
 use anyhow::Context;
 
 use super::dir::load_ca;
@@ -50,6 +50,14 @@ pub fn local_cert_store(
     ca_dir: &std::path::Path,
     metrics: Arc<CertificateMetrics>,
 ) -> anyhow::Result<CertStore> {
+    let (bundle, source) = local_source(settings, ca_dir)?;
+    let options = CertStoreOptions { lifetime: settings.lifetime, metrics, ..Default::default() };
+    Ok(CertStore::new(bundle, Arc::new(source), options)?)
+}
+
+/// Standalone mode's certificate authority (the CA in `ca_dir`, checked against the
+/// settings) and the trust bundle it roots.
+pub fn local_source(settings: &CertSettings, ca_dir: &std::path::Path) -> anyhow::Result<(TrustBundle, LocalCa)> {
     let authority = load_ca(ca_dir)?;
     if authority.trust_domain != settings.trust_domain {
         anyhow::bail!(
@@ -68,6 +76,5 @@ pub fn local_cert_store(
         );
     }
     let bundle = authority.bundle();
-    let options = CertStoreOptions { lifetime: settings.lifetime, metrics, ..Default::default() };
-    Ok(CertStore::new(bundle, Arc::new(LocalCa::new(authority)), options)?)
+    Ok((bundle, LocalCa::new(authority)))
 }

@@ -16,7 +16,7 @@ pub mod dir;
 pub mod local;
 pub mod sign;
 
-pub use args::{local_cert_store, CertArgs, CertSettings};
+pub use args::{local_cert_store, local_source, CertArgs, CertSettings};
 pub use dir::{init_ca, load_ca, Authority, CaDirError, CaInit};
 pub use local::LocalCa;
 pub use sign::{sign_csr, SignError};

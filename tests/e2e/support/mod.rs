@@ -105,6 +105,18 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
+/// Polls `f` every 20 ms until it returns a value, for at most `limit`.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(value) = f() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// One GET to `url` from `pod` with a short timeout: the HTTP status or the error text.
 pub fn get(pod: &Pod, url: &str) -> Result<u16, String> {
     let out = pod

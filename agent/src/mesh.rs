@@ -1,0 +1,116 @@
+//! This node's part in the mesh across nodes: the certificates of its pods'
+//! identities, the HBONE listener, and the mesh destinations the proxy tunnels to.
+//!
+//! The mesh is on when the agent has a certificate source (standalone: `--ca-dir`;
+//! Kubernetes: the CertificateSigningRequest API and Ambit's signer). Without one,
+//! every call stays plaintext, as before.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ambit_proxy_core::config::MeshDestination;
+use ambit_proxy_core::hbone::{AllowAll, HboneMetrics};
+use ambit_proxy_core::identity::TrustDomain;
+use ambit_proxy_core::metrics::CertificateMetrics;
+use ambit_proxy_core::proxy::MeshSetup;
+use ambit_proxy_core::tls::{CertLifetime, CertStore, CertStoreOptions, CertificateSource, TrustBundle};
+use prometheus_client::registry::Registry;
+
+use crate::translate::mesh::MeshView;
+
+/// How this node takes part in the mesh.
+#[derive(Clone)]
+pub struct MeshOptions {
+    pub trust_domain: TrustDomain,
+    pub lifetime: CertLifetime,
+    /// Every node's HBONE port (Istio: 15008).
+    pub hbone_port: u16,
+    pub bundle: TrustBundle,
+    /// Where this node's workload certificates are signed.
+    pub source: Arc<dyn CertificateSource>,
+}
+
+impl std::fmt::Debug for MeshOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshOptions")
+            .field("trust_domain", &self.trust_domain)
+            .field("lifetime", &self.lifetime)
+            .field("hbone_port", &self.hbone_port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node's certificates and what the proxy needs of the mesh.
+pub struct NodeMesh {
+    certs: Arc<CertStore>,
+    trust_domain: TrustDomain,
+    hbone_port: u16,
+}
+
+impl NodeMesh {
+    /// Builds the certificate store and registers the mesh's metrics.
+    pub fn new(options: &MeshOptions, registry: &mut Registry) -> anyhow::Result<(Self, MeshSetup)> {
+        let metrics = CertificateMetrics::register(registry);
+        let store_options = CertStoreOptions { lifetime: options.lifetime, metrics, ..Default::default() };
+        let certs = Arc::new(
+            CertStore::new(options.bundle.clone(), options.source.clone(), store_options)
+                .map_err(|e| anyhow::anyhow!("building the certificate store: {e}"))?,
+        );
+        let setup = MeshSetup { tls: certs.clone(), policy: Arc::new(AllowAll), metrics: HboneMetrics::register(registry) };
+        Ok((Self { certs, trust_domain: options.trust_domain.clone(), hbone_port: options.hbone_port }, setup))
+    }
+
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    pub fn hbone_port(&self) -> u16 {
+        self.hbone_port
+    }
+
+    /// Fetches certificates for identities new on this node and drops those gone.
+    /// Must run inside the control plane's runtime (renewals are spawned on it).
+    pub fn hold(&self, view: &MeshView) {
+        self.certs.ensure(view.local_identities.iter().cloned());
+    }
+
+    /// The proxy's mesh table: each mesh pod's HBONE address (its node's, or this
+    /// node's own address of the pod's family for local pods) and identity.
+    pub fn destinations(&self, view: &MeshView, node_ips: &[IpAddr]) -> HashMap<IpAddr, MeshDestination> {
+        view.destinations
+            .iter()
+            .filter_map(|(ip, pod)| {
+                let node = match pod.node {
+                    Some(node) => node,
+                    None => *node_ips.iter().find(|n| n.is_ipv4() == ip.is_ipv4()).or(node_ips.first())?,
+                };
+                let destination = MeshDestination {
+                    node: SocketAddr::new(node, self.hbone_port),
+                    identity: pod.identity.clone(),
+                    on_this_node: pod.node.is_none(),
+                };
+                Some((*ip, destination))
+            })
+            .collect()
+    }
+
+    /// `/config_dump`'s certificates (identity, serial, validity, state; never keys).
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.certs.status()).unwrap_or_default()
+    }
+
+    /// What `/ready` reports as degraded: identities without a valid certificate, and
+    /// an unreachable CA (held certificates keep serving until they expire).
+    pub fn problems(&self) -> Vec<String> {
+        let ready = self.certs.ready();
+        let mut problems = Vec::new();
+        if ready.ca_unreachable {
+            problems.push("certificate authority unreachable: held certificates serve until they expire".to_string());
+        }
+        for id in &ready.without_certificate {
+            problems.push(format!("no valid certificate for {id}: mesh calls from and to it fail closed"));
+        }
+        problems
+    }
+}
