@@ -12,11 +12,14 @@ pub enum Resource {
     HttpRoutes,
     GrpcRoutes,
     Leases,
+    /// `certificates.k8s.io/v1` CertificateSigningRequests (cluster-scoped).
+    CertificateSigningRequests,
+    ConfigMaps,
 }
 
 impl Resource {
     /// Every resource type served.
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::Services,
@@ -24,13 +27,16 @@ impl Resource {
         Resource::HttpRoutes,
         Resource::GrpcRoutes,
         Resource::Leases,
+        Resource::CertificateSigningRequests,
+        Resource::ConfigMaps,
     ];
 
     /// The API group ("" for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Resource::Namespaces | Resource::Pods | Resource::Services => "",
+            Resource::Namespaces | Resource::Pods | Resource::Services | Resource::ConfigMaps => "",
             Resource::EndpointSlices => "discovery.k8s.io",
+            Resource::CertificateSigningRequests => "certificates.k8s.io",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io",
             Resource::Leases => "coordination.k8s.io",
         }
@@ -39,8 +45,9 @@ impl Resource {
     /// `apiVersion` of objects of this type.
     pub fn api_version(self) -> &'static str {
         match self {
-            Resource::Namespaces | Resource::Pods | Resource::Services => "v1",
+            Resource::Namespaces | Resource::Pods | Resource::Services | Resource::ConfigMaps => "v1",
             Resource::EndpointSlices => "discovery.k8s.io/v1",
+            Resource::CertificateSigningRequests => "certificates.k8s.io/v1",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io/v1",
             Resource::Leases => "coordination.k8s.io/v1",
         }
@@ -56,6 +63,8 @@ impl Resource {
             Resource::HttpRoutes => "HTTPRoute",
             Resource::GrpcRoutes => "GRPCRoute",
             Resource::Leases => "Lease",
+            Resource::CertificateSigningRequests => "CertificateSigningRequest",
+            Resource::ConfigMaps => "ConfigMap",
         }
     }
 
@@ -69,6 +78,8 @@ impl Resource {
             Resource::HttpRoutes => "httproutes",
             Resource::GrpcRoutes => "grpcroutes",
             Resource::Leases => "leases",
+            Resource::CertificateSigningRequests => "certificatesigningrequests",
+            Resource::ConfigMaps => "configmaps",
         }
     }
 
@@ -78,6 +89,8 @@ impl Resource {
             Resource::Namespaces => &["ns"],
             Resource::Pods => &["po"],
             Resource::Services => &["svc"],
+            Resource::CertificateSigningRequests => &["csr"],
+            Resource::ConfigMaps => &["cm"],
             _ => &[],
         }
     }
@@ -89,11 +102,19 @@ impl Resource {
 
     /// Whether the type has a `/status` subresource served here.
     pub fn has_status_subresource(self) -> bool {
-        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes)
+        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::CertificateSigningRequests)
+    }
+
+    /// The subresources served besides `status` (CSRs' `approval`).
+    pub fn other_subresources(self) -> &'static [&'static str] {
+        match self {
+            Resource::CertificateSigningRequests => &["approval"],
+            _ => &[],
+        }
     }
 
     pub fn namespaced(self) -> bool {
-        self != Resource::Namespaces
+        !matches!(self, Resource::Namespaces | Resource::CertificateSigningRequests)
     }
 
     /// Whether writes to the object's spec bump `metadata.generation` (as for CRDs and
