@@ -8,6 +8,7 @@
 //!   contents and route status.
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
+//! - [`signer`]: `ambit-agent signer`, Kubernetes mode's certificate signer.
 
 pub mod cgroups;
 pub mod check;
@@ -19,6 +20,7 @@ pub mod listen_addr;
 pub mod explain;
 pub mod manifests;
 pub mod redirect;
+pub mod signer;
 pub mod translate;
 
 /// Namespace label that opts a namespace into the mesh.
