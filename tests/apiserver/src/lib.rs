@@ -199,6 +199,11 @@ impl FakeApiServer {
         self.shared.store().get(resource, namespace, name)
     }
 
+    /// The stored objects of a type (in one namespace, or all), sorted by namespace/name.
+    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> Vec<Value> {
+        self.shared.store().list(resource, namespace)
+    }
+
     /// The latest resourceVersion handed out.
     pub fn resource_version(&self) -> u64 {
         self.shared.store().resource_version()
