@@ -88,7 +88,7 @@ fn leaf_params(id: &SpiffeId, lifetime: Duration) -> Result<CertificateParams, S
     params.distinguished_name = DistinguishedName::new();
     params.subject_alt_names = vec![SanType::URI(uri)];
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     params.not_before = at(now.saturating_sub(BACKDATE))?;
