@@ -245,7 +245,10 @@ async fn no_signer_is_unavailable_and_leaves_no_request() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(server.list(Resource::CertificateSigningRequests, None).is_empty());
-    // An unreachable API server is Unavailable too.
+    // Shorter than the API server's minimum of 10 minutes: refused with its reason.
+    let reason = refusal(source.sign(&id(CATALOG), &request(&[CATALOG]), Duration::from_secs(60)).await);
+    assert!(reason.contains("expirationSeconds"), "{reason}");
+    // An unreachable API server is Unavailable.
     server.stop().await;
     match source.sign(&id(CATALOG), &request(&[CATALOG]), Duration::from_secs(600)).await {
         Err(SourceError::Unavailable(_)) => {}

@@ -51,13 +51,14 @@ where
     Follower { updates, task }
 }
 
-/// One get and the watch after it, until the watch ends.
+/// One get and the watch after it, until the watch ends (the next round gets the object
+/// again rather than resuming: it is one object).
 async fn follow_once<K>(api: &Api<K>, name: &str, tx: &mpsc::Sender<Update<K>>) -> Result<(), String>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let current = api.get_opt(name).await.map_err(|e| format!("get {name}: {e}"))?;
-    let mut version = current.as_ref().and_then(|o| o.resource_version()).unwrap_or_else(|| "0".into());
+    let version = current.as_ref().and_then(|o| o.resource_version()).unwrap_or_else(|| "0".into());
     if tx.send(Ok(current)).await.is_err() {
         return Ok(());
     }
@@ -65,21 +66,14 @@ where
     let mut events = api.watch(&params, &version).await.map_err(|e| format!("watch {name}: {e}"))?.boxed();
     while let Some(event) = events.try_next().await.map_err(|e| format!("watch {name}: {e}"))? {
         let update = match event {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                version = o.resource_version().unwrap_or(version);
-                Some(o)
-            }
+            WatchEvent::Added(o) | WatchEvent::Modified(o) => Some(o),
             WatchEvent::Deleted(_) => None,
-            WatchEvent::Bookmark(b) => {
-                version = b.metadata.resource_version;
-                continue;
-            }
+            WatchEvent::Bookmark(_) => continue,
             WatchEvent::Error(e) => return Err(format!("watch {name}: {}", e.message)),
         };
         if tx.send(Ok(update)).await.is_err() {
             return Ok(());
         }
     }
-    let _ = version;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! CertificateSigningRequests (`certificates.k8s.io/v1`): what the real API server adds to
-//! plain object storage. On create the requester fields of `spec` are set from the
-//! caller's identity and the status is cleared; the `approval` subresource changes only
+//! plain object storage. On create, `request`, `signerName` and `usages` are required and
+//! `expirationSeconds` must be at least 600, the requester fields of `spec` are set from
+//! the caller's identity and the status is cleared; the `approval` subresource changes only
 //! the Approved/Denied conditions; the `status` subresource changes the rest of the status
 //! (certificate, Failed) and keeps the approval conditions.
 
@@ -11,6 +12,9 @@ use crate::store::ApiError;
 
 const APPROVAL_TYPES: [&str; 2] = ["Approved", "Denied"];
 
+/// The shortest `spec.expirationSeconds` the real API server accepts.
+pub(crate) const MIN_EXPIRATION_SECONDS: i64 = 600;
+
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(422, "Invalid", message)
 }
@@ -20,6 +24,14 @@ pub(crate) fn prepare_create(object: &mut Value, user: &User) -> Result<(), ApiE
     for field in ["request", "signerName"] {
         if !object.pointer(&format!("/spec/{field}")).and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
             return Err(invalid(format!("spec.{field}: Required value")));
+        }
+    }
+    if !object.pointer("/spec/usages").and_then(Value::as_array).is_some_and(|u| !u.is_empty()) {
+        return Err(invalid("spec.usages: Required value"));
+    }
+    if let Some(seconds) = object.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
+        if seconds < MIN_EXPIRATION_SECONDS {
+            return Err(invalid(format!("spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 600 seconds (10 minutes)")));
         }
     }
     user.stamp_csr(object);
@@ -116,9 +128,12 @@ mod tests {
 
     #[test]
     fn create_requires_a_request_and_a_signer() {
-        let mut object = json!({"metadata": {"name": "c"}, "spec": {"signerName": "x"}});
+        let mut object = json!({"metadata": {"name": "c"}, "spec": {"signerName": "x", "usages": ["client auth"]}});
         assert_eq!(prepare_create(&mut object, &User::anonymous()).unwrap_err().code, 422);
         object["spec"]["request"] = json!("AA==");
+        object["spec"]["expirationSeconds"] = json!(599);
+        assert!(prepare_create(&mut object, &User::anonymous()).unwrap_err().message.contains("600 seconds"));
+        object["spec"]["expirationSeconds"] = json!(600);
         object["status"] = json!({"certificate": "eA=="});
         prepare_create(&mut object, &User::anonymous()).unwrap();
         assert!(object.get("status").is_none());
