@@ -56,8 +56,8 @@ impl SignerStats {
 }
 
 enum Input {
-    Pods(Result<watcher::Event<Pod>, watcher::Error>),
-    Csrs(Result<watcher::Event<CertificateSigningRequest>, watcher::Error>),
+    Pods(Box<Result<watcher::Event<Pod>, watcher::Error>>),
+    Csrs(Box<Result<watcher::Event<CertificateSigningRequest>, watcher::Error>>),
     Tick,
 }
 
@@ -78,10 +78,10 @@ struct State {
 /// Runs until `stop`: publishes the trust bundle, then serves requests.
 pub async fn serve(client: Client, signer: Arc<dyn Signer>, options: SignerOptions, stats: Arc<SignerStats>, stop: CancellationToken) {
     publish_bundle(&client, signer.as_ref(), &options.bundle_namespace, &stop).await;
-    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().map(Input::Pods);
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().map(|e| Input::Pods(Box::new(e)));
     let csr_config = watcher::Config::default().fields(&format!("spec.signerName={SIGNER_NAME}"));
     let api: Api<CertificateSigningRequest> = Api::all(client);
-    let csrs = watcher(api.clone(), csr_config).default_backoff().map(Input::Csrs);
+    let csrs = watcher(api.clone(), csr_config).default_backoff().map(|e| Input::Csrs(Box::new(e)));
     let ticks = tokio_stream_ticks(Duration::from_secs(1)).map(|_| Input::Tick);
     let mut inputs: BoxStream<'static, Input> = stream::select(stream::select(pods, csrs), ticks).boxed();
     let mut state = State {
@@ -137,10 +137,14 @@ impl State {
     fn take(&mut self, input: Input) {
         match input {
             Input::Tick => {}
-            Input::Pods(Ok(event)) => self.take_pod(event),
-            Input::Csrs(Ok(event)) => self.take_csr(event),
-            Input::Pods(Err(error)) => tracing::warn!(%error, "watching pods (needs {} and {})", rbac::PODS.list, rbac::PODS.watch),
-            Input::Csrs(Err(error)) => tracing::warn!(%error, "watching CertificateSigningRequests (needs {} and {})", rbac::CSRS.list, rbac::CSRS.watch),
+            Input::Pods(event) => match *event {
+                Ok(event) => self.take_pod(event),
+                Err(error) => tracing::warn!(%error, "watching pods (needs {} and {})", rbac::PODS.list, rbac::PODS.watch),
+            },
+            Input::Csrs(event) => match *event {
+                Ok(event) => self.take_csr(event),
+                Err(error) => tracing::warn!(%error, "watching CertificateSigningRequests (needs {} and {})", rbac::CSRS.list, rbac::CSRS.watch),
+            },
         }
     }
 

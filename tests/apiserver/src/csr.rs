@@ -22,11 +22,11 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// A new CSR as a client POSTs it: requester fields from `user`, no status.
 pub(crate) fn prepare_create(object: &mut Value, user: &User) -> Result<(), ApiError> {
     for field in ["request", "signerName"] {
-        if !object.pointer(&format!("/spec/{field}")).and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+        if object.pointer(&format!("/spec/{field}")).and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(invalid(format!("spec.{field}: Required value")));
         }
     }
-    if !object.pointer("/spec/usages").and_then(Value::as_array).is_some_and(|u| !u.is_empty()) {
+    if object.pointer("/spec/usages").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         return Err(invalid("spec.usages: Required value"));
     }
     if let Some(seconds) = object.pointer("/spec/expirationSeconds").and_then(Value::as_i64) {
