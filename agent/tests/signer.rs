@@ -255,3 +255,32 @@ async fn no_signer_is_unavailable_and_leaves_no_request() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+/// `ambit-agent signer` as the Deployment runs it (flags, CA directory, its own client),
+/// answering an agent's request and publishing the bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signer_command_signs_and_publishes() {
+    let server = FakeApiServer::start().await.unwrap();
+    server.add_token("agent-node-1", User::service_account(AGENT_NS, "ambit-agent").bound_to_pod("a", "node-1"));
+    server.apply(pod("shop", "catalog-1", "catalog", "node-1")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, key_pem) = test_ca();
+    std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.path().join("ca-key.pem"), &key_pem).unwrap();
+    let mut signer = tokio::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent"))
+        .args(["signer", "--api-server", &server.url(), "--trust-domain", "cluster.local", "--max-cert-lifetime", "1h"])
+        .arg("--ca-dir")
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let source = KubernetesCsr::new(client_as(&server, dir.path(), "agent-node-1").await, CsrOptions { timeout: WAIT, ..CsrOptions::default() });
+    let issued = source.sign(&id(CATALOG), &request(&[CATALOG]), Duration::from_secs(86400)).await.unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(issued.chain[0].as_ref()).unwrap();
+    let validity = cert.validity();
+    assert_eq!(validity.not_after.timestamp() - validity.not_before.timestamp(), 3600 + 60, "clamped to --max-cert-lifetime");
+    let map = server.get(Resource::ConfigMaps, AGENT_NS, signer::TRUST_BUNDLE_CONFIGMAP).expect("the bundle is published");
+    assert_eq!(map["data"][signer::TRUST_BUNDLE_KEY], ca_pem);
+    signer.start_kill().unwrap();
+    let _ = signer.wait().await;
+}
