@@ -284,3 +284,62 @@ async fn the_signer_command_signs_and_publishes() {
     signer.start_kill().unwrap();
     let _ = signer.wait().await;
 }
+
+/// Runs kubectl with `kubeconfig`; Ok(stdout) or Err(stderr).
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("KUBECACHEDIR", kubeconfig.with_extension("cache"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running kubectl (is it installed?)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// An administrator's view with kubectl: requests created as the node-1 agent (kubectl
+/// sends no token over plain HTTP, so it impersonates it) end up Approved with a
+/// certificate, or Denied with the signer's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_the_signers_answers() {
+    let cluster = cluster(Duration::from_millis(300)).await;
+    let admin = cluster.dir.path().join("admin-kubeconfig");
+    cluster.server.write_kubeconfig(&admin).unwrap();
+    let as_agent = cluster.dir.path().join("agent-kubeconfig");
+    let impersonation = "  user:\n    as: system:serviceaccount:ambit-system:ambit-agent\n    as-groups: [system:serviceaccounts]\n    as-user-extra:\n      authentication.kubernetes.io/node-name: [node-1]\n";
+    std::fs::write(&as_agent, std::fs::read_to_string(&admin).unwrap().replace("  user: {}\n", impersonation)).unwrap();
+    let orders = "spiffe://cluster.local/ns/shop/sa/orders";
+    for (name, uri) in [("catalog-on-node-1", CATALOG), ("orders-on-node-1", orders)] {
+        let encoded = serde_json::to_value(k8s_openapi::ByteString(request(&[uri]).into_bytes())).unwrap();
+        let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+                         "spec": {"signerName": signer::SIGNER_NAME, "request": encoded, "expirationSeconds": 3600, "usages": ["client auth", "server auth"]}});
+        let path = cluster.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, csr.to_string()).unwrap();
+        kubectl(&as_agent, &["create", "-f", path.to_str().unwrap()]).unwrap();
+    }
+    let jsonpath = "-o=jsonpath={.status.conditions[0].type} {.status.conditions[0].reason} {.status.certificate}";
+    let answer = |name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let admin = admin.clone();
+                let out = tokio::task::spawn_blocking(move || kubectl(&admin, &["get", "csr", name, jsonpath])).await.unwrap().unwrap();
+                let done = out.starts_with("Denied") || (out.starts_with("Approved") && out.split(' ').nth(2).is_some_and(|c| !c.is_empty()));
+                if done || tokio::time::Instant::now() > deadline {
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let approved = answer("catalog-on-node-1").await;
+    assert!(approved.starts_with("Approved AmbitNodeAuthorized "), "{approved}");
+    let denied = answer("orders-on-node-1").await;
+    assert_eq!(denied.trim(), "Denied IdentityNotOnNode", "{denied}");
+}
