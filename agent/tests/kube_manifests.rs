@@ -324,6 +324,9 @@ fn the_signer_deployment_is_one_unprivileged_pod_holding_the_ca() {
     let args: Vec<&str> = signer.args.iter().flatten().map(String::as_str).collect();
     assert_eq!(args[0], "signer");
     assert!(args.contains(&"--ca-dir=/etc/ambit/ca"), "{args:?}");
+    assert!(args.contains(&"--metrics-addr=0.0.0.0:15090"), "{args:?}");
+    let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone();
+    assert_eq!((path(&signer.liveness_probe).as_deref(), path(&signer.readiness_probe).as_deref()), (Some("/healthz"), Some("/ready")));
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent")).args(["signer", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     for arg in &args[1..] {

@@ -210,6 +210,8 @@ async fn refuses_forged_requests() {
         assert!(reason.contains("ForgedRequest"), "{what}: {reason}");
     }
     assert_eq!(SignerStats::get(&cluster.stats.forged), forged.len() as u64);
+    let metrics = signer::endpoint::metrics(&cluster.stats);
+    assert!(metrics.contains(&format!("ambit_signer_requests_denied_total{{reason=\"ForgedRequest\"}} {}", forged.len())), "{metrics}");
     // A foreign trust domain is refused too.
     let foreign = "spiffe://evil.example/ns/shop/sa/catalog";
     let reason = refusal(source.sign(&id(CATALOG), &request(&[foreign]), Duration::from_secs(3600)).await);
@@ -267,8 +269,11 @@ async fn the_signer_command_signs_and_publishes() {
     let (ca_pem, key_pem) = test_ca();
     std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
     std::fs::write(dir.path().join("ca-key.pem"), &key_pem).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_addr = format!("127.0.0.1:{port}");
     let mut signer = tokio::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent"))
         .args(["signer", "--api-server", &server.url(), "--trust-domain", "cluster.local", "--max-cert-lifetime", "1h"])
+        .args(["--metrics-addr", &metrics_addr])
         .arg("--ca-dir")
         .arg(dir.path())
         .kill_on_drop(true)
@@ -281,6 +286,10 @@ async fn the_signer_command_signs_and_publishes() {
     assert_eq!(validity.not_after.timestamp() - validity.not_before.timestamp(), 3600 + 60, "clamped to --max-cert-lifetime");
     let map = server.get(Resource::ConfigMaps, AGENT_NS, signer::TRUST_BUNDLE_CONFIGMAP).expect("the bundle is published");
     assert_eq!(map["data"][signer::TRUST_BUNDLE_KEY], ca_pem);
+    let ready = get(&metrics_addr, "/ready").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = get(&metrics_addr, "/metrics").await;
+    assert!(metrics.contains("ambit_signer_certificates_issued_total 1"), "{metrics}");
     signer.start_kill().unwrap();
     let _ = signer.wait().await;
 }
@@ -342,4 +351,14 @@ async fn kubectl_shows_the_signers_answers() {
     assert!(approved.starts_with("Approved AmbitNodeAuthorized "), "{approved}");
     let denied = answer("orders-on-node-1").await;
     assert_eq!(denied.trim(), "Denied IdentityNotOnNode", "{denied}");
+}
+
+/// A plain HTTP/1.1 GET on loopback; the whole response.
+async fn get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: signer\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
 }

@@ -39,7 +39,7 @@ pub struct SignerOptions {
     pub pod_grace: Duration,
 }
 
-/// What the signer did, counted (for tests and logs).
+/// What the signer did, counted (served as metrics by [`super::endpoint`]).
 #[derive(Debug, Default)]
 pub struct SignerStats {
     pub issued: AtomicU64,
@@ -47,11 +47,23 @@ pub struct SignerStats {
     pub failed: AtomicU64,
     /// Denials because the request itself was forged or broken.
     pub forged: AtomicU64,
+    /// Denials by reason ([`Denial::reason`]).
+    pub denied_by_reason: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+    /// The trust bundle is published and the initial Pod list is in.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl SignerStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    fn count_denial(&self, denial: &Denial) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        if matches!(denial, Denial::Forged(_)) {
+            self.forged.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.denied_by_reason.lock().unwrap_or_else(|p| p.into_inner()).entry(denial.reason()).or_default() += 1;
     }
 }
 
@@ -157,6 +169,7 @@ impl State {
             watcher::Event::InitDone => {
                 self.pods = self.relisting_pods.take().unwrap_or_default();
                 self.pods_synced = true;
+                self.stats.ready.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -210,10 +223,7 @@ impl State {
     async fn deny(&mut self, csr: &CertificateSigningRequest, name: &str, denial: Denial) -> Option<CertificateSigningRequest> {
         let denied = conditions::with_condition(csr, "Denied", denial.reason(), &denial.to_string());
         let written = self.put(name, "approval", &denied, rbac::CSR_APPROVAL_UPDATE).await?;
-        self.stats.denied.fetch_add(1, Ordering::Relaxed);
-        if matches!(denial, Denial::Forged(_)) {
-            self.stats.forged.fetch_add(1, Ordering::Relaxed);
-        }
+        self.stats.count_denial(&denial);
         if let Some(suppressed) = self.denial_log.check(&denial.reason()) {
             tracing::warn!(csr = name, requester = csr.spec.username.as_deref().unwrap_or(""), reason = denial.reason(), suppressed, "denied: {denial}");
         }

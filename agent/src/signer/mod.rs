@@ -21,11 +21,13 @@
 //!
 //! - [`controller`]: the watch loop (approve, sign, deny, fail);
 //! - [`policy`]: the decision; [`signing`]: the CA behind a [`Signer`](signing::Signer);
-//! - [`bundle`]: the trust bundle ConfigMap; [`rbac`]: every permission used.
+//! - [`bundle`]: the trust bundle ConfigMap; [`rbac`]: every permission used;
+//! - [`endpoint`]: `/metrics`, `/healthz`, `/ready`.
 
 pub mod bundle;
 pub mod conditions;
 pub mod controller;
+pub mod endpoint;
 pub mod pods;
 pub mod policy;
 pub mod rbac;

@@ -42,6 +42,9 @@ pub struct SignerArgs {
     /// How long a request waits for the signer to see its pod on the requester's node.
     #[arg(long, default_value = "10s", value_parser = crate::duration::parse_duration)]
     pub pod_grace: Duration,
+    /// Serve `/metrics`, `/healthz` and `/ready` here (in the signer pod's network).
+    #[arg(long, env = "AMBIT_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     pub log_level: String,
@@ -76,7 +79,12 @@ pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
     let signer = CaSigner::from_dir(&args.ca_dir)?;
     let client = client::client(&args.api_server()).await?;
     let stop = CancellationToken::new();
-    let task = tokio::spawn(controller::serve(client, Arc::new(signer), options, Arc::new(SignerStats::default()), stop.clone()));
+    let stats = Arc::new(SignerStats::default());
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding --metrics-addr {addr}: {e}"))?;
+        tokio::spawn(super::endpoint::serve(listener, stats.clone(), stop.clone()));
+    }
+    let task = tokio::spawn(controller::serve(client, Arc::new(signer), options, stats, stop.clone()));
     crate::node::Termination::new()?.requested().await;
     stop.cancel();
     let _ = task.await;
