@@ -69,11 +69,11 @@ struct Mirror {
 fn rank(resource: Resource) -> u8 {
     match resource {
         Resource::Namespaces => 0,
-        Resource::Services => 1,
+        Resource::Services | Resource::ConfigMaps => 1,
         Resource::Pods => 2,
         Resource::EndpointSlices => 3,
         Resource::HttpRoutes | Resource::GrpcRoutes => 4,
-        Resource::Leases => 5,
+        Resource::Leases | Resource::CertificateSigningRequests => 5,
     }
 }
 
