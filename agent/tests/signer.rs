@@ -118,7 +118,8 @@ fn tampered(uri: &str) -> String {
     let pem = request(&[uri]);
     let end = pem.find("-----END").unwrap();
     let mut body: Vec<char> = pem[..end].trim_end().chars().collect();
-    let at = body.len() - 12;
+    // The 12th base64 character from the end (never a line break or padding).
+    let at = body.iter().enumerate().rev().filter(|(_, c)| c.is_ascii_alphanumeric()).nth(11).map(|(i, _)| i).unwrap();
     body[at] = if body[at] == 'A' { 'B' } else { 'A' };
     format!("{}\n{}", body.into_iter().collect::<String>(), &pem[end..])
 }
