@@ -94,7 +94,7 @@ pub async fn serve(client: Client, signer: Arc<dyn Signer>, options: SignerOptio
     let csr_config = watcher::Config::default().fields(&format!("spec.signerName={SIGNER_NAME}"));
     let api: Api<CertificateSigningRequest> = Api::all(client);
     let csrs = watcher(api.clone(), csr_config).default_backoff().map(|e| Input::Csrs(Box::new(e)));
-    let ticks = tokio_stream_ticks(Duration::from_secs(1)).map(|_| Input::Tick);
+    let ticks = ticks(Duration::from_secs(1)).map(|_| Input::Tick);
     let mut inputs: BoxStream<'static, Input> = stream::select(stream::select(pods, csrs), ticks).boxed();
     let mut state = State {
         api,
@@ -119,7 +119,7 @@ pub async fn serve(client: Client, signer: Arc<dyn Signer>, options: SignerOptio
     }
 }
 
-fn tokio_stream_ticks(period: Duration) -> impl futures::Stream<Item = ()> {
+fn ticks(period: Duration) -> impl futures::Stream<Item = ()> {
     stream::unfold(tokio::time::interval(period), |mut interval| async move {
         interval.tick().await;
         Some(((), interval))
