@@ -363,3 +363,35 @@ async fn get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut response).await.unwrap();
     response
 }
+
+/// Approval by someone else does not make the signer sign against its policy: a request
+/// already Approved (e.g. by `kubectl certificate approve`) for an identity with no pod on
+/// the requester's node is marked Failed, without a certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_against_the_policy_is_failed_not_signed() {
+    let cluster = cluster(Duration::from_millis(300)).await;
+    let orders = "spiffe://cluster.local/ns/shop/sa/orders";
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(request(&[orders]).into_bytes())).unwrap();
+    cluster
+        .server
+        .apply(json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "pre-approved"},
+                      "spec": {"signerName": signer::SIGNER_NAME, "request": encoded, "usages": ["client auth"],
+                               "username": "system:serviceaccount:ambit-system:ambit-agent",
+                               "extra": {signer::NODE_NAME_EXTRA: ["node-1"]}},
+                      "status": {"conditions": [{"type": "Approved", "status": "True", "reason": "KubectlApprove"}]}}))
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        let csr = cluster.server.get(Resource::CertificateSigningRequests, "", "pre-approved").unwrap();
+        let failed = csr["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Failed");
+        if failed || tokio::time::Instant::now() > deadline {
+            break csr["status"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let conditions = status["conditions"].as_array().unwrap();
+    let failed = conditions.iter().find(|c| c["type"] == "Failed").unwrap_or_else(|| panic!("not failed: {status}"));
+    assert_eq!(failed["reason"], "IdentityNotOnNode");
+    assert!(status.get("certificate").is_none(), "{status}");
+    assert_eq!(SignerStats::get(&cluster.stats.issued), 0);
+}
