@@ -9,6 +9,7 @@
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
 //! - [`directory`]: the mesh directory (`MeshNode`s): every pod IP's identity and node.
+//! - [`signer`]: `ambit-agent signer`, Kubernetes mode's certificate signer.
 
 pub mod ca;
 pub mod cgroups;
@@ -22,6 +23,7 @@ pub mod listen_addr;
 pub mod explain;
 pub mod manifests;
 pub mod redirect;
+pub mod signer;
 pub mod translate;
 
 /// Namespace label that opts a namespace into the mesh.

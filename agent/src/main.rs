@@ -34,6 +34,11 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Sign workload certificates from the CertificateSigningRequest API (Kubernetes mode's CA: its own Deployment, the only holder of the CA key).
+    Signer {
+        #[command(flatten)]
+        args: ambit_agent::signer::SignerArgs,
+    },
     /// Validate a manifests directory: print each route's status per parent; exit 1 if any is rejected.
     Check {
         #[arg(long)]
@@ -316,6 +321,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = node.options(None)?;
             let data_path = data_path_runtime()?;
             control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs, data_path.handle().clone()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Signer { args } => {
+            ambit_agent::logging::init(&args.log_level, args.log_json)?;
+            control_runtime()?.block_on(ambit_agent::signer::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { manifests } => {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ambit_agent::kubernetes::rbac;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
@@ -53,6 +53,7 @@ fn strict_object(value: Value) -> String {
         "CustomResourceDefinition" => drop(strict_value::<
             k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         >(&what, value)),
+        "Deployment" => drop(strict_value::<Deployment>(&what, value)),
         other => panic!("{what}: unexpected kind {other:?}"),
     }
     kind
@@ -170,7 +171,23 @@ fn kubectl_kustomize_renders_objects_that_parse_strictly() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "DaemonSet", "Namespace", "Role", "RoleBinding", "ServiceAccount"]
+        [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "CustomResourceDefinition",
+            "DaemonSet",
+            "Deployment",
+            "Namespace",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "ServiceAccount",
+            "ServiceAccount"
+        ]
     );
 }
 
@@ -234,18 +251,95 @@ fn cluster_role_grants_exactly_what_the_agent_uses() {
 }
 
 #[test]
-fn the_lease_role_is_namespaced_and_limited_to_the_lease_name() {
+fn the_agent_role_is_namespaced_and_limited_to_the_lease_and_bundle_names() {
     let role: Role = strict("role.yaml");
     let rules = role.rules.unwrap();
     let lease = ambit_agent::kubernetes::lease::LEASE_NAME;
-    let by_name = grants(rules.clone(), Some(&[lease]));
+    let bundle = ambit_agent::signer::TRUST_BUNDLE_CONFIGMAP;
+    let by_lease = grants(rules.clone(), Some(&[lease]));
+    let by_bundle = grants(rules.clone(), Some(&[bundle]));
     let unlimited = grants(rules.clone(), None);
-    let named = by_name.len() + unlimited.len();
-    assert_eq!(named, rules.iter().map(|r| r.verbs.len()).sum::<usize>(), "rules limited to another name: {rules:?}");
+    let named = by_lease.len() + by_bundle.len() + unlimited.len();
+    assert_eq!(named, rules.iter().map(|r| r.verbs.len() * r.resources.as_ref().map_or(0, Vec::len)).sum::<usize>(), "rules limited to another name: {rules:?}");
     // create cannot be limited by name (the name is not known when a create is authorized).
     let create: BTreeSet<Grant> = [grant(&rbac::LEASE_CREATE)].into();
     exactly(&unlimited, &create, "Role without resourceNames");
-    let named_used: BTreeSet<Grant> =
-        rbac::NAMESPACED.iter().filter(|p| **p != rbac::LEASE_CREATE).map(grant).collect();
-    exactly(&by_name, &named_used, "Role limited to the Lease");
+    let bundle_used: BTreeSet<Grant> = rbac::TRUST_BUNDLE_NAMED.iter().map(grant).collect();
+    exactly(&by_bundle, &bundle_used, "Role limited to the trust bundle");
+    let lease_used: BTreeSet<Grant> = rbac::NAMESPACED
+        .iter()
+        .filter(|p| **p != rbac::LEASE_CREATE && !rbac::TRUST_BUNDLE_NAMED.contains(p))
+        .map(grant)
+        .collect();
+    exactly(&by_lease, &lease_used, "Role limited to the Lease");
+}
+
+#[test]
+fn the_signer_roles_grant_exactly_what_the_signer_uses() {
+    use ambit_agent::signer::{self, rbac as signer_rbac};
+    let role: ClusterRole = strict("signer-clusterrole.yaml");
+    let rules = role.rules.unwrap();
+    let set = |ps: &[rbac::Permission]| ps.iter().map(grant).collect::<BTreeSet<Grant>>();
+    exactly(&grants(rules.clone(), None), &set(signer_rbac::CLUSTER), "signer ClusterRole");
+    exactly(&grants(rules.clone(), Some(&[signer::SIGNER_NAME])), &set(signer_rbac::SIGNER_NAMED), "signer ClusterRole for its signerName");
+    assert!(rules.iter().all(|r| r.resource_names.as_deref().is_none_or(|n| n == [signer::SIGNER_NAME])), "{rules:?}");
+    let role: Role = strict("signer-role.yaml");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("ambit-system"));
+    let rules = role.rules.unwrap();
+    let create = [signer_rbac::CONFIGMAP_CREATE];
+    let named: Vec<rbac::Permission> = signer_rbac::NAMESPACED.iter().copied().filter(|p| !create.contains(p)).collect();
+    exactly(&grants(rules.clone(), None), &set(&create), "signer Role without resourceNames");
+    exactly(&grants(rules.clone(), Some(&[signer::TRUST_BUNDLE_CONFIGMAP])), &set(&named), "signer Role limited to the bundle");
+    assert!(rules.iter().all(|r| r.resource_names.as_deref().is_none_or(|n| n == [signer::TRUST_BUNDLE_CONFIGMAP])), "{rules:?}");
+}
+
+#[test]
+fn the_signer_deployment_is_one_unprivileged_pod_holding_the_ca() {
+    let sa: ServiceAccount = strict("signer-serviceaccount.yaml");
+    let binding: ClusterRoleBinding = strict("signer-clusterrolebinding.yaml");
+    let role_binding: RoleBinding = strict("signer-rolebinding.yaml");
+    let deployment: Deployment = strict("signer-deployment.yaml");
+    let name = sa.metadata.name.clone().unwrap();
+    for subject in binding.subjects.unwrap().iter().chain(role_binding.subjects.unwrap().iter()) {
+        assert_eq!((subject.name.as_str(), subject.namespace.as_deref()), (name.as_str(), Some("ambit-system")));
+    }
+    assert_eq!((binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()), ("ClusterRole", "ambit-signer"));
+    assert_eq!((role_binding.role_ref.kind.as_str(), role_binding.role_ref.name.as_str()), ("Role", "ambit-signer"));
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"), "never two signers");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(name.as_str()));
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none(), "no host access");
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert!(pod_security.run_as_user.is_some_and(|u| u != 0));
+    let signer = &pod.containers[0];
+    let security = signer.security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let caps = security.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert!(caps.add.is_none());
+    // The CA comes from a Secret, mounted read-only, readable by owner and group only.
+    let mount = signer.volume_mounts.iter().flatten().find(|m| m.mount_path == "/etc/ambit/ca").unwrap();
+    assert_eq!(mount.read_only, Some(true));
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(secret.default_mode, Some(0o440));
+    // Its arguments are the signer's.
+    let args: Vec<&str> = signer.args.iter().flatten().map(String::as_str).collect();
+    assert_eq!(args[0], "signer");
+    assert!(args.contains(&"--ca-dir=/etc/ambit/ca"), "{args:?}");
+    assert!(args.contains(&"--metrics-addr=0.0.0.0:15090"), "{args:?}");
+    let path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone();
+    assert_eq!((path(&signer.liveness_probe).as_deref(), path(&signer.readiness_probe).as_deref()), (Some("/healthz"), Some("/ready")));
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent")).args(["signer", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for arg in &args[1..] {
+        let flag = arg.split('=').next().unwrap();
+        assert!(help.contains(flag), "`ambit-agent signer` has no {flag}");
+    }
+    let env: Vec<&str> = signer.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(env.iter().all(|e| help.contains(&format!("env: {e}="))), "unknown env in {env:?}");
 }

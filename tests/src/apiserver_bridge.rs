@@ -70,11 +70,11 @@ struct Mirror {
 fn rank(resource: Resource) -> u8 {
     match resource {
         Resource::Namespaces => 0,
-        Resource::Services => 1,
+        Resource::Services | Resource::ConfigMaps => 1,
         Resource::Pods => 2,
         Resource::EndpointSlices => 3,
         Resource::HttpRoutes | Resource::GrpcRoutes => 4,
-        Resource::Leases | Resource::MeshNodes => 5,
+        Resource::Leases | Resource::MeshNodes | Resource::CertificateSigningRequests => 5,
     }
 }
 

@@ -8,6 +8,9 @@
 //! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`.
 //! - [`rbac`]: every API permission used (checked against `daemonset/clusterrole.yaml`).
 //! - [`run`]: the `run` subcommand tying them to a [`Node`](crate::node::Node).
+//! - [`csr_source`]: workload certificates from the CertificateSigningRequest API
+//!   (Ambit's signer, [`crate::signer`]); [`trust_bundle`]: the CA bundle it publishes;
+//!   [`follow`]: following one object with get + watch.
 //!
 //! # What is cached per object
 //!
@@ -28,14 +31,19 @@
 //! snapshot is cloned for each debounced publication.
 
 pub mod client;
+pub mod csr_source;
 pub mod feed;
+pub mod follow;
 pub mod lease;
 pub mod rbac;
 pub mod run;
 pub mod status;
 pub mod strip;
+pub mod trust_bundle;
 
 pub use client::{client, ApiServer};
+pub use csr_source::{CsrOptions, KubernetesCsr};
+pub use trust_bundle::{watch_trust_bundle, TrustBundle, TrustBundleWatch};
 pub use feed::{ClusterFeed, FeedOptions, Snapshot};
 pub use lease::{LeaderElector, LeaseConfig, LEASE_NAME};
 pub use run::{run, KubeArgs};

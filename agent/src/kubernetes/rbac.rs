@@ -65,6 +65,17 @@ pub const LEASE_GET: Permission = p("coordination.k8s.io", "leases", "get");
 pub const LEASE_CREATE: Permission = p("coordination.k8s.io", "leases", "create");
 pub const LEASE_UPDATE: Permission = p("coordination.k8s.io", "leases", "update");
 
+/// The agent's own CertificateSigningRequests (cluster-scoped; names are random, so
+/// not limited by name): created, followed with get + watch, deleted once answered.
+pub const CSR_CREATE: Permission = p("certificates.k8s.io", "certificatesigningrequests", "create");
+pub const CSR_GET: Permission = p("certificates.k8s.io", "certificatesigningrequests", "get");
+pub const CSR_WATCH: Permission = p("certificates.k8s.io", "certificatesigningrequests", "watch");
+pub const CSR_DELETE: Permission = p("certificates.k8s.io", "certificatesigningrequests", "delete");
+
+/// The trust bundle ConfigMap in the agent's namespace, limited to its name.
+pub const CONFIGMAP_GET: Permission = p("", "configmaps", "get");
+pub const CONFIGMAP_WATCH: Permission = p("", "configmaps", "watch");
+
 /// Every permission the agent uses.
 pub const ALL: &[Permission] = &[
     NAMESPACES.list,
@@ -96,9 +107,19 @@ pub const ALL: &[Permission] = &[
     LEASE_GET,
     LEASE_CREATE,
     LEASE_UPDATE,
+    CSR_CREATE,
+    CSR_GET,
+    CSR_WATCH,
+    CSR_DELETE,
+    CONFIGMAP_GET,
+    CONFIGMAP_WATCH,
 ];
 
 /// The permissions granted only in the agent's own namespace (a Role, not the
-/// ClusterRole): the status-writer Lease. `get` and `update` are further limited to the
+/// ClusterRole): the status-writer Lease and the trust bundle ConfigMap. `get` and `update` are further limited to the
 /// Lease's name ([`LEASE_NAME`](super::lease::LEASE_NAME)); `create` cannot be.
-pub const NAMESPACED: &[Permission] = &[LEASE_GET, LEASE_CREATE, LEASE_UPDATE];
+pub const NAMESPACED: &[Permission] = &[LEASE_GET, LEASE_CREATE, LEASE_UPDATE, CONFIGMAP_GET, CONFIGMAP_WATCH];
+
+/// The namespaced permissions limited to the trust bundle's name
+/// ([`TRUST_BUNDLE_CONFIGMAP`](crate::signer::TRUST_BUNDLE_CONFIGMAP)).
+pub const TRUST_BUNDLE_NAMED: &[Permission] = &[CONFIGMAP_GET, CONFIGMAP_WATCH];

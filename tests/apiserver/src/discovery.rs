@@ -71,9 +71,10 @@ fn resource_list(group_version: &str, group: &str) -> Value {
             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             "shortNames": resource.short_names(),
         }));
-        if resource.has_status_subresource() {
+        let status = resource.has_status_subresource().then_some("status");
+        for sub in status.into_iter().chain(resource.other_subresources().iter().copied()) {
             resources.push(json!({
-                "name": format!("{}/status", resource.plural()),
+                "name": format!("{}/{sub}", resource.plural()),
                 "singularName": "",
                 "namespaced": resource.namespaced(),
                 "kind": resource.kind(),
@@ -102,13 +103,18 @@ mod tests {
         assert_eq!(gateway["groupVersion"], "gateway.networking.k8s.io/v1");
         assert!(names(&gateway).contains(&"httproutes".to_string()));
         assert!(names(&gateway).contains(&"httproutes/status".to_string()));
+        let certificates = document("/apis/certificates.k8s.io/v1").unwrap();
+        for name in ["certificatesigningrequests", "certificatesigningrequests/approval", "certificatesigningrequests/status"] {
+            assert!(names(&certificates).contains(&name.to_string()), "{name}");
+        }
+        assert_eq!(certificates["resources"][0]["namespaced"], json!(false));
     }
 
     #[test]
     fn group_list_names_every_group_with_its_preferred_version() {
         let list = document("/apis").unwrap();
         let groups: Vec<&str> = list["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-        assert_eq!(groups, vec!["ambit.dev", "coordination.k8s.io", "discovery.k8s.io", "gateway.networking.k8s.io"]);
+        assert_eq!(groups, vec!["ambit.dev", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "gateway.networking.k8s.io"]);
         assert_eq!(list["groups"][0]["preferredVersion"]["version"], "v1alpha1");
         assert_eq!(list["groups"][1]["preferredVersion"]["version"], "v1");
     }

@@ -2,7 +2,7 @@
 //!
 //! No real kube-apiserver can be installed on the development machines, so the agent's
 //! Kubernetes mode is tested against this server. It speaks the real wire protocol for
-//! the resources the agent uses (plain HTTP on loopback, no authentication):
+//! the resources the agent uses (plain HTTP on loopback):
 //!
 //! - lists (`GET /api/v1/pods?fieldSelector=spec.nodeName=X`, `/api/v1/namespaces`,
 //!   `/api/v1/services`, `/apis/discovery.k8s.io/v1/endpointslices`,
@@ -20,12 +20,21 @@
 //!   top-level fields), and PATCH of objects: JSON merge patch for every kind, strategic
 //!   merge patch for the built-in kinds (the subset in `strategic.rs`).
 //!
+//! - requester identities: bearer tokens registered with [`FakeApiServer::add_token`]
+//!   authenticate as a [`User`] (unknown tokens get 401; no token is anonymous and, as
+//!   before, allowed everything: there is no authorization);
+//! - CertificateSigningRequests (`certificates.k8s.io/v1`, cluster-scoped): create fills
+//!   `spec.username/uid/groups/extra` from the requester; PUT of the `approval` and
+//!   `status` subresources (see `csr.rs`); ConfigMaps.
+//!
 //! Not served: label selectors, `sendInitialEvents` (streaming lists), server-side apply
 //! (kubectl 1.32's `apply` is client-side by default), JSON patch, aggregated discovery
-//! (kubectl falls back to the legacy format), OpenAPI v2 and schemas, authentication. A watch whose field selector stops matching a modified
+//! (kubectl falls back to the legacy format), OpenAPI v2 and schemas, authorization (RBAC). A watch whose field selector stops matching a modified
 //! object does not see a synthetic DELETED (the agent only filters pods by node, which
 //! never changes).
 
+mod auth;
+mod csr;
 mod discovery;
 mod openapi;
 mod resource;
@@ -46,6 +55,7 @@ use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{User, NODE_NAME_EXTRA};
 pub use resource::Resource;
 pub use store::ApiError;
 
@@ -119,12 +129,26 @@ impl FakeApiServer {
             status_writes: Mutex::default(),
             requests: Mutex::default(),
             bookmark_interval: options.bookmark_interval,
+            tokens: Mutex::default(),
         });
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let server = Self { shared, addr, serving: Mutex::new(None) };
         server.serve(listener);
         Ok(server)
+    }
+
+    /// Accepts `token` as a bearer token that authenticates `user` (e.g. a bound
+    /// service-account token: [`User::service_account`] + [`User::bound_to_pod`]).
+    pub fn add_token(&self, token: &str, user: User) {
+        self.shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.to_string(), user);
+    }
+
+    /// Like [`write_kubeconfig`](Self::write_kubeconfig), with a bearer token as the user's credential.
+    pub fn write_kubeconfig_with_token(&self, path: &Path, token: &str) -> io::Result<()> {
+        self.write_kubeconfig(path)?;
+        let text = std::fs::read_to_string(path)?.replace("  user: {}\n", &format!("  user:\n    token: {token}\n"));
+        std::fs::write(path, text)
     }
 
     /// The address it listens on (kept across [`restart`](Self::restart)).
@@ -173,6 +197,11 @@ impl FakeApiServer {
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
         let namespace = if resource.namespaced() { namespace } else { "" };
         self.shared.store().get(resource, namespace, name)
+    }
+
+    /// The stored objects of a type (in one namespace, or all), sorted by namespace/name.
+    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> Vec<Value> {
+        self.shared.store().list(resource, namespace)
     }
 
     /// The latest resourceVersion handed out.

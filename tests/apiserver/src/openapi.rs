@@ -74,6 +74,7 @@ fn object_path(resource: Resource) -> String {
 pub fn unknown_fields(resource: Resource, object: &Value) -> Vec<String> {
     let known: &[&str] = match resource {
         Resource::EndpointSlices => &["apiVersion", "kind", "metadata", "addressType", "endpoints", "ports"],
+        Resource::ConfigMaps => &["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"],
         _ => &["apiVersion", "kind", "metadata", "spec", "status"],
     };
     object.as_object().map(|map| map.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect()).unwrap_or_default()

@@ -14,11 +14,14 @@ pub enum Resource {
     Leases,
     /// Ambit's mesh directory (`ambit.dev/v1alpha1`, cluster-scoped).
     MeshNodes,
+    /// `certificates.k8s.io/v1` CertificateSigningRequests (cluster-scoped).
+    CertificateSigningRequests,
+    ConfigMaps,
 }
 
 impl Resource {
     /// Every resource type served.
-    pub const ALL: [Resource; 8] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::Services,
@@ -27,13 +30,16 @@ impl Resource {
         Resource::GrpcRoutes,
         Resource::Leases,
         Resource::MeshNodes,
+        Resource::CertificateSigningRequests,
+        Resource::ConfigMaps,
     ];
 
     /// The API group ("" for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Resource::Namespaces | Resource::Pods | Resource::Services => "",
+            Resource::Namespaces | Resource::Pods | Resource::Services | Resource::ConfigMaps => "",
             Resource::EndpointSlices => "discovery.k8s.io",
+            Resource::CertificateSigningRequests => "certificates.k8s.io",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io",
             Resource::Leases => "coordination.k8s.io",
             Resource::MeshNodes => "ambit.dev",
@@ -43,8 +49,9 @@ impl Resource {
     /// `apiVersion` of objects of this type.
     pub fn api_version(self) -> &'static str {
         match self {
-            Resource::Namespaces | Resource::Pods | Resource::Services => "v1",
+            Resource::Namespaces | Resource::Pods | Resource::Services | Resource::ConfigMaps => "v1",
             Resource::EndpointSlices => "discovery.k8s.io/v1",
+            Resource::CertificateSigningRequests => "certificates.k8s.io/v1",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io/v1",
             Resource::Leases => "coordination.k8s.io/v1",
             Resource::MeshNodes => "ambit.dev/v1alpha1",
@@ -62,6 +69,8 @@ impl Resource {
             Resource::GrpcRoutes => "GRPCRoute",
             Resource::Leases => "Lease",
             Resource::MeshNodes => "MeshNode",
+            Resource::CertificateSigningRequests => "CertificateSigningRequest",
+            Resource::ConfigMaps => "ConfigMap",
         }
     }
 
@@ -76,6 +85,8 @@ impl Resource {
             Resource::GrpcRoutes => "grpcroutes",
             Resource::Leases => "leases",
             Resource::MeshNodes => "meshnodes",
+            Resource::CertificateSigningRequests => "certificatesigningrequests",
+            Resource::ConfigMaps => "configmaps",
         }
     }
 
@@ -85,6 +96,8 @@ impl Resource {
             Resource::Namespaces => &["ns"],
             Resource::Pods => &["po"],
             Resource::Services => &["svc"],
+            Resource::CertificateSigningRequests => &["csr"],
+            Resource::ConfigMaps => &["cm"],
             _ => &[],
         }
     }
@@ -96,11 +109,19 @@ impl Resource {
 
     /// Whether the type has a `/status` subresource served here.
     pub fn has_status_subresource(self) -> bool {
-        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes)
+        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::CertificateSigningRequests)
+    }
+
+    /// The subresources served besides `status` (CSRs' `approval`).
+    pub fn other_subresources(self) -> &'static [&'static str] {
+        match self {
+            Resource::CertificateSigningRequests => &["approval"],
+            _ => &[],
+        }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Resource::Namespaces | Resource::MeshNodes)
+        !matches!(self, Resource::Namespaces | Resource::MeshNodes | Resource::CertificateSigningRequests)
     }
 
     /// Whether writes to the object's spec bump `metadata.generation` (as for CRDs and

@@ -30,7 +30,7 @@ impl FieldSelector {
             } else {
                 return Err(format!("invalid field selector term {term:?}"));
             };
-            if !matches!(field, "metadata.name" | "metadata.namespace" | "spec.nodeName") {
+            if !matches!(field, "metadata.name" | "metadata.namespace" | "spec.nodeName" | "spec.signerName") {
                 return Err(format!("field label not supported: {field}"));
             }
             requirements.push(Requirement { pointer: format!("/{}", field.replace('.', "/")), value: value.to_string(), equal });

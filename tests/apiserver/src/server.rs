@@ -1,5 +1,6 @@
 //! The HTTP side: routing requests to the store, list responses and watch streams.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub status_writes: Mutex<Vec<StatusWrite>>,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub bookmark_interval: Duration,
+    /// Bearer tokens and the users they authenticate.
+    pub tokens: Mutex<BTreeMap<String, crate::auth::User>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -69,7 +72,7 @@ pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -106,6 +109,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
         path: path.clone(),
         query: params.clone(),
     });
+    let Ok(user) = crate::auth::requester(req.headers(), &lock(&shared.tokens)) else {
+        return error(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
     if method == Method::GET {
         if let Some(document) = crate::discovery::document(&path).or_else(|| crate::openapi::document(&path)) {
             return ok_json(&document);
@@ -113,6 +119,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
     }
     let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let strict = param(&params, "fieldValidation") == Some("Strict");
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return error(&ApiError::new(415, "UnsupportedMediaType", "protobuf bodies are not supported by the fake API server (JSON only)"));
+    }
     let Some(target) = Target::parse(&path) else {
         return error(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})")));
     };
@@ -170,6 +179,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
             .ok_or_else(|| not_found(target.resource, name)),
         (&Method::POST, None, None) => parsed().and_then(|mut object| {
             set_namespace(&target, &mut object);
+            if target.resource == Resource::CertificateSigningRequests {
+                crate::csr::prepare_create(&mut object, &user)?;
+            }
             shared.store().put(target.resource, object, true).map(|o| full(StatusCode::CREATED, serde_json::to_vec(&o).unwrap_or_default()))
         }),
         (&Method::PUT, Some(name), None) => parsed().and_then(|mut object| {
@@ -191,6 +203,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
             .ok_or_else(|| not_found(target.resource, name)),
         (&Method::PUT | &Method::PATCH, Some(name), Some("status")) if matches!(target.resource, Resource::HttpRoutes | Resource::GrpcRoutes) => {
             parsed().and_then(|body| write_status(&shared, &method, target.resource, &namespace, name, body)).map(|o| ok_json(&o))
+        }
+        (&Method::PUT, Some(name), Some(sub @ ("approval" | "status"))) if target.resource == Resource::CertificateSigningRequests => {
+            parsed().and_then(|body| write_csr_status(&shared, name, sub, &body)).map(|o| ok_json(&o))
         }
         _ => Err(ApiError::new(405, "MethodNotAllowed", format!("{method} {path} is not supported by the fake API server"))),
     };
@@ -292,6 +307,17 @@ fn write_status(shared: &Shared, method: &Method, resource: Resource, namespace:
         status,
     });
     Ok(written)
+}
+
+/// PUT of a CSR's `approval` or `status` subresource (see [`crate::csr`]).
+fn write_csr_status(shared: &Shared, name: &str, subresource: &str, body: &Value) -> Result<Value, ApiError> {
+    check_name(body, name)?;
+    let resource = Resource::CertificateSigningRequests;
+    let mut store = shared.store();
+    let current = store.get(resource, "", name).ok_or_else(|| not_found(resource, name))?;
+    let status = crate::csr::new_status(&current, subresource, body)?;
+    let expect = body.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    store.put_status(resource, "", name, status, expect)
 }
 
 /// RFC 7386 JSON merge patch.

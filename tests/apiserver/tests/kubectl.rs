@@ -127,3 +127,36 @@ async fn strict_field_validation_rejects_an_unknown_top_level_field() {
     assert!(error.contains("unknown field \"spce\""), "{error}");
     assert!(server.get(Resource::Namespaces, "", "shop").is_none());
 }
+
+/// A CSR records its requester, whatever the client claims: kubectl sends no bearer
+/// token over plain HTTP, so it acts as the agent through impersonation headers (from
+/// the kubeconfig's `as`, `as-groups` and `as-user-extra`). (`kubectl certificate
+/// approve` sends protobuf, which this server refuses with 415.)
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_signing_requests_record_the_requester() {
+    use ambit_fake_apiserver::NODE_NAME_EXTRA;
+    let server = FakeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(&server, dir.path());
+    let as_agent = dir.path().join("agent-kubeconfig");
+    let kubeconfig = std::fs::read_to_string(dir.path().join("kubeconfig")).unwrap().replace(
+        "  user: {}\n",
+        "  user:\n    as: system:serviceaccount:ambit-system:ambit-agent\n    as-groups: [system:serviceaccounts]\n    as-user-extra:\n      authentication.kubernetes.io/node-name: [node-x]\n",
+    );
+    std::fs::write(&as_agent, kubeconfig).unwrap();
+    let csr = "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {name: c1}\nspec:\n  signerName: ambit.dev/workload\n  request: AAAA\n  username: system:admin\n  usages: [client auth]\n";
+    let path = dir.path().join("csr.yaml");
+    std::fs::write(&path, csr).unwrap();
+    let (created, listed, username) = in_blocking(move || {
+        let created = client.run(&["--kubeconfig", as_agent.to_str().unwrap(), "create", "-f", path.to_str().unwrap()]);
+        (created, client.run(&["get", "csr", "-o", "name"]), client.run(&["get", "csr", "c1", "-o", "jsonpath={.spec.username}"]))
+    })
+    .await;
+    assert!(created.unwrap().contains("certificatesigningrequest.certificates.k8s.io/c1 created"));
+    assert_eq!(listed.unwrap().trim(), "certificatesigningrequest.certificates.k8s.io/c1");
+    let stored = server.get(Resource::CertificateSigningRequests, "", "c1").unwrap();
+    assert_eq!(stored["spec"]["username"], "system:serviceaccount:ambit-system:ambit-agent");
+    assert_eq!(stored["spec"]["extra"][NODE_NAME_EXTRA], json!(["node-x"]));
+    assert!(stored["spec"]["groups"].as_array().unwrap().contains(&json!("system:serviceaccounts")));
+    assert_eq!(username.unwrap().trim(), "system:serviceaccount:ambit-system:ambit-agent");
+}
