@@ -1,38 +1,18 @@
-//! Which [`Refusal`] a failed TLS handshake is (a private mapping from rustls errors;
-//! the shared `tls` module may grow the canonical one).
+//! Which [`Refusal`] a failed TLS handshake is: the I/O error tokio-rustls returns,
+//! unwrapped to the rustls error that [`Refusal::classify`] maps.
 
 use std::io;
 
-use rustls::{CertificateError, Error as TlsError};
+use rustls::Error as TlsError;
 
 use crate::tls::Refusal;
 
 /// The refusal an I/O error from a tokio-rustls handshake stands for.
 pub(crate) fn refusal_of(error: &io::Error) -> Refusal {
     match error.get_ref().and_then(|inner| inner.downcast_ref::<TlsError>()) {
-        Some(tls) => refusal_of_tls(tls),
+        Some(tls) => Refusal::classify(tls),
         None if error.kind() == io::ErrorKind::InvalidData => Refusal::Plaintext,
         None => Refusal::Handshake,
-    }
-}
-
-fn refusal_of_tls(error: &TlsError) -> Refusal {
-    match error {
-        TlsError::InvalidCertificate(certificate) => match certificate {
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => Refusal::Expired,
-            CertificateError::UnknownIssuer | CertificateError::BadSignature => Refusal::UnknownCa,
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                Refusal::WrongIdentity
-            }
-            CertificateError::ApplicationVerificationFailure => Refusal::NoIdentity,
-            _ => Refusal::Handshake,
-        },
-        TlsError::NoCertificatesPresented => Refusal::NoClientCertificate,
-        TlsError::InvalidMessage(_) => Refusal::Plaintext,
-        _ => Refusal::Handshake,
     }
 }
 
@@ -42,6 +22,7 @@ mod tests {
 
     #[test]
     fn maps_certificate_errors_to_reasons() {
+        use rustls::CertificateError;
         let wrap = |e: TlsError| io::Error::new(io::ErrorKind::InvalidData, e);
         assert_eq!(refusal_of(&wrap(TlsError::InvalidCertificate(CertificateError::Expired))), Refusal::Expired);
         assert_eq!(refusal_of(&wrap(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))), Refusal::UnknownCa);

@@ -1,5 +1,5 @@
-//! Metrics of the node's workload certificates and of mesh TLS refusals. Label sets are
-//! bounded: `result` and `reason` by their enums, `identity` by the identities with pods
+//! Metrics of the node's workload certificates (refused handshakes are counted by the
+//! HBONE side, `ambit_hbone_refusals_total`). Label sets are bounded: `result` by its enum, `identity` by the identities with pods
 //! on this node (a dropped identity's series is removed).
 
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::identity::SpiffeId;
-use crate::tls::Refusal;
 
 /// The outcome of one attempt to obtain a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,17 +45,11 @@ pub struct IdentityLabels {
     pub identity: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct RefusalLabels {
-    pub reason: &'static str,
-}
-
 #[derive(Debug, Default)]
 pub struct CertificateMetrics {
     renewals: Family<RenewalLabels, Counter>,
     expiry: Family<IdentityLabels, Gauge>,
     ca_unreachable: Gauge,
-    refusals: Family<RefusalLabels, Counter>,
 }
 
 impl CertificateMetrics {
@@ -76,11 +69,6 @@ impl CertificateMetrics {
             "ambit_ca_unreachable",
             "1 while the last attempt to reach the certificate authority failed",
             metrics.ca_unreachable.clone(),
-        );
-        registry.register(
-            "ambit_tls_refusals",
-            "Mesh TLS handshakes refused, by reason",
-            metrics.refusals.clone(),
         );
         metrics
     }
@@ -109,11 +97,6 @@ impl CertificateMetrics {
     pub fn ca_unreachable(&self) -> bool {
         self.ca_unreachable.get() != 0
     }
-
-    /// Counts a refused handshake (for the tunnel's use).
-    pub fn refused(&self, reason: Refusal) {
-        self.refusals.get_or_create(&RefusalLabels { reason: reason.label() }).inc();
-    }
 }
 
 #[cfg(test)]
@@ -130,7 +113,6 @@ mod tests {
         metrics.renewal(RenewalResult::Unavailable);
         metrics.set_expiry(&id, 1_900_000_000);
         metrics.set_ca_unreachable(true);
-        metrics.refused(Refusal::Expired);
         let encode = |registry: &Registry| {
             let mut text = String::new();
             prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
@@ -142,7 +124,6 @@ mod tests {
             "ambit_certificate_renewals_total{result=\"unavailable\"} 1",
             "ambit_certificate_expiry_timestamp_seconds{identity=\"spiffe://cluster.local/ns/shop/sa/catalog\"} 1900000000",
             "ambit_ca_unreachable 1",
-            "ambit_tls_refusals_total{reason=\"expired\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
