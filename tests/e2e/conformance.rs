@@ -12,8 +12,14 @@
 //!   parent of controllerName `ambit.dev/mesh` with `Accepted=True` for the route's
 //!   current generation, written by the agent as the elected status writer.
 //!
-//! `AMBIT_CONFORMANCE_MODES` (`standalone`, `kubernetes`, or both comma-separated; the
-//! default) picks the modes. Each mode has its own bed and agent, started when its
+//! - `mesh::<Test>`: the mesh across nodes: `ambit-agent standalone` on each of three
+//!   nodes with workload certificates from a CA made by `ambit-agent ca init`, the base
+//!   manifests' pods (clients and echo servers) spread round-robin over the nodes, so
+//!   that most calls cross nodes over HBONE (mutual TLS) and the rest take the
+//!   same-node path.
+//!
+//! `AMBIT_CONFORMANCE_MODES` (`standalone`, `kubernetes`, `mesh`, comma-separated; all
+//! by default) picks the modes. Each mode has its own bed and agent, started when its
 //! first test runs; the previous mode's are torn down first.
 //!
 //! `AMBIT_CONFORMANCE_NODES` (default 1) gives the bed that many nodes: the base
@@ -67,15 +73,20 @@ const GATEWAY_API_CHANNEL: &str = "standard";
 enum Mode {
     Standalone,
     Kubernetes,
+    Mesh,
 }
 
+/// The nodes of the mesh mode's bed.
+const MESH_NODES: usize = 3;
+
 impl Mode {
-    const ALL: [Mode; 2] = [Mode::Standalone, Mode::Kubernetes];
+    const ALL: [Mode; 3] = [Mode::Standalone, Mode::Kubernetes, Mode::Mesh];
 
     fn parse(s: &str) -> Option<Mode> {
         match s.trim() {
             "standalone" => Some(Mode::Standalone),
             "kubernetes" => Some(Mode::Kubernetes),
+            "mesh" => Some(Mode::Mesh),
             _ => None,
         }
     }
@@ -86,7 +97,7 @@ impl Mode {
         let mut modes = Vec::new();
         for part in value.split(',').filter(|p| !p.trim().is_empty()) {
             let mode = Mode::parse(part)
-                .with_context(|| format!("AMBIT_CONFORMANCE_MODES: unknown mode {part:?} (standalone, kubernetes)"))?;
+                .with_context(|| format!("AMBIT_CONFORMANCE_MODES: unknown mode {part:?} (standalone, kubernetes, mesh)"))?;
             if !modes.contains(&mode) {
                 modes.push(mode);
             }
@@ -103,6 +114,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Standalone => "standalone",
             Mode::Kubernetes => "kubernetes",
+            Mode::Mesh => "mesh",
         })
     }
 }
@@ -129,7 +141,7 @@ struct Suite {
 
 impl Suite {
     fn start(dir: &Path, mode: Mode) -> Result<Suite> {
-        let nodes = selected_nodes()?;
+        let nodes = if mode == Mode::Mesh { selected_nodes()?.max(MESH_NODES) } else { selected_nodes()? };
         let bed = TestBed::with_options(BedOptions { nodes, spread_deployments: nodes > 1, ..BedOptions::default() })?;
         let base = std::fs::read_to_string(dir.join("base-manifests.yaml")).context("reading base-manifests.yaml")?;
         bed.apply_yaml(&base)?;
@@ -139,6 +151,13 @@ impl Suite {
                     bed.enroll_namespace(ns)?;
                 }
                 (None, AgentOptions::default())
+            }
+            Mode::Mesh => {
+                for ns in MESH_NAMESPACES {
+                    bed.enroll_namespace(ns)?;
+                }
+                let ca = ambit_e2e::MeshCa::create(&bed.scratch_dir().join("mesh-ca"))?;
+                (None, AgentOptions { extra_args: ca.agent_args(), ..AgentOptions::default() })
             }
             Mode::Kubernetes => {
                 let api = BedApiServer::start(&bed)?;
@@ -195,6 +214,28 @@ impl Suite {
                 _ => continue,
             };
             kubectl.wait_route_accepted(kind, doc.ns(), &doc.name, ROUTE_STATUS_LIMIT)?;
+        }
+        Ok(())
+    }
+}
+
+impl Suite {
+    /// Mesh mode: calls did cross nodes through HBONE tunnels (outbound streams counted
+    /// by the agents), so the suite passed over mutual TLS, not around it.
+    fn check_tunnelled(&self) -> Result<()> {
+        let mut streams = 0.0;
+        let first = self.agent.lock().unwrap();
+        let others = self.other_agents.lock().unwrap();
+        for agent in first.iter().chain(others.iter()) {
+            let (_, metrics) = agent.admin("GET", "/metrics")?;
+            streams += metrics
+                .lines()
+                .filter(|l| l.starts_with("ambit_hbone_streams_total{") && l.contains("direction=\"outbound\"") && l.contains("tunnel=\"hbone\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        if streams == 0.0 {
+            bail!("no call crossed nodes through an HBONE tunnel");
         }
         Ok(())
     }
@@ -323,6 +364,11 @@ fn run_file(suite: &Suite, path: &Path) -> Result<(), Failed> {
     if failures.is_empty() && suite.mode == Mode::Kubernetes {
         if let Err(error) = suite.check_route_status(&file.manifests) {
             failures.push(format!("route status: {error:#}"));
+        }
+    }
+    if failures.is_empty() && suite.mode == Mode::Mesh {
+        if let Err(error) = suite.check_tunnelled() {
+            failures.push(format!("mesh: {error:#}"));
         }
     }
     if !file.manifests.trim().is_empty() {
