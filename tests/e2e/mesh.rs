@@ -189,3 +189,36 @@ fn same_node_calls_carry_the_callers_identity_in_process() {
     .unwrap_or_else(|| panic!("no access log line:\n{}", agents[0].log_tail(30)));
     assert_eq!((line["tunnel"].as_str(), line["source_identity"].as_str()), (Some("local"), Some(spiffe("mesh-a", "web").as_str())), "{line}");
 }
+
+#[test]
+fn calls_come_back_within_two_seconds_when_the_callee_nodes_agent_restarts() {
+    let bed = bed(2);
+    let ca = MeshCa::create(&bed.scratch_dir().join("mesh-ca")).unwrap();
+    bed.apply_yaml(SERVICES).unwrap();
+    bed.add_pod(PodSpec::new("server", "echo-0").label("app", "echo").service_account("echo").on_node(2)).unwrap();
+    let options = mesh_options(&ca);
+    let mut agents = RunningAgent::start_all(&bed, &options).unwrap();
+    let client = bed.add_pod(PodSpec::new("mesh-a", "client-1").serve(false).service_account("web").on_node(1)).unwrap();
+    agents[0].wait_enrolled("mesh-a", "client-1", Duration::from_secs(5)).unwrap();
+    wait_for_certificates(&agents[1], &[spiffe("server", "echo")]);
+    // Pooled tunnel connections and upstream connections exist before the restart.
+    let out = client.run_client(&ClientRequest::http("http://echo.server/before").count(5).timeout(Duration::from_secs(5))).unwrap();
+    assert!(out.results.iter().all(|r| r.status == Some(200)), "{out:#?}");
+
+    agents[1].stop().unwrap();
+    // With the callee's node proxy gone, a call ends promptly (an error or 503), never hangs.
+    let started = std::time::Instant::now();
+    let down = client.run_client(&ClientRequest::http("http://echo.server/down").timeout(Duration::from_secs(20))).unwrap();
+    let took = started.elapsed();
+    assert!(down.results.iter().all(|r| r.status != Some(200)), "answered with node 2's agent stopped: {down:#?}");
+    assert!(took < Duration::from_secs(7), "a call to a node without its agent took {took:?}");
+
+    agents[1].restart(&bed, &options).unwrap();
+    let back = support::wait_until(Duration::from_secs(2), || support::get(&client, "http://echo.server/after") == Ok(200));
+    assert!(
+        back.is_some(),
+        "calls did not work again within 2 s of node 2's agent being ready:\nnode 1:\n{}\nnode 2:\n{}",
+        agents[0].log_tail(30),
+        agents[1].log_tail(30)
+    );
+}
