@@ -61,6 +61,9 @@ enum Command {
         /// A request header, NAME:VALUE (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
+        /// The mesh's trust domain (for the identities the wire needs).
+        #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = "cluster.local")]
+        trust_domain: String,
     },
     /// Ask this pod's agent over its admin unix socket for /ready (or --path); exit 0 on 200 (the kubelet's exec probes).
     Probe {
@@ -333,7 +336,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Explain { manifests, from, to, path, method, headers } => {
+        Command::Explain { manifests, from, to, path, method, headers, trust_domain } => {
+            let trust_domain = ambit_proxy_core::identity::TrustDomain::new(&trust_domain)?;
             let (mut state, errors) = ambit_agent::manifests::load_dir(&manifests);
             // Services written by hand have no cluster IP until an API server allocates one.
             for assigned in ambit_agent::manifests::allocate_missing_cluster_ips(&mut state) {
@@ -353,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .ok_or_else(|| anyhow::anyhow!("--header must be NAME:VALUE, got {h:?}"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let explanation = ambit_agent::explain::explain(&state, (ns, pod), &to, &method, &path, &headers)?;
+            let explanation = ambit_agent::explain::explain_in(&state, (ns, pod), &to, &method, &path, &headers, &trust_domain)?;
             print!("{explanation}");
             Ok(ExitCode::SUCCESS)
         }

@@ -16,6 +16,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use crate::cluster::{ClusterState, ObjectKey};
 use crate::translate::{self, NodeView};
 
+mod wire;
+
+pub use wire::{EndpointWire, Wire};
+
 /// Which routes governed the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeUsed {
@@ -53,6 +57,8 @@ pub struct Explanation {
     pub method: Method,
     pub path: String,
     pub outcome: Outcome,
+    /// How each endpoint the request may reach is reached, if the mesh is on.
+    pub wires: Vec<EndpointWire>,
 }
 
 fn resolve_target(state: &ClusterState, caller_ns: &str, to: &str) -> anyhow::Result<(String, String, Option<u16>)> {
@@ -71,9 +77,7 @@ fn resolve_target(state: &ClusterState, caller_ns: &str, to: &str) -> anyhow::Re
     Ok((ns.to_string(), name.to_string(), port))
 }
 
-/// Explains a request from pod `from = (namespace, pod)` to `to` (`svc[.ns][:port]`, or
-/// `clusterIP:port`). `path` may carry a `?query`. The caller counts as enrolled when its
-/// namespace is enrolled and the pod (if it is in the store) does not opt out.
+/// [`explain_in`] for the default trust domain (`cluster.local`).
 pub fn explain(
     state: &ClusterState,
     from: (&str, &str),
@@ -81,6 +85,23 @@ pub fn explain(
     method: &str,
     path: &str,
     headers: &[(String, String)],
+) -> anyhow::Result<Explanation> {
+    let trust_domain = ambit_proxy_core::identity::TrustDomain::new("cluster.local")?;
+    explain_in(state, from, to, method, path, headers, &trust_domain)
+}
+
+/// Explains a request from pod `from = (namespace, pod)` to `to` (`svc[.ns][:port]`, or
+/// `clusterIP:port`). `path` may carry a `?query`. The caller counts as enrolled when its
+/// namespace is enrolled and the pod (if it is in the store) does not opt out. The
+/// wire to each endpoint is told for a mesh with identities in `trust_domain`.
+pub fn explain_in(
+    state: &ClusterState,
+    from: (&str, &str),
+    to: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    trust_domain: &ambit_proxy_core::identity::TrustDomain,
 ) -> anyhow::Result<Explanation> {
     let (caller_ns, caller_pod) = from;
     let method = Method::from_str(method).with_context(|| format!("invalid method {method:?}"))?;
@@ -166,7 +187,10 @@ pub fn explain(
         }
         }
     };
+    let endpoints = reachable_endpoints(&outcome, &service);
+    let wires = wire::wires(state, &ObjectKey::new(caller_ns, caller_pod), &endpoints, trust_domain);
     Ok(Explanation {
+        wires,
         service,
         dialled,
         caller_namespace: caller_ns.to_string(),
@@ -177,6 +201,29 @@ pub fn explain(
         path: path.to_string(),
         outcome,
     })
+}
+
+/// The endpoints the outcome may send the request to (none when it is answered by the
+/// proxy or not redirected).
+fn reachable_endpoints(outcome: &Outcome, service: &ServicePort) -> Vec<SocketAddr> {
+    let of_target = |t: &BackendTarget| match t {
+        BackendTarget::Service(s) => s.endpoints.addrs().to_vec(),
+        BackendTarget::Invalid { .. } => Vec::new(),
+    };
+    let mut endpoints: Vec<SocketAddr> = match outcome {
+        Outcome::NotRedirected | Outcome::NoMatch { .. } => Vec::new(),
+        Outcome::NoRoutes => service.endpoints.addrs().to_vec(),
+        Outcome::Connection { routes, .. } => {
+            routes.routes().into_iter().flat_map(|(_, r)| r.backends.backends().iter().flat_map(|b| of_target(&b.target))).collect()
+        }
+        Outcome::Matched { rule, .. } => match &rule.action {
+            RuleAction::Redirect(_) => Vec::new(),
+            RuleAction::Forward(fw) => fw.backends.backends().iter().flat_map(|b| of_target(&b.target)).collect(),
+        },
+    };
+    endpoints.sort();
+    endpoints.dedup();
+    endpoints
 }
 
 fn string_match(m: &StringMatch) -> String {
@@ -235,6 +282,19 @@ fn describe_target(t: &BackendTarget) -> String {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_outcome(f)?;
+        if !self.wires.is_empty() {
+            writeln!(f, "Wire (with the mesh on; without a certificate source every call is plaintext):")?;
+            for wire in &self.wires {
+                writeln!(f, "  {wire}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Explanation {
+    fn fmt_outcome(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sp = &self.service;
         writeln!(
             f,
