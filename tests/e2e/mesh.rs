@@ -116,6 +116,12 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
     wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web")]);
     wait_for_certificates(&agents[1], &[spiffe("server", "echo"), spiffe("server", "echo-v2")]);
     assert!(!held_identities(&agents[0]).contains(&spiffe("server", "echo")), "node 1 holds an identity of node 2's pods");
+    // The dump shows each certificate's serial and validity, never a key.
+    let dump = agents[1].config_dump().unwrap();
+    let certificate = &dump["certificates"]["certificates"][0];
+    assert!(certificate["serial"].as_str().is_some_and(|s| !s.is_empty()) && certificate["not_after"].is_u64(), "{certificate}");
+    let text = dump.to_string();
+    assert!(!text.contains("PRIVATE KEY") && !text.contains("\"key\""), "the dump holds key material");
 
     // HTTP routed on the caller's side (GAMMA), tunnelled to node 2, on a wire that
     // shows none of the request.
