@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use ambit_e2e::{AgentOptions, BedOptions, ClientRequest, MeshCa, Pod, PodSpec, RunningAgent, TestBed, Wire};
-use support::poll;
+use ambit_e2e::{AgentOptions, ClientRequest, MeshCa, PodSpec, RunningAgent, Wire};
+use support::{call_ok, multi_node_bed, poll};
 
 const ECHO_HTTP_PORT: u16 = ambit_e2e::echo_server::HTTP_PORT;
 const HBONE_PORT: u16 = ambit_e2e::capture::HBONE_PORT;
@@ -51,14 +50,6 @@ spec:
   - backendRefs: [{name: echo, port: 80}]
 "#;
 
-fn bed(nodes: usize) -> TestBed {
-    TestBed::with_options(BedOptions {
-        pod_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_ambit-pod"))),
-        nodes,
-        ..Default::default()
-    })
-    .expect("creating a multi-node test bed (needs root, cgroup v2 and iproute2)")
-}
 
 /// Agents with the mesh on (certificates from `ca`) and access logs on.
 fn mesh_options(ca: &MeshCa) -> AgentOptions {
@@ -69,17 +60,6 @@ fn spiffe(namespace: &str, account: &str) -> String {
     format!("spiffe://{}/ns/{namespace}/sa/{account}", ambit_e2e::mesh_ca::TRUST_DOMAIN)
 }
 
-/// One request from `pod` that must get 200; fails with the agents' logs otherwise.
-fn call(pod: &Pod, request: ClientRequest, agents: &[RunningAgent]) -> ambit_e2e::RequestResult {
-    let request = request.timeout(Duration::from_secs(5));
-    let out = pod.run_client(&request).unwrap();
-    let r = out.only().clone();
-    if out.error.is_some() || r.error.is_some() || r.status != Some(200) {
-        let logs: Vec<String> = agents.iter().map(|a| format!("node {}:\n{}", a.node(), a.log_tail(30))).collect();
-        panic!("{request:?} from {}: {out:#?}\n{}", pod.name, logs.join("\n"));
-    }
-    r
-}
 
 /// The identities an agent holds certificates for, from `/config_dump`.
 fn held_identities(agent: &RunningAgent) -> Vec<String> {
@@ -102,7 +82,7 @@ fn wait_for_certificates(agent: &RunningAgent, wanted: &[String]) {
 
 #[test]
 fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
-    let bed = bed(2);
+    let bed = multi_node_bed(2);
     let ca = MeshCa::create(&bed.scratch_dir().join("mesh-ca")).unwrap();
     bed.apply_yaml(SERVICES).unwrap();
     bed.add_pod(PodSpec::new("server", "echo-0").label("app", "echo").label("version", "v1").service_account("echo").on_node(2))
@@ -127,7 +107,7 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
     // shows none of the request.
     let marker = format!("mesh-{}", std::process::id());
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
-    let r = call(&client, ClientRequest::http(format!("http://echo.server/{marker}")).header("x-version", "v2"), &agents);
+    let r = call_ok(&client, ClientRequest::http(format!("http://echo.server/{marker}")).header("x-version", "v2"), &agents);
     let captured = capture.finish().unwrap();
     assert_eq!(r.echo_pod(), Some("echo-v2-0"), "the consumer-side route applies: {r:?}");
     if let Err(e) = captured.check_wire(marker.as_bytes(), ECHO_HTTP_PORT, Wire::Hbone) {
@@ -153,7 +133,7 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
     // Opaque TCP crosses the tunnel too.
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
     let tcp_marker = format!("tcp-{}", std::process::id());
-    let r = call(&client, ClientRequest::tcp("echo.server:9090", tcp_marker.clone()), &agents);
+    let r = call_ok(&client, ClientRequest::tcp("echo.server:9090", tcp_marker.clone()), &agents);
     let captured = capture.finish().unwrap();
     assert_eq!(r.body_text, tcp_marker, "{r:?}");
     assert!(!captured.contains(tcp_marker.as_bytes()), "TCP plaintext crossed the cluster network");
@@ -176,7 +156,7 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
 
 #[test]
 fn same_node_calls_carry_the_callers_identity_in_process() {
-    let bed = bed(2);
+    let bed = multi_node_bed(2);
     let ca = MeshCa::create(&bed.scratch_dir().join("mesh-ca")).unwrap();
     bed.apply_yaml(SERVICES).unwrap();
     bed.add_pod(PodSpec::new("server", "echo-0").label("app", "echo").service_account("echo").on_node(1)).unwrap();
@@ -185,7 +165,7 @@ fn same_node_calls_carry_the_callers_identity_in_process() {
     agents[0].wait_enrolled("mesh-a", "client-1", Duration::from_secs(5)).unwrap();
     wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web"), spiffe("server", "echo")]);
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
-    let r = call(&client, ClientRequest::http("http://echo.server/local"), &agents);
+    let r = call_ok(&client, ClientRequest::http("http://echo.server/local"), &agents);
     let captured = capture.finish().unwrap();
     assert_eq!(r.echo_caller_ip(), Some(client.ipv4.to_string().as_str()), "same node: the caller's address is kept: {r:?}");
     assert_eq!(captured.tcp_payload_bytes(HBONE_PORT), 0, "a same-node call left the node");
@@ -198,7 +178,7 @@ fn same_node_calls_carry_the_callers_identity_in_process() {
 
 #[test]
 fn calls_come_back_within_two_seconds_when_the_callee_nodes_agent_restarts() {
-    let bed = bed(2);
+    let bed = multi_node_bed(2);
     let ca = MeshCa::create(&bed.scratch_dir().join("mesh-ca")).unwrap();
     bed.apply_yaml(SERVICES).unwrap();
     bed.add_pod(PodSpec::new("server", "echo-0").label("app", "echo").service_account("echo").on_node(2)).unwrap();

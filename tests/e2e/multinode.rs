@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, BedOptions, ClientRequest, Pod, PodSpec, RunningAgent, TestBed, Wire};
-use support::{version, wait_until};
+use support::{call_ok, multi_node_bed, version, wait_until};
 
 /// Today's wire between nodes; becomes `Wire::Hbone` once mutual TLS is wired in.
 const CROSS_NODE_WIRE: Wire = Wire::Plaintext;
@@ -51,30 +51,11 @@ spec:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
 "#;
 
-fn bed(nodes: usize) -> TestBed {
-    TestBed::with_options(BedOptions {
-        pod_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_ambit-pod"))),
-        nodes,
-        ..Default::default()
-    })
-    .expect("creating a multi-node test bed (needs root, cgroup v2 and iproute2)")
-}
 
 fn netns_with_prefix(prefix: &str) -> Vec<String> {
     ambit_e2e::netns::list().into_iter().filter(|n| n.starts_with(prefix)).collect()
 }
 
-/// One request from `pod`; fails the test with the agents' logs when it fails.
-fn call(pod: &Pod, request: ClientRequest, agents: &[RunningAgent]) -> ambit_e2e::RequestResult {
-    let request = request.timeout(Duration::from_secs(5));
-    let out = pod.run_client(&request).unwrap();
-    let r = out.only().clone();
-    if out.error.is_some() || r.error.is_some() || r.status != Some(200) {
-        let logs: Vec<String> = agents.iter().map(|a| format!("node {}:\n{}", a.node(), a.log_tail(20))).collect();
-        panic!("{request:?} from {}: {out:#?}\n{}", pod.name, logs.join("\n"));
-    }
-    r
-}
 
 fn listed_workload(agent: &RunningAgent, pod: &Pod) -> bool {
     let dump = agent.config_dump().unwrap();
@@ -97,7 +78,7 @@ fn last_pending_cgroups(agent: &RunningAgent) -> Option<u64> {
 
 #[test]
 fn nodes_are_joined_placed_and_closed() {
-    let bed = bed(3);
+    let bed = multi_node_bed(3);
     assert_eq!(bed.nodes().len(), 3);
     bed.apply_yaml(SERVICES).unwrap();
     let a = bed.add_pod(PodSpec::new("server", "a").label("app", "echo").on_node(1)).unwrap();
@@ -262,7 +243,7 @@ fn stale_multi_node_beds_are_cleaned_up() {
 
 #[test]
 fn cross_node_call_goes_through_the_callers_agent() {
-    let bed = bed(2);
+    let bed = multi_node_bed(2);
     bed.apply_yaml(SERVICES).unwrap();
     // The only endpoint is on node 2; node 2 also has a caller of its own.
     let echo = bed.add_pod(PodSpec::new("server", "echo-v1-0").label("app", "echo").label("version", "v1").on_node(2)).unwrap();
@@ -286,7 +267,7 @@ fn cross_node_call_goes_through_the_callers_agent() {
     // A call from node 1 to the Service, whose endpoint is on node 2, captured on the wire.
     let marker = format!("cross-node-{}", std::process::id());
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
-    let r = call(&client, ClientRequest::http(format!("http://echo.server/{marker}")), &agents);
+    let r = call_ok(&client, ClientRequest::http(format!("http://echo.server/{marker}")), &agents);
     let captured = capture.finish().unwrap();
     assert_eq!(r.echo_pod(), Some("echo-v1-0"), "{r:?}");
     assert_eq!(r.echo_caller_ip(), Some(client.ipv4.to_string().as_str()), "the caller's address is kept: {r:?}");
@@ -298,16 +279,16 @@ fn cross_node_call_goes_through_the_callers_agent() {
     }
 
     // IPv6, and the other node's agent serving its own caller (a same-node endpoint).
-    let r = call(&client, ClientRequest::http("http://echo.server/v6").ipv6(), &agents);
+    let r = call_ok(&client, ClientRequest::http("http://echo.server/v6").ipv6(), &agents);
     assert_eq!(r.echo_pod(), Some("echo-v1-0"), "{r:?}");
-    let r = call(&remote_client, ClientRequest::http("http://echo.server/local"), &agents);
+    let r = call_ok(&remote_client, ClientRequest::http("http://echo.server/local"), &agents);
     assert_eq!(r.echo_pod(), Some("echo-v1-0"), "{r:?}");
 
     // Without its node's agent a caller is not served; once restarted it is again.
     agents[0].stop().unwrap();
     let stopped = support::get(&client, "http://echo.server/");
     assert!(stopped.is_err(), "no agent on node 1, yet answered: {stopped:?}");
-    let r = call(&remote_client, ClientRequest::http("http://echo.server/"), &agents[1..]);
+    let r = call_ok(&remote_client, ClientRequest::http("http://echo.server/"), &agents[1..]);
     assert_eq!(r.echo_pod(), Some("echo-v1-0"), "node 2 is unaffected: {r:?}");
     let agent = &mut agents[0];
     agent.restart(&bed, &options).unwrap();
@@ -329,7 +310,7 @@ spec:
 
 #[test]
 fn gamma_route_applies_on_the_callers_side_across_three_nodes() {
-    let bed = bed(3);
+    let bed = multi_node_bed(3);
     bed.apply_yaml(SERVICES).unwrap();
     bed.add_pod(PodSpec::new("server", "echo-v1-0").label("app", "echo").label("version", "v1").on_node(2)).unwrap();
     bed.add_pod(PodSpec::new("server", "echo-v2-0").label("app", "echo").label("version", "v2").on_node(3)).unwrap();
@@ -355,7 +336,7 @@ fn gamma_route_applies_on_the_callers_side_across_three_nodes() {
         ("/to-v2", ClientRequest::http("http://echo.server/to-v2").header("x-version", "v2"), "v2"),
     ] {
         let capture = bed.capture(Duration::from_secs(30)).unwrap();
-        let r = call(&client, request, &agents);
+        let r = call_ok(&client, request, &agents);
         let captured = capture.finish().unwrap();
         assert_eq!(version(&r), Some(want), "{r:?}");
         if let Err(e) = captured.check_wire(path.as_bytes(), ECHO_HTTP_PORT, CROSS_NODE_WIRE) {
@@ -366,7 +347,7 @@ fn gamma_route_applies_on_the_callers_side_across_three_nodes() {
 
 #[test]
 fn kubernetes_mode_agents_on_every_node_share_the_api_server() {
-    let bed = bed(2);
+    let bed = multi_node_bed(2);
     bed.apply_yaml(SERVICES).unwrap();
     let echo = bed.add_pod(PodSpec::new("server", "echo-v1-0").label("app", "echo").label("version", "v1").on_node(2)).unwrap();
     let api = BedApiServer::start(&bed).unwrap();
@@ -378,6 +359,6 @@ fn kubernetes_mode_agents_on_every_node_share_the_api_server() {
     agents[1].wait_enrolled("server", "echo-v1-0", Duration::from_secs(10)).unwrap();
     assert!(!listed_workload(&agents[0], &echo), "node 1's agent enrolled a pod of node 2");
     assert!(!listed_workload(&agents[1], &client), "node 2's agent enrolled a pod of node 1");
-    let r = call(&client, ClientRequest::http("http://echo.server/k8s"), &agents);
+    let r = call_ok(&client, ClientRequest::http("http://echo.server/k8s"), &agents);
     assert_eq!(r.echo_pod(), Some("echo-v1-0"), "{r:?}");
 }

@@ -51,6 +51,29 @@ spec:
   - {name: grpc, port: 7070, appProtocol: kubernetes.io/h2c}
 "#;
 
+/// A bed of `nodes` nodes (pods placed with `PodSpec::on_node`).
+pub fn multi_node_bed(nodes: usize) -> TestBed {
+    TestBed::with_options(ambit_e2e::BedOptions {
+        pod_bin: Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_ambit-pod"))),
+        nodes,
+        ..Default::default()
+    })
+    .expect("creating a multi-node test bed (needs root, cgroup v2 and iproute2)")
+}
+
+/// One request from `pod` that must get 200 (5 s timeout); otherwise the test fails
+/// with every agent's log tail.
+pub fn call_ok(pod: &Pod, request: ClientRequest, agents: &[RunningAgent]) -> RequestResult {
+    let request = request.timeout(Duration::from_secs(5));
+    let out = pod.run_client(&request).unwrap();
+    let r = out.only().clone();
+    if out.error.is_some() || r.error.is_some() || r.status != Some(200) {
+        let logs: Vec<String> = agents.iter().map(|a| format!("node {}:\n{}", a.node(), a.log_tail(30))).collect();
+        panic!("{request:?} from {}: {out:#?}\n{}", pod.name, logs.join("\n"));
+    }
+    r
+}
+
 pub struct World {
     // Field order: the agent (and its eBPF pins) goes before the bed.
     pub agent: RunningAgent,
