@@ -28,11 +28,13 @@ fn refusal_of_tls(error: &TlsError) -> Refusal {
                 Refusal::WrongIdentity
             }
             CertificateError::ApplicationVerificationFailure => Refusal::NoIdentity,
-            _ => Refusal::Handshake,
+            // The mesh verifiers' own refusals (e.g. a foreign trust domain).
+            _ => Refusal::classify(error),
         },
         TlsError::NoCertificatesPresented => Refusal::NoClientCertificate,
         TlsError::InvalidMessage(_) => Refusal::Plaintext,
-        _ => Refusal::Handshake,
+        // Alerts: the peer's reason for refusing us (e.g. `unknown_ca`).
+        _ => Refusal::classify(error),
     }
 }
 
@@ -47,5 +49,8 @@ mod tests {
         assert_eq!(refusal_of(&wrap(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))), Refusal::UnknownCa);
         assert_eq!(refusal_of(&wrap(TlsError::NoCertificatesPresented)), Refusal::NoClientCertificate);
         assert_eq!(refusal_of(&io::Error::from(io::ErrorKind::ConnectionReset)), Refusal::Handshake);
+        let alert = TlsError::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert_eq!(refusal_of(&wrap(alert)), Refusal::UnknownCa);
+        assert_eq!(refusal_of(&wrap(TlsError::General("other".into()))), Refusal::Handshake);
     }
 }
