@@ -154,10 +154,12 @@ fn wait_for_refusals(agent: &RunningAgent, before: &BTreeMap<String, u64>, reaso
     })
 }
 
-/// Lines of `agent`'s log that report a refused HBONE connection for `reason`.
+/// Lines of `agent`'s log that report a refused HBONE peer for `reason` (inbound:
+/// "HBONE connection refused", outbound: "HBONE peer refused", both rate-limited).
 fn refusal_log_lines(agent: &RunningAgent, reason: &str) -> usize {
     let tag = format!("\"reason\":\"{reason}\"");
-    agent.log().lines().filter(|l| l.contains("HBONE connection refused") && l.contains(&tag)).count()
+    let limited = "refused (at most one line per reason every 10 s)";
+    agent.log().lines().filter(|l| l.contains("HBONE") && l.contains(limited) && l.contains(&tag)).count()
 }
 
 /// Runs the probe client from node `node`'s network namespace.
@@ -324,6 +326,7 @@ fn callers_refuse_impostors_and_nodes_of_another_ca() {
     let r = get(&client, "http://echo-3.server/impostor");
     assert_eq!(r.status, Some(503), "a call to the impostor's pod: {r:?}\n{}", node1.log_tail(20));
     wait_for_refusals(&node1, &before, "wrong_identity", 1);
+    assert_eq!(refusal_log_lines(&node1, "wrong_identity"), 1, "{}", node1.log_tail(20));
     let (_, connection) = impostor.next(Duration::from_secs(15)).expect("the caller never reached the impostor");
     assert!(connection.handshake, "{connection:?}");
     assert!(connection.connects.is_empty() && connection.body_bytes == 0, "the request reached the impostor: {connection:?}");
@@ -342,6 +345,7 @@ fn callers_refuse_impostors_and_nodes_of_another_ca() {
     assert!(captured.tls_client_hellos_to(HBONE_PORT) >= 1, "no TLS handshake was tried");
     wait_for_refusals(&node1, &before1, "unknown_ca", 1);
     wait_for_refusals(&node2, &before2, "unknown_ca", 1);
+    assert_eq!((refusal_log_lines(&node1, "unknown_ca"), refusal_log_lines(&node2, "unknown_ca")), (1, 1), "not logged once on each side");
 }
 
 /// Reads both serials until each has changed `rotations` times (or the limit passes);
