@@ -171,7 +171,8 @@ fn probe_client(bed: &TestBed, node: usize, args: &[String]) -> ClientReport {
     })
 }
 
-/// Probe client arguments presenting `certificate` (files in `dir` named `name`).
+/// Probe client arguments: handshake with `addr` naming `server_name`, presenting the
+/// certificate and key `files`, then CONNECT to `connect`.
 fn tls_args(addr: SocketAddr, server_name: &str, files: (PathBuf, PathBuf), connect: SocketAddr) -> Vec<String> {
     vec![
         "--addr".into(),

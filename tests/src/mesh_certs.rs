@@ -103,3 +103,24 @@ impl TestSigner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    #[test]
+    fn issues_the_asked_identity_serial_and_validity() {
+        let uri = "spiffe://other.example/ns/a/sa/b";
+        let signer = TestSigner::foreign("other.example").unwrap();
+        for validity in [Validity::Fresh(Duration::from_secs(60)), Validity::Expired] {
+            let issued = signer.issue(uri, validity).unwrap();
+            let der = CertificateDer::from_pem_slice(issued.certificate_pem.as_bytes()).unwrap();
+            let (id, serial) = crate::tls_probe::identity_and_serial(&der);
+            assert_eq!((id.as_deref(), serial.as_deref()), (Some(uri), Some(issued.serial.as_str())));
+            let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+            assert_eq!(parsed.validity().is_valid(), matches!(validity, Validity::Fresh(_)), "{validity:?}");
+        }
+    }
+}

@@ -221,7 +221,10 @@ pub async fn server(addr: SocketAddr, identity: (Vec<CertificateDer<'static>>, P
     print_event(&ServerEvent { event: "listening".into(), ..Default::default() });
     let serve = async {
         loop {
-            let Ok((tcp, peer)) = listener.accept().await else { continue };
+            let Ok((tcp, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move { print_event(&serve_connection(acceptor, tcp, peer).await) });
         }
