@@ -28,5 +28,10 @@ mod tests {
         assert_eq!(refusal_of(&wrap(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))), Refusal::UnknownCa);
         assert_eq!(refusal_of(&wrap(TlsError::NoCertificatesPresented)), Refusal::NoClientCertificate);
         assert_eq!(refusal_of(&io::Error::from(io::ErrorKind::ConnectionReset)), Refusal::Handshake);
+        let alert = TlsError::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert_eq!(refusal_of(&wrap(alert)), Refusal::UnknownCa);
+        let alert = TlsError::AlertReceived(rustls::AlertDescription::DecryptError);
+        assert_eq!(refusal_of(&wrap(alert)), Refusal::UnknownCa, "a CA of the same name with another key");
+        assert_eq!(refusal_of(&wrap(TlsError::General("other".into()))), Refusal::Handshake);
     }
 }

@@ -68,6 +68,8 @@ impl Default for InboundOptions {
 struct Peer {
     address: SocketAddr,
     identity: SpiffeId,
+    /// The serial of the certificate the peer presented (hex), for the access log.
+    serial: String,
     /// The identity this node presented (named by the client's SNI).
     presented: Option<SpiffeId>,
 }
@@ -157,7 +159,8 @@ impl Inbound {
             Err(reason) => return self.refused(reason, address, &"peer certificate without a usable SPIFFE ID"),
         };
         let presented = state.server_name().and_then(|name| tls::identity_from_server_name(name, identity.trust_domain()));
-        let peer = Arc::new(Peer { address, identity, presented });
+        let serial = tls::peer_serial(state).unwrap_or_default();
+        let peer = Arc::new(Peer { address, identity, serial, presented });
         let handshake = h2::server::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -242,6 +245,7 @@ impl Inbound {
             kind = "hbone_inbound",
             tunnel = "hbone",
             source_identity = %peer.identity,
+            source_certificate_serial = %peer.serial,
             destination_identity = %admitted.destination_identity,
             client = %peer.address,
             service = admitted.service.as_deref().unwrap_or(""),

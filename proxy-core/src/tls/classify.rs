@@ -42,6 +42,9 @@ fn of_alert(alert: AlertDescription) -> Refusal {
     match alert {
         AlertDescription::CertificateExpired => Refusal::Expired,
         AlertDescription::UnknownCA => Refusal::UnknownCa,
+        // What rustls sends for a chain whose signature does not verify: a CA of the
+        // same name with another key (two `ambit-agent ca init` CAs), i.e. not ours.
+        AlertDescription::DecryptError => Refusal::UnknownCa,
         AlertDescription::CertificateRequired => Refusal::NoClientCertificate,
         AlertDescription::AccessDenied => Refusal::WrongIdentity,
         _ => Refusal::Handshake,

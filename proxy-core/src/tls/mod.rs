@@ -21,7 +21,7 @@ mod source;
 mod store;
 mod verifier;
 
-pub use peer::{peer_identity, spiffe_id_of};
+pub use peer::{peer_identity, peer_serial, spiffe_id_of};
 pub use refusal::Refusal;
 pub use server_name::{identity_from_server_name, server_name, SERVER_NAME_SUFFIX};
 pub use source::{CertificateSource, IssuedChain, SignFuture, SourceError};

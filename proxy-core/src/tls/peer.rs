@@ -27,6 +27,14 @@ pub fn peer_identity(state: &rustls::CommonState) -> Result<SpiffeId, Refusal> {
     spiffe_id_of(certificates.first().ok_or(Refusal::NoClientCertificate)?)
 }
 
+/// The serial number of the peer's end-entity certificate after a completed
+/// handshake, lower-case hex (as `/config_dump` shows serials).
+pub fn peer_serial(state: &rustls::CommonState) -> Option<String> {
+    let leaf = state.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.raw_serial().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
