@@ -66,7 +66,7 @@ async fn cluster(pod_grace: Duration) -> Cluster {
     let (ca_pem, key_pem) = test_ca();
     std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
     std::fs::write(dir.path().join("ca-key.pem"), &key_pem).unwrap();
-    let signer = CaSigner::from_dir(dir.path()).unwrap();
+    let signer = CaSigner::from_dir(dir.path(), TrustDomain::new("cluster.local").unwrap(), Duration::from_secs(86400)).unwrap();
     let options = SignerOptions {
         policy: signer::Policy::new(TrustDomain::new("cluster.local").unwrap(), AGENT_NS, "ambit-agent", Duration::from_secs(86400)),
         bundle_namespace: AGENT_NS.into(),
