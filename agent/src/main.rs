@@ -262,6 +262,7 @@ impl NodeArgs {
             hbone_port: self.hbone_port,
             bundle,
             source: std::sync::Arc::new(source),
+            bundle_updates: None,
         }))
     }
 

@@ -287,3 +287,38 @@ fn a_pod_started_on_another_node_later_is_reached_through_the_mesh() {
     assert_eq!(line["destination_identity"], spiffe("server", "late").as_str(), "{line}");
     assert!(held_identities(&cluster.agents[1]).contains(&spiffe("server", "late")), "node 2 holds no certificate for late\n{}", cluster.logs());
 }
+
+#[test]
+fn a_changed_trust_bundle_reaches_running_agents() {
+    let cluster = mesh_cluster(|_| {});
+    let client = cluster.bed.add_pod(PodSpec::new("mesh-a", "client-1").serve(false).service_account("web").on_node(1)).unwrap();
+    cluster.wait_for_certificates(1, &[spiffe("mesh-a", "web")]);
+    let before = serial(&cluster.agents[0], &spiffe("mesh-a", "web")).unwrap();
+
+    // A CA rotation's first step: the bundle gains the next root.
+    let next = MeshCa::create(&cluster.bed.scratch_dir().join("next-ca")).unwrap();
+    let mut map = cluster.api.server().get(Resource::ConfigMaps, AGENT_NS, "ambit-trust-bundle").unwrap();
+    let current = map["data"]["ca.pem"].as_str().unwrap().to_string();
+    map["data"]["ca.pem"] = format!("{current}{}", next.certificate_pem().unwrap()).into();
+    cluster.api.server().apply(map).unwrap();
+
+    // The store renews its certificates under the new bundle, and calls still work.
+    let renewed = poll(Duration::from_secs(20), || serial(&cluster.agents[0], &spiffe("mesh-a", "web")).filter(|s| *s != before));
+    assert!(renewed.is_some(), "node 1 did not renew under the new bundle:\n{}", cluster.logs());
+    assert!(cluster.agents[0].log().contains("the trust bundle changed"), "{}", cluster.logs());
+    let echo = cluster.bed.add_pod(PodSpec::new("server", "late-0").label("app", "late").service_account("late").on_node(2)).unwrap();
+    let reached = poll(Duration::from_secs(30), || {
+        mesh_entry(&cluster.agents[0], &echo.ipv4.to_string())?;
+        let out = client.run_client(&ClientRequest::http("http://late.server/after-rotation").timeout(Duration::from_secs(2))).ok()?;
+        out.results.first().is_some_and(|r| r.status == Some(200)).then_some(())
+    });
+    assert!(reached.is_some(), "no call through the mesh after the bundle changed:\n{}", cluster.logs());
+}
+
+/// The serial of the valid certificate an agent holds for `identity`.
+fn serial(agent: &RunningAgent, identity: &str) -> Option<String> {
+    let dump = agent.config_dump().ok()?;
+    let certs = dump["certificates"]["certificates"].as_array()?.clone();
+    let cert = certs.into_iter().find(|c| c["identity"] == identity && c["state"] == "valid")?;
+    cert["serial"].as_str().map(str::to_string)
+}

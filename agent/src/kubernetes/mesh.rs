@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ambit_proxy_core::tls::TrustBundle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::csr_source::{CsrOptions, KubernetesCsr};
@@ -58,8 +59,8 @@ impl MeshSettings {
                 self.bundle_wait
             )
         })?;
-        let bundle = TrustBundle::new(self.certs.trust_domain.clone(), first.clone())
-            .map_err(|e| anyhow::anyhow!("the trust bundle in ConfigMap {namespace}/{TRUST_BUNDLE_CONFIGMAP}: {e}"))?;
+        let bundle = self.bundle(&first).map_err(|e| anyhow::anyhow!("the trust bundle in ConfigMap {namespace}/{TRUST_BUNDLE_CONFIGMAP}: {e}"))?;
+        let (updates, bundle_updates) = watch::channel(bundle.clone());
         let source = KubernetesCsr::new(client, CsrOptions::default());
         let options = MeshOptions {
             trust_domain: self.certs.trust_domain.clone(),
@@ -67,28 +68,35 @@ impl MeshSettings {
             hbone_port: self.hbone_port,
             bundle,
             source: Arc::new(source),
+            bundle_updates: Some(bundle_updates),
         };
-        Ok((options, BundleFollower::spawn(watch, first)))
+        Ok((options, BundleFollower::spawn(self.clone(), watch, first, updates)))
+    }
+
+    fn bundle(&self, roots: &super::TrustBundle) -> Result<TrustBundle, ambit_proxy_core::tls::BundleError> {
+        TrustBundle::new(self.certs.trust_domain.clone(), roots.clone())
     }
 }
 
-/// Follows the trust bundle after start. The certificate store keeps the bundle it was
-/// built with; a changed bundle (a CA rotation) is logged and takes effect when the
-/// agent restarts.
+/// Follows the trust bundle after start and hands each new valid one to the node's
+/// certificate store ([`MeshOptions::bundle_updates`]): a CA rotation reaches running
+/// agents without a restart.
 pub struct BundleFollower(JoinHandle<()>);
 
 impl BundleFollower {
-    fn spawn(mut watch: TrustBundleWatch, mut current: super::TrustBundle) -> Self {
+    fn spawn(settings: MeshSettings, mut watch: TrustBundleWatch, mut current: super::TrustBundle, updates: watch::Sender<TrustBundle>) -> Self {
         Self(tokio::spawn(async move {
             while watch.bundle.changed().await.is_ok() {
                 let latest = watch.bundle.borrow_and_update().clone();
-                if let Some(latest) = latest.filter(|b| *b != current) {
-                    tracing::warn!(
-                        certificates = latest.len(),
-                        "the trust bundle changed; this agent keeps verifying with the bundle it started with until it restarts"
-                    );
-                    current = latest;
+                let Some(latest) = latest.filter(|b| *b != current) else { continue };
+                match settings.bundle(&latest) {
+                    Ok(bundle) => {
+                        tracing::info!(certificates = latest.len(), "the trust bundle changed; verifying peers with the new one");
+                        updates.send_replace(bundle);
+                    }
+                    Err(error) => tracing::warn!(%error, "ignoring an unusable trust bundle"),
                 }
+                current = latest;
             }
         }))
     }
