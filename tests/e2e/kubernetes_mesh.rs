@@ -247,6 +247,11 @@ fn cross_node_calls_use_certificates_from_the_signer_and_the_directory() {
     });
     assert!(inbound.is_some(), "node 2 logged no inbound stream from spiffe://…/sa/web:\n{}", cluster.logs());
 
+    // Each request was answered once: no write of a request the signer had finished.
+    let signer_log = std::fs::read_to_string(&cluster.signer.log).unwrap();
+    assert_eq!(signer_log.matches("\"message\":\"issued\"").count(), 2, "{signer_log}");
+    assert!(!signer_log.contains("may not modify existing certificate"), "{signer_log}");
+
     // The mesh table entry came from node 2's MeshNode: without the signer to publish it
     // again, deleting that object removes the entry.
     let MeshCluster { agents, mut signer, api, bed } = cluster;
