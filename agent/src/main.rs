@@ -265,6 +265,7 @@ impl NodeArgs {
             hbone_port: self.hbone_port,
             bundle,
             source: std::sync::Arc::new(source),
+            bundle_updates: None,
         }))
     }
 
@@ -317,13 +318,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { kube, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
-            // Checked now; the certificate store is wired into the node by HBONE's integration.
-            // The certificate flags are checked; Kubernetes mode's mesh (signing requests to
-            // Ambit's signer) is wired with the signer.
-            let _certs = node.certs.settings()?;
+            let certs = node.certs.settings()?;
+            let mesh = match kube.mesh {
+                true => Some(ambit_agent::kubernetes::mesh::MeshSettings::new(certs, node.hbone_port, kube.trust_bundle_wait)?),
+                false => None,
+            };
             let options = node.options(None)?;
             let data_path = data_path_runtime()?;
-            control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, logs, data_path.handle().clone()))?;
+            control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, mesh, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Signer { args } => {

@@ -29,6 +29,9 @@ pub struct MeshOptions {
     pub bundle: TrustBundle,
     /// Where this node's workload certificates are signed.
     pub source: Arc<dyn CertificateSource>,
+    /// Later trust bundles (Kubernetes mode: the signer's ConfigMap changed), applied to
+    /// the certificate store as they come; None: `bundle` never changes.
+    pub bundle_updates: Option<tokio::sync::watch::Receiver<TrustBundle>>,
 }
 
 impl std::fmt::Debug for MeshOptions {
@@ -46,10 +49,33 @@ pub struct NodeMesh {
     certs: Arc<CertStore>,
     trust_domain: TrustDomain,
     hbone_port: u16,
+    /// Applies [`MeshOptions::bundle_updates`]; aborted on drop.
+    bundle_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NodeMesh {
+    fn drop(&mut self) {
+        if let Some(task) = &self.bundle_task {
+            task.abort();
+        }
+    }
+}
+
+/// Hands every new trust bundle to the store, until the sender goes away.
+fn follow_bundle(certs: Arc<CertStore>, mut updates: tokio::sync::watch::Receiver<TrustBundle>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let bundle = updates.borrow_and_update().clone();
+            if let Err(error) = certs.set_trust_bundle(bundle) {
+                tracing::warn!(%error, "ignoring a trust bundle update; peers are still verified with the previous bundle");
+            }
+        }
+    })
 }
 
 impl NodeMesh {
-    /// Builds the certificate store and registers the mesh's metrics.
+    /// Builds the certificate store and registers the mesh's metrics. Must run inside
+    /// the control plane's runtime when `bundle_updates` is set (a task follows them).
     pub fn new(options: &MeshOptions, registry: &mut Registry) -> anyhow::Result<(Self, MeshSetup)> {
         let metrics = CertificateMetrics::register(registry);
         let store_options = CertStoreOptions { lifetime: options.lifetime, metrics, ..Default::default() };
@@ -58,7 +84,8 @@ impl NodeMesh {
                 .map_err(|e| anyhow::anyhow!("building the certificate store: {e}"))?,
         );
         let setup = MeshSetup { tls: certs.clone(), policy: Arc::new(AllowAll), metrics: HboneMetrics::register(registry) };
-        Ok((Self { certs, trust_domain: options.trust_domain.clone(), hbone_port: options.hbone_port }, setup))
+        let bundle_task = options.bundle_updates.clone().map(|updates| follow_bundle(certs.clone(), updates));
+        Ok((Self { certs, trust_domain: options.trust_domain.clone(), hbone_port: options.hbone_port, bundle_task }, setup))
     }
 
     pub fn trust_domain(&self) -> &TrustDomain {

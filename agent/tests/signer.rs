@@ -66,7 +66,7 @@ async fn cluster(pod_grace: Duration) -> Cluster {
     let (ca_pem, key_pem) = test_ca();
     std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
     std::fs::write(dir.path().join("ca-key.pem"), &key_pem).unwrap();
-    let signer = CaSigner::from_dir(dir.path()).unwrap();
+    let signer = CaSigner::from_dir(dir.path(), TrustDomain::new("cluster.local").unwrap(), Duration::from_secs(86400)).unwrap();
     let options = SignerOptions {
         policy: signer::Policy::new(TrustDomain::new("cluster.local").unwrap(), AGENT_NS, "ambit-agent", Duration::from_secs(86400)),
         bundle_namespace: AGENT_NS.into(),
@@ -394,4 +394,36 @@ async fn an_approval_against_the_policy_is_failed_not_signed() {
     assert_eq!(failed["reason"], "IdentityNotOnNode");
     assert!(status.get("certificate").is_none(), "{status}");
     assert_eq!(SignerStats::get(&cluster.stats.issued), 0);
+}
+
+#[test]
+fn run_mesh_refuses_a_certificate_lifetime_under_ten_minutes_and_a_local_ca() {
+    let run = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent"))
+            .args(["run", "--mesh", "--api-server", "http://127.0.0.1:9", "--node-ip", "127.0.0.1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run(&["--cert-lifetime", "5m"]);
+    assert!(stderr.contains("--cert-lifetime 300s is shorter than Kubernetes signs (600s"), "{stderr}");
+    let stderr = run(&["--ca-dir", "/nonexistent"]);
+    assert!(stderr.contains("--ca-dir") && stderr.contains("standalone mode"), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_mesh_without_a_trust_bundle_gives_up_after_the_wait_with_a_clear_error() {
+    let server = ambit_fake_apiserver::FakeApiServer::start().await.unwrap();
+    let started = std::time::Instant::now();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ambit-agent"))
+        .args(["run", "--mesh", "--trust-bundle-wait", "1s", "--api-server", &server.url(), "--node-ip", "127.0.0.1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no trust bundle in ConfigMap ambit-system/ambit-trust-bundle after 1s") && stderr.contains("ambit-signer"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 use ambit_proxy_core::tls::{
     peer_identity, server_name, CertLifetime, CertState, CertStore, CertStoreOptions, Clock, MeshTls, Refusal,
-    SystemClock, TokioClock,
+    SystemClock, TokioClock, TrustBundle,
 };
 use cert_support::ca::{TestCa, Validity};
 use cert_support::handshake::{exchange, handshake, peer_serial, raw_client, raw_server, refusal};
@@ -239,4 +239,33 @@ async fn ensure_adds_and_drops_identities() {
     nodes.node2.ensure([id("shop", "catalog"), id("shop", "cart"), other_domain]);
     assert_eq!(nodes.node2.identities(), vec![id("shop", "cart"), id("shop", "catalog")]);
     ready(&nodes.node2).await;
+}
+
+#[tokio::test]
+async fn a_new_trust_bundle_takes_effect_for_new_handshakes_and_renews_certificates() {
+    let nodes = two_nodes(Arc::new(SystemClock), Duration::from_secs(3600)).await;
+    let next = TestCa::new("next root", Arc::new(SystemClock));
+    let frontend = "spiffe://cluster.local/ns/shop/sa/frontend";
+    let next_client = || raw_client(Some(next.leaf(&[frontend], Validity::fresh(Duration::from_secs(3600)))));
+    assert_eq!(server_refuses(&nodes, next_client()).await, Refusal::UnknownCa, "before: the next root is not trusted");
+    let signed = nodes.source.signed();
+
+    // A CA rotation's first step: the bundle holds both roots.
+    let both = TrustBundle::new(TrustDomain::new(TD).unwrap(), vec![nodes.source.ca.root(), next.root()]).unwrap();
+    nodes.node2.set_trust_bundle(both).unwrap();
+    let (client, server) = handshake(next_client(), server_name(&id("shop", "catalog")).unwrap(), nodes.node2.server_config()).await;
+    let (mut client, mut server) = (client.unwrap(), server.expect("the next root is trusted now"));
+    exchange(&mut client, &mut server, b"after the rotation").await.unwrap();
+    assert_eq!(peer_identity(server.get_ref().1).unwrap(), id("shop", "frontend"));
+    // Both of node 2's identities were renewed under the new bundle.
+    until(Duration::from_secs(10), "renewals", || nodes.source.signed() >= signed + 2).await;
+    ready(&nodes.node2).await;
+    // Node 1 still trusts the old root only, and node 2's new certificates chain to it.
+    let client = nodes.node1.client_config(&id("shop", "frontend")).unwrap();
+    let (client, server) = handshake(client, server_name(&id("shop", "payments")).unwrap(), nodes.node2.server_config()).await;
+    exchange(&mut client.unwrap(), &mut server.unwrap(), b"old and new").await.unwrap();
+
+    // The trust domain cannot change.
+    let error = nodes.node2.set_trust_bundle(next.bundle("other.example")).unwrap_err();
+    assert!(error.to_string().contains("other.example"), "{error}");
 }

@@ -31,6 +31,9 @@ pub enum AgentMode {
     Standalone,
     /// `ambit-agent run` against an API server reachable from the node namespace.
     Kubernetes { api_server: String },
+    /// `ambit-agent run --kubeconfig <path>`: authenticated (e.g. a bearer token bound to
+    /// the agent's pod and node, as the CertificateSigningRequest API needs).
+    KubernetesKubeconfig { kubeconfig: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +181,9 @@ impl RunningAgent {
             }
             AgentMode::Kubernetes { api_server } => {
                 cmd.arg("run").arg("--api-server").arg(api_server);
+            }
+            AgentMode::KubernetesKubeconfig { kubeconfig } => {
+                cmd.arg("run").arg("--kubeconfig").arg(kubeconfig);
             }
         }
         cmd.arg("--node-name")

@@ -10,7 +10,8 @@
 //! - [`run`]: the `run` subcommand tying them to a [`Node`](crate::node::Node).
 //! - [`csr_source`]: workload certificates from the CertificateSigningRequest API
 //!   (Ambit's signer, [`crate::signer`]); [`trust_bundle`]: the CA bundle it publishes;
-//!   [`follow`]: following one object with get + watch.
+//!   [`follow`]: following one object with get + watch; [`mesh`]: `run --mesh`, the
+//!   node's mesh options from both.
 //!
 //! # What is cached per object
 //!
@@ -35,6 +36,7 @@ pub mod csr_source;
 pub mod feed;
 pub mod follow;
 pub mod lease;
+pub mod mesh;
 pub mod rbac;
 pub mod run;
 pub mod status;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, ApiServer};
 use super::feed::{ClusterFeed, FeedOptions};
 use super::lease::{self, LeaseConfig};
+use super::mesh::MeshSettings;
 use super::status;
 use crate::admin::Admin;
 use crate::endpoints::Endpoints;
@@ -44,6 +45,15 @@ pub struct KubeArgs {
     /// Never write route status (do not take part in the election).
     #[arg(long)]
     pub no_status: bool,
+    /// Join the mesh across nodes: mutual TLS (HBONE) with workload certificates from the
+    /// CertificateSigningRequest API. Explicit because it needs the ambit-signer
+    /// Deployment: without it no certificate is ever issued and calls to mesh pods fail.
+    #[arg(long, env = "AMBIT_MESH")]
+    pub mesh: bool,
+    /// With --mesh: how long to wait at start for the signer's trust bundle ConfigMap
+    /// before exiting with an error (the DaemonSet restarts the agent).
+    #[arg(long, default_value = "2m", value_parser = crate::duration::parse_positive_duration)]
+    pub trust_bundle_wait: Duration,
 }
 
 impl KubeArgs {
@@ -61,7 +71,8 @@ impl KubeArgs {
 /// listeners on `data_path`.
 pub async fn run(
     kube: KubeArgs,
-    options: NodeOptions,
+    mut options: NodeOptions,
+    mesh: Option<MeshSettings>,
     logs: LogControl,
     data_path: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
@@ -69,6 +80,13 @@ pub async fn run(
         anyhow::bail!("--lease-renew ({:?}) must be shorter than --lease-duration ({:?})", kube.lease_renew, kube.lease_duration);
     }
     let client = client::client(&kube.api_server()).await?;
+    let mut _bundle_follower = None;
+    if let Some(mesh) = mesh {
+        let (mesh_options, follower) = mesh.start(client.clone(), &kube.pod_namespace).await?;
+        tracing::info!(trust_domain = %mesh_options.trust_domain, lifetime = ?mesh_options.lifetime.get(), "mesh on: certificates from the CertificateSigningRequest API");
+        options.mesh = Some(mesh_options);
+        _bundle_follower = Some(follower);
+    }
     let shutdown = CancellationToken::new();
     let endpoints = Endpoints::bind(&options, &data_path).await?;
     let node_name = options.node_name.clone();

@@ -67,6 +67,9 @@ impl SignerStats {
     }
 }
 
+/// How long a finished request's name is remembered (agents delete theirs at once).
+const FINISHED_MEMORY: Duration = Duration::from_secs(300);
+
 enum Input {
     Pods(Box<Result<watcher::Event<Pod>, watcher::Error>>),
     Csrs(Box<Result<watcher::Event<CertificateSigningRequest>, watcher::Error>>),
@@ -84,6 +87,9 @@ struct State {
     pods_synced: bool,
     /// Requests not done yet, by name, with when they were first seen.
     open: BTreeMap<String, (CertificateSigningRequest, Instant)>,
+    /// Requests this signer finished (by name, when): a late watch event carrying an
+    /// older version of one (e.g. its approval) must not start it over.
+    finished: BTreeMap<String, Instant>,
     denial_log: KeyedRateLimitedLog<&'static str>,
 }
 
@@ -105,6 +111,7 @@ pub async fn serve(client: Client, signer: Arc<dyn Signer>, options: SignerOptio
         relisting_pods: None,
         pods_synced: false,
         open: BTreeMap::new(),
+        finished: BTreeMap::new(),
         denial_log: KeyedRateLimitedLog::new(Duration::from_secs(10)),
     };
     loop {
@@ -148,7 +155,7 @@ async fn publish_bundle(client: &Client, signer: &dyn Signer, namespace: &str, s
 impl State {
     fn take(&mut self, input: Input) {
         match input {
-            Input::Tick => {}
+            Input::Tick => self.finished.retain(|_, at| at.elapsed() < FINISHED_MEMORY),
             Input::Pods(event) => match *event {
                 Ok(event) => self.take_pod(event),
                 Err(error) => tracing::warn!(%error, "watching pods (needs {} and {})", rbac::PODS.list, rbac::PODS.watch),
@@ -178,7 +185,9 @@ impl State {
         match event {
             watcher::Event::Apply(csr) | watcher::Event::InitApply(csr) => self.track(csr),
             watcher::Event::Delete(csr) => {
-                self.open.remove(&csr.metadata.name.unwrap_or_default());
+                let name = csr.metadata.name.unwrap_or_default();
+                self.open.remove(&name);
+                self.finished.remove(&name);
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
         }
@@ -186,8 +195,12 @@ impl State {
 
     fn track(&mut self, csr: CertificateSigningRequest) {
         let name = csr.metadata.name.clone().unwrap_or_default();
-        if csr.spec.signer_name != SIGNER_NAME || conditions::stage(&csr) == Stage::Done {
+        if csr.spec.signer_name != SIGNER_NAME || self.finished.contains_key(&name) {
+            return;
+        }
+        if conditions::stage(&csr) == Stage::Done {
             self.open.remove(&name);
+            self.finished.insert(name, Instant::now());
             return;
         }
         let seen = self.open.get(&name).map(|(_, at)| *at).unwrap_or_else(Instant::now);

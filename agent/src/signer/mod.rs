@@ -22,11 +22,13 @@
 //! - [`controller`]: the watch loop (approve, sign, deny, fail);
 //! - [`policy`]: the decision; [`signing`]: the CA behind a [`Signer`](signing::Signer);
 //! - [`bundle`]: the trust bundle ConfigMap; [`rbac`]: every permission used;
-//! - [`endpoint`]: `/metrics`, `/healthz`, `/ready`.
+//! - [`endpoint`]: `/metrics`, `/healthz`, `/ready`;
+//! - [`directory`]: the mesh directory (`MeshNode` objects) the agents route by.
 
 pub mod bundle;
 pub mod conditions;
 pub mod controller;
+pub mod directory;
 pub mod endpoint;
 pub mod pods;
 pub mod policy;

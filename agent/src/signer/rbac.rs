@@ -24,9 +24,26 @@ pub const PODS: WatchPermissions = WatchPermissions { list: p("", "pods", "list"
 pub const CONFIGMAP_GET: Permission = p("", "configmaps", "get");
 pub const CONFIGMAP_CREATE: Permission = p("", "configmaps", "create");
 pub const CONFIGMAP_UPDATE: Permission = p("", "configmaps", "update");
+/// The mesh directory ([`crate::directory`]): one `MeshNode` per node, listed at start,
+/// then created, patched and deleted as pods come and go.
+pub const MESH_NODES_LIST: Permission = p("ambit.dev", "meshnodes", "list");
+pub const MESH_NODES_CREATE: Permission = p("ambit.dev", "meshnodes", "create");
+pub const MESH_NODES_PATCH: Permission = p("ambit.dev", "meshnodes", "patch");
+pub const MESH_NODES_DELETE: Permission = p("ambit.dev", "meshnodes", "delete");
 
 /// The cluster-wide permissions (the signer's ClusterRole), without the signer-name ones.
-pub const CLUSTER: &[Permission] = &[CSRS.list, CSRS.watch, CSR_APPROVAL_UPDATE, CSR_STATUS_UPDATE, PODS.list, PODS.watch];
+pub const CLUSTER: &[Permission] = &[
+    CSRS.list,
+    CSRS.watch,
+    CSR_APPROVAL_UPDATE,
+    CSR_STATUS_UPDATE,
+    PODS.list,
+    PODS.watch,
+    MESH_NODES_LIST,
+    MESH_NODES_CREATE,
+    MESH_NODES_PATCH,
+    MESH_NODES_DELETE,
+];
 /// Granted only for `resourceNames: [ambit.dev/workload]` in the ClusterRole.
 pub const SIGNER_NAMED: &[Permission] = &[SIGNER_APPROVE, SIGNER_SIGN];
 /// Granted in the agents' namespace only (the signer's Role); get and update are limited

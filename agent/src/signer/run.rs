@@ -42,6 +42,10 @@ pub struct SignerArgs {
     /// How long a request waits for the signer to see its pod on the requester's node.
     #[arg(long, default_value = "10s", value_parser = crate::duration::parse_duration)]
     pub pod_grace: Duration,
+    /// The mesh directory (`MeshNode` objects): after a Pod change, wait this long for
+    /// more before writing (batches churn into fewer writes).
+    #[arg(long, default_value = "200ms", value_parser = crate::duration::parse_duration)]
+    pub directory_debounce: Duration,
     /// Serve `/metrics`, `/healthz` and `/ready` here (in the signer pod's network).
     #[arg(long, env = "AMBIT_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -76,7 +80,8 @@ impl SignerArgs {
 /// Runs the signer until SIGTERM or Ctrl-C.
 pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
     let options = args.options()?;
-    let signer = CaSigner::from_dir(&args.ca_dir)?;
+    let trust_domain = options.policy.trust_domain.clone();
+    let signer = CaSigner::from_dir(&args.ca_dir, trust_domain, args.max_cert_lifetime)?;
     let client = client::client(&args.api_server()).await?;
     let stop = CancellationToken::new();
     let stats = Arc::new(SignerStats::default());
@@ -84,9 +89,11 @@ pub async fn run(args: SignerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding --metrics-addr {addr}: {e}"))?;
         tokio::spawn(super::endpoint::serve(listener, stats.clone(), stop.clone()));
     }
+    let directory = tokio::spawn(super::directory::publish(client.clone(), args.directory_debounce, stop.clone()));
     let task = tokio::spawn(controller::serve(client, Arc::new(signer), options, stats, stop.clone()));
     crate::node::Termination::new()?.requested().await;
     stop.cancel();
     let _ = task.await;
+    let _ = directory.await;
     Ok(())
 }

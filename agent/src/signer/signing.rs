@@ -1,23 +1,19 @@
 //! Signing an authorized request with the CA key, behind one trait so that the signer's
-//! controller does not care how: [`CaSigner`] is a small stand-in that the shared CA code
-//! (`ca::sign_csr`, built separately) replaces.
+//! controller does not care how: [`CaSigner`] issues with the shared CA code
+//! ([`crate::ca::sign_csr`], as standalone mode's local CA does).
 //!
-//! The CA directory is the agent's CA directory format: `ca.pem` (the CA certificate,
-//! which is also the trust bundle) and `ca-key.pem` (its PKCS#8 private key); in a
-//! cluster both come from a Secret mounted into the signer's pod only.
+//! The CA directory holds `ca.pem` (the CA certificate, which is also the trust bundle)
+//! and `ca-key.pem` (its private key); in a cluster both come from the Secret `ambit-ca`
+//! mounted into the signer's pod only. The trust domain and the longest lifetime come
+//! from the signer's flags (a `ca.json`, as `ambit-agent ca init` writes, is not read:
+//! the Secret needs only the two PEM files).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ambit_proxy_core::identity::SpiffeId;
-use rcgen::{
-    CertificateParams, CertificateSigningRequestParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType, SerialNumber,
-};
-use x509_parser::time::ASN1Time;
+use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 
-/// How far back a certificate's validity starts, for nodes whose clocks run behind.
-pub const BACKDATE: Duration = Duration::from_secs(60);
+use crate::ca::Authority;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -40,35 +36,34 @@ pub trait Signer: Send + Sync + 'static {
 /// The CA certificate and key from a CA directory.
 pub struct CaSigner {
     ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    authority: Authority,
 }
 
 /// Never shows the key.
 impl std::fmt::Debug for CaSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaSigner").finish_non_exhaustive()
+        f.debug_struct("CaSigner").field("trust_domain", &self.authority.trust_domain).finish_non_exhaustive()
     }
 }
 
 impl CaSigner {
-    pub fn from_dir(dir: &Path) -> Result<Self, SignError> {
+    /// `ca.pem` and `ca-key.pem` of `dir`, for `trust_domain`, signing at most `max_lifetime`.
+    pub fn from_dir(dir: &Path, trust_domain: TrustDomain, max_lifetime: Duration) -> Result<Self, SignError> {
         let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| SignError::Ca(format!("{}: {e}", dir.join(name).display())));
-        Self::from_pem(&read("ca.pem")?, &read("ca-key.pem")?)
+        Self::from_pem(trust_domain, &read("ca.pem")?, &read("ca-key.pem")?, max_lifetime)
     }
 
-    pub fn from_pem(ca_pem: &str, key_pem: &str) -> Result<Self, SignError> {
-        let key = KeyPair::from_pem(key_pem).map_err(|e| SignError::Ca(format!("the CA key: {e}")))?;
-        let issuer = Issuer::from_ca_cert_pem(ca_pem, key).map_err(|e| SignError::Ca(format!("the CA certificate: {e}")))?;
-        Ok(Self { ca_pem: ca_pem.to_string(), issuer })
+    pub fn from_pem(trust_domain: TrustDomain, ca_pem: &str, key_pem: &str, max_lifetime: Duration) -> Result<Self, SignError> {
+        let authority = Authority::from_pem(trust_domain, ca_pem, key_pem, max_lifetime).map_err(SignError::Ca)?;
+        Ok(Self { ca_pem: ca_pem.to_string(), authority })
     }
 }
 
 impl Signer for CaSigner {
     fn sign(&self, csr_pem: &str, id: &SpiffeId, lifetime: Duration) -> Result<String, SignError> {
-        let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| SignError::Sign(format!("the request: {e}")))?;
-        let leaf = CertificateSigningRequestParams { params: leaf_params(id, lifetime)?, public_key: request.public_key };
-        let certificate = leaf.signed_by(&self.issuer).map_err(|e| SignError::Sign(e.to_string()))?;
-        Ok(certificate.pem())
+        let lifetime = lifetime.min(self.authority.max_workload_lifetime);
+        let chain = crate::ca::sign_csr(&self.authority, csr_pem, id, lifetime).map_err(|e| SignError::Sign(e.to_string()))?;
+        Ok(chain.iter().map(|der| pem_of(der)).collect())
     }
 
     fn trust_bundle(&self) -> &str {
@@ -76,31 +71,19 @@ impl Signer for CaSigner {
     }
 }
 
-/// A workload leaf: the SPIFFE URI as its only SAN, no subject, not a CA, for TLS client
-/// and server authentication, a random serial.
-fn leaf_params(id: &SpiffeId, lifetime: Duration) -> Result<CertificateParams, SignError> {
-    let uri = rcgen::string::Ia5String::try_from(id.uri()).map_err(|e| SignError::Sign(e.to_string()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| SignError::Sign(e.to_string()))?;
-    let at = |t: Duration| ASN1Time::from_timestamp(t.as_secs() as i64).map(|t| t.to_datetime()).map_err(|e| SignError::Sign(e.to_string()));
-    let mut serial: [u8; 16] = rand::random();
-    serial[0] &= 0x7f;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params.subject_alt_names = vec![SanType::URI(uri)];
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
-    params.not_before = at(now.saturating_sub(BACKDATE))?;
-    params.not_after = at(now + lifetime)?;
-    params.use_authority_key_identifier_extension = true;
-    Ok(params)
+/// One certificate as PEM.
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::signer::request::tests::csr_pem;
+    use rcgen::{CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 
     /// A self-signed CA (certificate PEM, key PEM).
     pub(crate) fn test_ca() -> (String, String) {
@@ -112,10 +95,16 @@ pub(crate) mod tests {
         (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
     }
 
+    fn domain() -> TrustDomain {
+        TrustDomain::new("cluster.local").unwrap()
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
     #[test]
     fn signs_a_leaf_with_only_the_spiffe_id_for_the_lifetime() {
         let (ca, key) = test_ca();
-        let signer = CaSigner::from_pem(&ca, &key).unwrap();
+        let signer = CaSigner::from_pem(domain(), &ca, &key, DAY).unwrap();
         let id: SpiffeId = "spiffe://cluster.local/ns/shop/sa/catalog".parse().unwrap();
         let (request, _) = csr_pem(&[&id.uri()], &[]);
         let pem = signer.sign(&request, &id, Duration::from_secs(3600)).unwrap();
@@ -125,17 +114,34 @@ pub(crate) mod tests {
         assert_eq!(ambit_proxy_core::tls::spiffe_id_of(&der).unwrap(), id);
         let validity = cert.validity();
         let seconds = validity.not_after.timestamp() - validity.not_before.timestamp();
-        assert_eq!(seconds, 3600 + BACKDATE.as_secs() as i64);
+        assert_eq!(seconds, 3600 + crate::ca::sign::NOT_BEFORE_SKEW.as_secs() as i64);
         assert!(!cert.is_ca());
         assert_eq!(signer.trust_bundle(), ca);
+    }
+
+    #[test]
+    fn a_longer_lifetime_is_shortened_and_a_foreign_domain_refused() {
+        let (ca, key) = test_ca();
+        let signer = CaSigner::from_pem(domain(), &ca, &key, Duration::from_secs(3600)).unwrap();
+        let id: SpiffeId = "spiffe://cluster.local/ns/shop/sa/catalog".parse().unwrap();
+        let (request, _) = csr_pem(&[&id.uri()], &[]);
+        let pem = signer.sign(&request, &id, DAY).unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = block.parse_x509().unwrap();
+        let seconds = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert_eq!(seconds, 3600 + crate::ca::sign::NOT_BEFORE_SKEW.as_secs() as i64);
+        let foreign: SpiffeId = "spiffe://other.example/ns/shop/sa/catalog".parse().unwrap();
+        let (request, _) = csr_pem(&[&foreign.uri()], &[]);
+        assert!(signer.sign(&request, &foreign, Duration::from_secs(600)).unwrap_err().to_string().contains("trust domain"));
     }
 
     #[test]
     fn a_bad_ca_is_a_clear_error() {
         let (ca, _) = test_ca();
         let (_, other_key) = test_ca();
-        assert!(CaSigner::from_pem(&ca, "not a key").unwrap_err().to_string().contains("the CA key"));
-        assert!(CaSigner::from_pem("nope", &other_key).unwrap_err().to_string().contains("the CA certificate"));
-        assert!(CaSigner::from_dir(Path::new("/nonexistent")).unwrap_err().to_string().contains("ca.pem"));
+        assert!(CaSigner::from_pem(domain(), &ca, "not a key", DAY).unwrap_err().to_string().contains("the CA key"));
+        assert!(CaSigner::from_pem(domain(), &ca, &other_key, DAY).unwrap_err().to_string().contains("does not belong"));
+        assert!(CaSigner::from_pem(domain(), "nope", &other_key, DAY).unwrap_err().to_string().contains("the CA certificate"));
+        assert!(CaSigner::from_dir(Path::new("/nonexistent"), domain(), DAY).unwrap_err().to_string().contains("ca.pem"));
     }
 }

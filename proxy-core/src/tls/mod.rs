@@ -30,7 +30,7 @@ pub use bundle::{BundleError, TrustBundle};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use context::HBONE_ALPN;
 pub use lifetime::{CertLifetime, LifetimeTooShort};
-pub use store::{Backoff, CertState, CertStore, CertStoreOptions, CertificateStatus, Readiness, StoreStatus};
+pub use store::{Backoff, CertState, CertStore, CertStoreOptions, CertificateStatus, Readiness, StoreStatus, TrustBundleChange};
 
 use std::sync::Arc;
 

@@ -47,7 +47,8 @@ impl Default for CertStoreOptions {
 
 /// What the rotation tasks, the SNI resolver and the store share.
 pub(crate) struct Shared {
-    context: TlsContext,
+    /// Swapped whole by [`CertStore::set_trust_bundle`].
+    context: ArcSwap<TlsContext>,
     source: Arc<dyn CertificateSource>,
     lifetime: CertLifetime,
     backoff: Backoff,
@@ -62,10 +63,19 @@ impl Shared {
     }
 }
 
+/// Why [`CertStore::set_trust_bundle`] refused a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustBundleChange {
+    #[error("the new trust bundle is for trust domain {to}, not {from}")]
+    TrustDomain { from: crate::identity::TrustDomain, to: crate::identity::TrustDomain },
+    #[error("the new trust bundle: {0}")]
+    Tls(rustls::Error),
+}
+
 /// The node's certificates and the TLS configurations that present them.
 pub struct CertStore {
     shared: Arc<Shared>,
-    server_config: Arc<ServerConfig>,
+    server_config: ArcSwap<ServerConfig>,
     tasks: Mutex<HashMap<SpiffeId, JoinHandle<()>>>,
 }
 
@@ -76,14 +86,14 @@ impl CertStore {
         options: CertStoreOptions,
     ) -> Result<Self, rustls::Error> {
         let shared = Arc::new(Shared {
-            context: TlsContext::new(bundle, options.clock),
+            context: ArcSwap::from_pointee(TlsContext::new(bundle, options.clock)),
             source,
             lifetime: options.lifetime,
             backoff: options.backoff,
             metrics: options.metrics,
             entries: ArcSwap::default(),
         });
-        let server_config = Arc::new(shared.context.server_config(Arc::new(SniResolver(shared.clone())))?);
+        let server_config = ArcSwap::from_pointee(shared.context.load().server_config(Arc::new(SniResolver(shared.clone())))?);
         Ok(Self { shared, server_config, tasks: Mutex::default() })
     }
 
@@ -94,7 +104,8 @@ impl CertStore {
         let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let wanted: HashMap<SpiffeId, Arc<Entry>> = {
             let current = self.shared.entries.load();
-            let trust_domain = self.shared.context.bundle.trust_domain();
+            let context = self.shared.context.load();
+            let trust_domain = context.bundle.trust_domain();
             ids.into_iter()
                 .filter(|id| {
                     let ours = id.trust_domain() == trust_domain;
@@ -134,8 +145,34 @@ impl CertStore {
         ids
     }
 
-    pub fn trust_bundle(&self) -> &TrustBundle {
-        &self.shared.context.bundle
+    /// The trust bundle in use.
+    pub fn trust_bundle(&self) -> TrustBundle {
+        self.shared.context.load().bundle.clone()
+    }
+
+    /// Verifies peers with `bundle` from now on (a CA rotation: the signer published a
+    /// new bundle). New handshakes on both sides use it; every held identity is renewed
+    /// at once (its certificate keeps serving until the new one arrives), so that client
+    /// configurations and certificates follow the new bundle. The trust domain cannot
+    /// change. Must be called inside a tokio runtime.
+    pub fn set_trust_bundle(&self, bundle: TrustBundle) -> Result<(), TrustBundleChange> {
+        let current = self.shared.context.load_full();
+        if bundle.trust_domain() != current.bundle.trust_domain() {
+            return Err(TrustBundleChange::TrustDomain { from: current.bundle.trust_domain().clone(), to: bundle.trust_domain().clone() });
+        }
+        let context = TlsContext { bundle, ..(*current).clone() };
+        let server_config = context.server_config(Arc::new(SniResolver(self.shared.clone()))).map_err(TrustBundleChange::Tls)?;
+        self.shared.context.store(Arc::new(context));
+        self.server_config.store(Arc::new(server_config));
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.shared.entries.load();
+        for (id, task) in tasks.iter_mut() {
+            let Some(entry) = entries.get(id) else { continue };
+            task.abort();
+            *task = tokio::spawn(rotation::maintain(self.shared.clone(), entry.clone()));
+        }
+        tracing::info!(identities = entries.len(), "trust bundle replaced; renewing every certificate");
+        Ok(())
     }
 
     pub fn metrics(&self) -> &Arc<CertificateMetrics> {
@@ -144,13 +181,13 @@ impl CertStore {
 
     /// Every identity's certificate (serials and validity; never keys).
     pub fn status(&self) -> StoreStatus {
-        let now = self.shared.context.clock.now();
+        let now = self.shared.context.load().clock.now();
         let entries = self.shared.entries.load();
         let mut certificates: Vec<CertificateStatus> =
             entries.values().map(|entry| status::status_of(entry, now)).collect();
         certificates.sort_by(|a, b| a.identity.cmp(&b.identity));
         StoreStatus {
-            trust_domain: self.shared.context.bundle.trust_domain().clone(),
+            trust_domain: self.shared.context.load().bundle.trust_domain().clone(),
             lifetime_seconds: self.shared.lifetime.get().as_secs(),
             ca_unreachable: entries.values().any(|entry| entry.ca_unreachable()),
             certificates,
@@ -158,7 +195,7 @@ impl CertStore {
     }
 
     pub fn ready(&self) -> Readiness {
-        let now = self.shared.context.clock.now();
+        let now = self.shared.context.load().clock.now();
         let entries = self.shared.entries.load();
         let mut without_certificate: Vec<SpiffeId> =
             entries.values().filter(|entry| entry.current(now).is_none()).map(|entry| entry.id.clone()).collect();
@@ -170,12 +207,12 @@ impl CertStore {
 impl MeshTls for CertStore {
     fn client_config(&self, source: &SpiffeId) -> Result<Arc<ClientConfig>, NoCertificate> {
         let entries = self.shared.entries.load();
-        let held = entries.get(source).and_then(|entry| entry.current(self.shared.context.clock.now()));
+        let held = entries.get(source).and_then(|entry| entry.current(self.shared.context.load().clock.now()));
         held.map(|held| held.client_config.clone()).ok_or_else(|| NoCertificate(source.clone()))
     }
 
     fn server_config(&self) -> Arc<ServerConfig> {
-        self.server_config.clone()
+        self.server_config.load_full()
     }
 }
 

@@ -22,9 +22,9 @@ impl fmt::Debug for SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let shared = &self.0;
-        let id = identity_from_server_name(hello.server_name()?, shared.context.bundle.trust_domain())?;
+        let id = identity_from_server_name(hello.server_name()?, shared.context.load().bundle.trust_domain())?;
         let entries = shared.entries.load();
-        let held = entries.get(&id)?.current(shared.context.clock.now())?;
+        let held = entries.get(&id)?.current(shared.context.load().clock.now())?;
         Some(held.certified.clone())
     }
 }

@@ -54,7 +54,7 @@ pub(crate) async fn maintain(shared: Arc<Shared>, entry: Arc<Entry>) {
         let delay = match obtain(&shared, &entry.id).await {
             Ok(held) => {
                 failures = 0;
-                let delay = renewal_delay(&held, shared.context.clock.now());
+                let delay = renewal_delay(&held, shared.context.load().clock.now());
                 installed(&shared, &entry, held);
                 delay
             }
@@ -74,7 +74,7 @@ async fn obtain(shared: &Shared, id: &SpiffeId) -> Result<HeldCertificate, Sourc
     let issued = tokio::time::timeout(shared.backoff.request_timeout, signing)
         .await
         .map_err(|_| SourceError::Unavailable("the signing request timed out".into()))??;
-    accept(&shared.context, id, &request.key, issued)
+    accept(&shared.context.load(), id, &request.key, issued)
 }
 
 fn renewal_delay(held: &HeldCertificate, now: SystemTime) -> Duration {
