@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, BedOptions, ClientRequest, MeshCa, Pod, PodSpec, RunningAgent, TestBed, Wire};
 use ambit_fake_apiserver::{Resource, User};
+use support::mesh::{every_identity, held_identities, spiffe};
 use support::poll;
 
 const ECHO_HTTP_PORT: u16 = ambit_e2e::echo_server::HTTP_PORT;
@@ -52,9 +53,6 @@ spec:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
 "#;
 
-fn spiffe(namespace: &str, account: &str) -> String {
-    format!("spiffe://{}/ns/{namespace}/sa/{account}", ambit_e2e::mesh_ca::TRUST_DOMAIN)
-}
 
 /// `ambit-agent signer` in node 1's namespace; killed when dropped.
 struct SignerProcess {
@@ -169,19 +167,7 @@ impl MeshCluster {
     }
 }
 
-/// The identities an agent holds valid certificates for, from `/config_dump`.
-fn held_identities(agent: &RunningAgent) -> Vec<String> {
-    let dump = agent.config_dump().unwrap();
-    let certs = dump["certificates"]["certificates"].as_array().cloned().unwrap_or_default();
-    certs.iter().filter(|c| c["state"] == "valid").filter_map(|c| c["identity"].as_str().map(str::to_string)).collect()
-}
 
-/// Every identity an agent holds or is obtaining a certificate for, whatever its state.
-fn every_identity(agent: &RunningAgent) -> Vec<String> {
-    let dump = agent.config_dump().unwrap();
-    let certs = dump["certificates"]["certificates"].as_array().cloned().unwrap_or_default();
-    certs.iter().filter_map(|c| c["identity"].as_str().map(str::to_string)).collect()
-}
 
 /// The agent's mesh table entry for `ip`: (node HBONE address, identity).
 fn mesh_entry(agent: &RunningAgent, ip: &str) -> Option<(String, String)> {

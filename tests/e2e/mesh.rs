@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use ambit_e2e::{AgentOptions, ClientRequest, MeshCa, PodSpec, RunningAgent, Wire};
+use support::mesh::{held_identities, spiffe};
 use support::{call_ok, multi_node_bed, poll};
 
 const ECHO_HTTP_PORT: u16 = ambit_e2e::echo_server::HTTP_PORT;
@@ -56,29 +57,9 @@ fn mesh_options(ca: &MeshCa) -> AgentOptions {
     AgentOptions { access_log: true, extra_args: ca.agent_args(), ..AgentOptions::default() }
 }
 
-fn spiffe(namespace: &str, account: &str) -> String {
-    format!("spiffe://{}/ns/{namespace}/sa/{account}", ambit_e2e::mesh_ca::TRUST_DOMAIN)
-}
 
 
-/// The identities an agent holds certificates for, from `/config_dump`.
-fn held_identities(agent: &RunningAgent) -> Vec<String> {
-    let dump = agent.config_dump().unwrap();
-    dump["certificates"]["certificates"]
-        .as_array()
-        .map(|certs| {
-            certs.iter().filter(|c| c["state"] == "valid").filter_map(|c| c["identity"].as_str().map(str::to_string)).collect()
-        })
-        .unwrap_or_default()
-}
 
-fn wait_for_certificates(agent: &RunningAgent, wanted: &[String]) {
-    let held = poll(Duration::from_secs(10), || {
-        let held = held_identities(agent);
-        wanted.iter().all(|w| held.contains(w)).then_some(held)
-    });
-    assert!(held.is_some(), "node {} holds no certificate for {wanted:?}:\n{}", agent.node(), agent.log_tail(30));
-}
 
 #[test]
 fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
@@ -93,8 +74,8 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
     let agents = RunningAgent::start_all(&bed, &options).unwrap();
     let client = bed.add_pod(PodSpec::new("mesh-a", "client-1").serve(false).service_account("web").on_node(1)).unwrap();
     agents[0].wait_enrolled("mesh-a", "client-1", Duration::from_secs(5)).unwrap();
-    wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web")]);
-    wait_for_certificates(&agents[1], &[spiffe("server", "echo"), spiffe("server", "echo-v2")]);
+    support::mesh::wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web")], Duration::from_secs(10));
+    support::mesh::wait_for_certificates(&agents[1], &[spiffe("server", "echo"), spiffe("server", "echo-v2")], Duration::from_secs(10));
     assert!(!held_identities(&agents[0]).contains(&spiffe("server", "echo")), "node 1 holds an identity of node 2's pods");
     // The dump shows each certificate's serial and validity, never a key.
     let dump = agents[1].config_dump().unwrap();
@@ -163,7 +144,7 @@ fn same_node_calls_carry_the_callers_identity_in_process() {
     let agents = RunningAgent::start_all(&bed, &mesh_options(&ca)).unwrap();
     let client = bed.add_pod(PodSpec::new("mesh-a", "client-1").serve(false).service_account("web").on_node(1)).unwrap();
     agents[0].wait_enrolled("mesh-a", "client-1", Duration::from_secs(5)).unwrap();
-    wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web"), spiffe("server", "echo")]);
+    support::mesh::wait_for_certificates(&agents[0], &[spiffe("mesh-a", "web"), spiffe("server", "echo")], Duration::from_secs(10));
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
     let r = call_ok(&client, ClientRequest::http("http://echo.server/local"), &agents);
     let captured = capture.finish().unwrap();
@@ -186,7 +167,7 @@ fn calls_come_back_within_two_seconds_when_the_callee_nodes_agent_restarts() {
     let mut agents = RunningAgent::start_all(&bed, &options).unwrap();
     let client = bed.add_pod(PodSpec::new("mesh-a", "client-1").serve(false).service_account("web").on_node(1)).unwrap();
     agents[0].wait_enrolled("mesh-a", "client-1", Duration::from_secs(5)).unwrap();
-    wait_for_certificates(&agents[1], &[spiffe("server", "echo")]);
+    support::mesh::wait_for_certificates(&agents[1], &[spiffe("server", "echo")], Duration::from_secs(10));
     // Pooled tunnel connections and upstream connections exist before the restart.
     let out = client.run_client(&ClientRequest::http("http://echo.server/before").count(5).timeout(Duration::from_secs(5))).unwrap();
     assert!(out.results.iter().all(|r| r.status == Some(200)), "{out:#?}");

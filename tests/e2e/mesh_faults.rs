@@ -46,7 +46,8 @@ use std::time::{Duration, Instant};
 use ambit_e2e::long_stream::Exchange;
 use ambit_e2e::mesh_certs::{TestSigner, Validity};
 use ambit_e2e::tls_probe::{ClientReport, ServerEvent};
-use ambit_e2e::{AgentOptions, BedOptions, ClientRequest, MeshCa, Pod, PodSpec, RunningAgent, TestBed};
+use ambit_e2e::{AgentOptions, ClientRequest, MeshCa, Pod, PodSpec, RunningAgent, TestBed};
+use support::mesh::{held_serial, spiffe};
 use support::poll;
 
 const PROBE: &str = env!("CARGO_BIN_EXE_ambit-tls-probe");
@@ -83,12 +84,7 @@ spec:
 "#;
 
 fn bed(nodes: usize) -> TestBed {
-    let bed = TestBed::with_options(BedOptions {
-        pod_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_ambit-pod"))),
-        nodes,
-        ..Default::default()
-    })
-    .expect("creating a multi-node test bed (needs root, cgroup v2 and iproute2)");
+    let bed = support::multi_node_bed(nodes);
     bed.apply_yaml(SERVICES).unwrap();
     bed
 }
@@ -99,9 +95,6 @@ fn mesh_options(ca: &MeshCa, extra: &[&str]) -> AgentOptions {
     AgentOptions { access_log: true, extra_args, ..AgentOptions::default() }
 }
 
-fn spiffe(namespace: &str, account: &str) -> String {
-    format!("spiffe://{}/ns/{namespace}/sa/{account}", ambit_e2e::mesh_ca::TRUST_DOMAIN)
-}
 
 /// The SNI naming the identity the server must present (README, "Workload certificates").
 fn sni(namespace: &str, account: &str) -> String {
@@ -112,15 +105,6 @@ fn hbone_addr(bed: &TestBed, node: usize) -> SocketAddr {
     SocketAddr::new(bed.node(node).unwrap().ipv4().into(), HBONE_PORT)
 }
 
-/// The serial of the valid certificate `agent` holds for `identity`, from `/config_dump`.
-fn held_serial(agent: &RunningAgent, identity: &str) -> Option<String> {
-    let dump = agent.config_dump().ok()?;
-    let certificates = dump["certificates"]["certificates"].as_array()?.clone();
-    certificates
-        .into_iter()
-        .find(|c| c["identity"] == identity && c["state"] == "valid")
-        .and_then(|c| c["serial"].as_str().map(str::to_string))
-}
 
 fn wait_for_certificate(agent: &RunningAgent, identity: &str) -> String {
     poll(Duration::from_secs(15), || held_serial(agent, identity))

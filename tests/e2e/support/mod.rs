@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use std::time::{Duration, Instant};
 
 use ambit_e2e::{AgentOptions, ClientRequest, Pod, PodSpec, RequestResult, RunningAgent, TestBed};
