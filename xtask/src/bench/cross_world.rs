@@ -81,7 +81,8 @@ impl CrossWorld {
         let agents = RunningAgent::start_all(&self.bed, &options)?;
         agents[0].wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
         for agent in &agents {
-            let pin_dir = agent.pin_dir().display().to_string();
+            // Node 1's pin directory is a prefix of node 2's: match the whole argument.
+            let pin_dir = format!(" {} ", agent.pin_dir().display());
             let pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find an agent's pid")?;
             procs::pin(pid, PROXY_CPU)?;
             procs::raise_nofile(pid)?;
