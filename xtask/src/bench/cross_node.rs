@@ -139,7 +139,7 @@ pub fn run(world: &mut CrossWorld, plan: &Plan, report: &mut Report) -> Result<(
     )));
     let tput = figure("bulk TCP throughput, one connection", "Gbit/s", Better::Higher, &|s| s.tcp_gbit_per_s);
     report.push(tput.target("mTLS ≥ 70% of plaintext", |f, _| f.ratio_to_direct().is_some_and(|r| r >= 0.7)).note(format!(
-        "{COLUMNS}; {} MiB written and echoed back through the opaque TCP port",
+        "{COLUMNS}; {} MiB written and echoed back through the opaque TCP port; both agents share CPU 0, so with mTLS one core does both nodes' encryption and decryption",
         (plan.tcp_bytes / 2) >> 20
     )));
     Ok(())

@@ -103,7 +103,7 @@ impl CrossWorld {
         let agent = self.agents.first().context("no agent running")?;
         let (status, metrics) = agent.admin("GET", "/metrics")?;
         anyhow::ensure!(status == 200, "node 1 /metrics answered {status}");
-        Ok(counter(&metrics, "ambit_hbone_client_handshakes_total"))
+        counter(&metrics, "ambit_hbone_client_handshakes_total").context("node 1's /metrics has no ambit_hbone_client_handshakes_total")
     }
 
     /// The echo Service's address on `port` (80: HTTP, 9000: opaque TCP).
@@ -117,14 +117,15 @@ impl CrossWorld {
     }
 }
 
-/// The sum of a counter's samples in a Prometheus text exposition (0 when absent).
-pub fn counter(metrics: &str, name: &str) -> u64 {
-    metrics
+/// The sum of a counter's samples in a Prometheus text exposition (None when absent).
+pub fn counter(metrics: &str, name: &str) -> Option<u64> {
+    let samples: Vec<f64> = metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum::<f64>() as u64)
 }
 
 #[cfg(test)]
@@ -132,7 +133,7 @@ mod tests {
     #[test]
     fn sums_a_counter_over_its_labels() {
         let text = "# HELP x_total t\nx_total{a=\"1\"} 3\nx_total{a=\"2\"} 4\nx_totally 9\nx_total 1\n";
-        assert_eq!(super::counter(text, "x_total"), 8);
-        assert_eq!(super::counter(text, "y_total"), 0);
+        assert_eq!(super::counter(text, "x_total"), Some(8));
+        assert_eq!(super::counter(text, "y_total"), None);
     }
 }

@@ -60,14 +60,17 @@ fn mesh_nodes_applied(agent: &RunningAgent) -> Result<u64> {
     Ok(line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).context("malformed gauge")? as u64)
 }
 
-/// Polls until the agent has applied `expected` MeshNodes; the time that took.
+/// Polls until the agent has applied `expected` MeshNodes; the time that took. A busy
+/// agent may answer `/metrics` late or not at all: polling goes on until the limit.
 fn wait_applied(agent: &RunningAgent, expected: u64, since: Instant) -> Result<Duration> {
     loop {
-        if mesh_nodes_applied(agent)? == expected {
-            return Ok(since.elapsed());
-        }
+        let last = match mesh_nodes_applied(agent) {
+            Ok(n) if n == expected => return Ok(since.elapsed()),
+            Ok(n) => format!("{n} applied"),
+            Err(e) => format!("{e:#}"),
+        };
         if since.elapsed() > ARRIVAL_LIMIT {
-            bail!("the agent did not apply {expected} MeshNodes within {ARRIVAL_LIMIT:?}; log:\n{}", agent.log_tail(20));
+            bail!("the agent did not apply {expected} MeshNodes within {ARRIVAL_LIMIT:?} (last: {last}); log:\n{}", agent.log_tail(20));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -108,13 +111,15 @@ pub fn run(plan: &Plan, report: &mut Report) -> Result<()> {
     println!("    {} objects loaded into the in-test API server in {:.1} s", size.namespaces + 2 * size.services + size.nodes, loading.elapsed().as_secs_f64());
     let options = AgentOptions { mode: AgentMode::Kubernetes { api_server: api.url() }, log_level: "warn".into(), ..AgentOptions::default() };
     let started = Instant::now();
-    let agent = RunningAgent::start(&bed, &options)?;
+    let agent = RunningAgent::start(&bed, &options).context("starting the agent against the simulated cluster")?;
     let sync = started.elapsed();
-    let applied = wait_applied(&agent, size.nodes as u64, started)?;
+    println!("    the agent is ready {:.2} s after start", sync.as_secs_f64());
+    let applied = wait_applied(&agent, size.nodes as u64, started).context("waiting for the initial sync")?;
     let pin_dir = agent.pin_dir().display().to_string();
     let pid = super::procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find the agent's pid")?;
     let rss = super::procs::rss_bytes(pid)? as f64 / (1 << 20) as f64;
-    let mut times = churn(&api, &agent, &size, plan.scale_changes)?;
+    println!("    RSS {rss:.1} MiB; timing {} changes", plan.scale_changes);
+    let mut times = churn(&api, &agent, &size, plan.scale_changes).context("timing churn")?;
     times.sort_by(f64::total_cmp);
     let scale = format!(
         "{} nodes × {} pods = {} pods (MeshNodes), {} Services + EndpointSlices, {} namespaces",
