@@ -37,7 +37,7 @@ use world::{World, LOAD_CPU, PROXY_CPU};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A ~2-minute smoke run: one repetition, smaller counts.
+    /// A ~5-minute smoke run: one repetition, smaller counts.
     #[arg(long)]
     quick: bool,
     /// Repetitions of each measurement (default 3, or 1 with --quick).
