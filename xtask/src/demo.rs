@@ -4,7 +4,8 @@
 //! namespace, no route out) with pods from the example manifests (`examples/demo.yaml`
 //! is embedded; `--manifests FILE` uses another), starts `ambit-agent standalone` there
 //! with real eBPF redirection, makes requests from pods, says what happened to each,
-//! and tears everything down. Needs root.
+//! and tears everything down. Then a second bed with two nodes and the mesh on shows a
+//! cross-node call, its identities and its encryption ([`crate::demo_mesh`]). Needs root.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,6 +84,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     println!("==> tearing down (agent stopped, eBPF programs detached, namespaces and cgroups removed)");
     drop(agent);
     drop(bed);
+    crate::demo_mesh::run()?;
     println!("done");
     Ok(())
 }

@@ -7,6 +7,7 @@ mod build_ebpf;
 mod check_ebpf;
 mod cmd;
 mod demo;
+mod demo_mesh;
 mod ebpf;
 mod fuzz;
 mod image;

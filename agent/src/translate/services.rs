@@ -1,6 +1,6 @@
 //! Services and their ready endpoints, indexed for translation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use ambit_proxy_core::config::{AppProtocol, EndpointSet, ServiceRef};
 use k8s_openapi::api::core::v1::{Service, ServicePort as K8sServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::cluster::{ClusterState, ObjectKey};
+use crate::cluster::{ClusterState, ObjectKey, SERVICE_NAME_LABEL};
 
 /// One port of a Service, with its ready endpoints.
 #[derive(Clone, Debug)]
@@ -44,9 +44,11 @@ pub struct ServiceIndex {
 
 impl ServiceIndex {
     pub fn build(state: &ClusterState, problems: &mut Vec<String>) -> Self {
+        let slices = slices_by_service(state);
         let mut services = BTreeMap::new();
         for (key, svc) in &state.services {
-            services.insert(key.clone(), service_info(state, key, svc, problems));
+            let of_service = slices.get(&(key.namespace.as_str(), key.name.as_str())).map(Vec::as_slice).unwrap_or_default();
+            services.insert(key.clone(), service_info(key, svc, of_service, problems));
         }
         Self { services }
     }
@@ -76,10 +78,21 @@ fn cluster_ips(key: &ObjectKey, svc: &Service, problems: &mut Vec<String>) -> Ve
     ips
 }
 
-fn service_info(state: &ClusterState, key: &ObjectKey, svc: &Service, problems: &mut Vec<String>) -> ServiceInfo {
+/// The EndpointSlices by the (namespace, Service name) they are labelled with, in one
+/// pass: looking them up per Service would cost Services × slices at cluster scale.
+fn slices_by_service(state: &ClusterState) -> HashMap<(&str, &str), Vec<&EndpointSlice>> {
+    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    for (key, slice) in &state.endpoint_slices {
+        if let Some(service) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+            by_service.entry((key.namespace.as_str(), service.as_str())).or_default().push(slice);
+        }
+    }
+    by_service
+}
+
+fn service_info(key: &ObjectKey, svc: &Service, slices: &[&EndpointSlice], problems: &mut Vec<String>) -> ServiceInfo {
     let service = ServiceRef::new(key.namespace.as_str(), key.name.as_str());
     let ips = cluster_ips(key, svc, problems);
-    let slices: Vec<&EndpointSlice> = state.endpoint_slices_of(&key.namespace, &key.name).collect();
     let spec_ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).map(Vec::as_slice).unwrap_or(&[]);
     let mut ports = Vec::new();
     for sp in spec_ports {
@@ -96,7 +109,7 @@ fn service_info(state: &ClusterState, key: &ObjectKey, svc: &Service, problems: 
             port,
             protocol: AppProtocol::from_app_protocol(sp.app_protocol.as_deref()),
             tcp: sp.protocol.as_deref().is_none_or(|p| p.eq_ignore_ascii_case("TCP")),
-            endpoints: Arc::new(EndpointSet::new(ready_endpoints(&slices, sp, spec_ports.len()))),
+            endpoints: Arc::new(EndpointSet::new(ready_endpoints(slices, sp, spec_ports.len()))),
             name,
         });
     }

@@ -10,6 +10,9 @@ mod alloc_count;
 mod change;
 mod connect;
 pub mod control_plane;
+mod cross_node;
+mod cross_world;
+mod mesh_scale;
 mod h2;
 mod install;
 mod latency;
@@ -17,6 +20,7 @@ mod loadgen;
 mod memory;
 mod procs;
 mod report;
+mod scale_cluster;
 mod soak;
 mod sysinfo;
 mod tcp;
@@ -33,7 +37,7 @@ use world::{World, LOAD_CPU, PROXY_CPU};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A ~2-minute smoke run: one repetition, smaller counts.
+    /// A ~5-minute smoke run: one repetition, smaller counts.
     #[arg(long)]
     quick: bool,
     /// Repetitions of each measurement (default 3, or 1 with --quick).
@@ -46,6 +50,26 @@ pub struct Args {
     /// How long the soak runs.
     #[arg(long, default_value_t = 30, requires = "soak")]
     soak_minutes: u64,
+    /// Run only these parts (comma-separated); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of a bench run, for `--only`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Scenarios 1-7: one node, Ambit vs direct vs HAProxy.
+    Node,
+    /// Scenario 8: two nodes, mTLS (HBONE) vs plaintext.
+    CrossNode,
+    /// Scenario 9: one agent against a simulated 5,000-node cluster.
+    Scale,
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 /// How much each scenario does.
@@ -64,6 +88,8 @@ pub struct Plan {
     pub services: usize,
     /// Manifest changes timed in the bed.
     pub changes: usize,
+    /// Pod churn events timed in the mesh-scale scenario.
+    pub scale_changes: usize,
 }
 
 impl Plan {
@@ -78,6 +104,7 @@ impl Plan {
                 idle_connections: 2_000,
                 services: 10_000,
                 changes: 5,
+                scale_changes: 50,
             }
         } else {
             Plan {
@@ -89,6 +116,7 @@ impl Plan {
                 idle_connections: 10_000,
                 services: 10_000,
                 changes: 40,
+                scale_changes: 200,
             }
         };
         if let Some(r) = args.reps {
@@ -147,18 +175,48 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut report = Report::default();
     environment(&mut report, &plan);
+    if args.runs(Part::Node) {
+        single_node(&root, &plan, &mut report)?;
+    }
+    if args.runs(Part::CrossNode) {
+        println!("==> 8 cross-node: plaintext vs mTLS (two-node bed, agents restarted per wire)");
+        let cross = (|| -> Result<()> {
+            let mut world = cross_world::CrossWorld::start(release_bin(&root, "ambit-load"))?;
+            cross_node::run(&mut world, &plan, &mut report)
+        })();
+        if let Err(e) = cross {
+            println!("    failed: {e:#}");
+            report.fail("8 cross-node", format!("{e:#}"));
+        }
+    }
+    if args.runs(Part::Scale) {
+        println!("==> 9 control plane at mesh scale (in-test API server, one agent)");
+        if let Err(e) = mesh_scale::run(&plan, &mut report) {
+            println!("    failed: {e:#}");
+            report.fail("9 mesh scale", format!("{e:#}"));
+        }
+    }
 
+    let dir = target_dir(root.as_path()).join("bench");
+    report.write(&dir)?;
+    println!("\n{}", report.markdown());
+    println!("written: {} and {}", dir.join("report.md").display(), dir.join("report.json").display());
+    Ok(())
+}
+
+/// Scenarios 1-7 on the one-node bed.
+fn single_node(root: &Path, plan: &Plan, report: &mut Report) -> Result<()> {
     println!("==> 7 control plane, in process ({} Services, {} HTTPRoutes)", plan.services, plan.services * 2);
-    if let Err(e) = control_plane_in_process(&root, &plan, &mut report) {
+    if let Err(e) = control_plane_in_process(root, plan, report) {
         report.fail("7 control plane (in process)", format!("{e:#}"));
     }
 
     println!("==> bringing up the bed (agent on CPU {PROXY_CPU}, load generator and echo pods on CPU {LOAD_CPU})");
-    let mut world = World::start(release_bin(&root, "ambit-load"))?;
+    let mut world = World::start(release_bin(root, "ambit-load"))?;
     let haproxy_pid = world.start_haproxy()?;
 
     type Step<'a> = (&'a str, Box<dyn Fn(&World, &mut Report) -> Result<()> + 'a>);
-    let plan_ref = &plan;
+    let plan_ref = plan;
     let steps: Vec<Step> = vec![
         ("1 HTTP/1.1 max throughput", Box::new(move |w, r| throughput::run(w, haproxy_pid, plan_ref, r))),
         ("2 fixed-rate latency", Box::new(move |w, r| latency::run(w, haproxy_pid, plan_ref, r))),
@@ -170,36 +228,31 @@ pub fn run(args: &Args) -> Result<()> {
     ];
     for (name, step) in steps {
         println!("==> {name}");
-        if let Err(e) = step(&world, &mut report) {
+        if let Err(e) = step(&world, report) {
             println!("    failed: {e:#}");
             report.fail(name, format!("{e:#}"));
         }
     }
 
     println!("==> 1 metrics on vs off (agent restarted per run)");
-    if let Err(e) = throughput::metrics_overhead(&mut world, &plan, &mut report) {
+    if let Err(e) = throughput::metrics_overhead(&mut world, plan, report) {
         println!("    failed: {e:#}");
         report.fail("1 metrics overhead", format!("{e:#}"));
     }
 
     println!("==> 3 connect hook cost (attached, then detached)");
     let hook = (|| -> Result<()> {
-        let attached = connect::hook_sample(&world, &plan)?;
+        let attached = connect::hook_sample(&world, plan)?;
         let agent = world.agent.take().context("no agent")?;
         drop(agent); // stops the agent and runs `ambit-agent uninstall` (programs detached)
-        let detached = connect::hook_sample(&world, &plan)?;
-        connect::report_hook(attached, detached, &mut report);
+        let detached = connect::hook_sample(&world, plan)?;
+        connect::report_hook(attached, detached, report);
         Ok(())
     })();
     if let Err(e) = hook {
         report.fail("3 connect hook cost", format!("{e:#}"));
     }
     drop(world);
-
-    let dir = target_dir(root.as_path()).join("bench");
-    report.write(&dir)?;
-    println!("\n{}", report.markdown());
-    println!("written: {} and {}", dir.join("report.md").display(), dir.join("report.json").display());
     Ok(())
 }
 

@@ -1,0 +1,139 @@
+//! The cross-node benchmark bed: two nodes, a client pod on node 1, an echo pod on
+//! node 2 behind a Service, one agent per node, started with the mesh off
+//! (plaintext between nodes) or on (`--ca-dir`: HBONE, mutual TLS).
+//!
+//! Both agents are pinned to CPU 0; the client and the echo pod to CPU 1.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ambit_e2e::{AgentOptions, BedOptions, MeshCa, Pod, PodSpec, RunningAgent, TestBed};
+use anyhow::{Context, Result};
+
+use super::procs;
+use super::world::{LOAD_CPU, PROXY_CPU};
+
+const NAMESPACE: &str = "bench-x";
+
+const BED_YAML: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: bench-x, labels: {ambit.dev/mesh: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: bench-x}
+spec:
+  selector: {app: echo}
+  ports:
+  - {name: http, port: 80, targetPort: 8080, appProtocol: http}
+  - {name: tcp, port: 9000, targetPort: 9090, appProtocol: tcp}
+"#;
+
+/// How the two node proxies talk to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// The mesh off: the caller's node proxy connects to the remote pod in plaintext.
+    Plaintext,
+    /// The mesh on: HBONE (HTTP/2 CONNECT over mutual TLS 1.3) between the node proxies.
+    Mtls,
+}
+
+/// The two-node bed and its agents.
+pub struct CrossWorld {
+    /// Declared first: the agents stop (and detach) before the bed goes.
+    agents: Vec<RunningAgent>,
+    /// The agents' pids (node 1 first), for CPU time from /proc.
+    pub agent_pids: Vec<i32>,
+    pub wire: Option<Wire>,
+    pub client: Pod,
+    ca: MeshCa,
+    pub bed: TestBed,
+    pub load_bin: PathBuf,
+}
+
+impl CrossWorld {
+    /// Brings up the two-node bed with its pods and a mesh CA; no agent yet.
+    pub fn start(load_bin: PathBuf) -> Result<CrossWorld> {
+        let bed = TestBed::with_options(BedOptions { nodes: 2, ..Default::default() })?;
+        let ca = MeshCa::create(&bed.scratch_dir().join("mesh-ca"))?;
+        bed.apply_yaml(BED_YAML)?;
+        let server = bed.add_pod(PodSpec::new(NAMESPACE, "echo-0").label("app", "echo").service_account("echo").on_node(2))?;
+        let client = bed.add_pod(PodSpec::new(NAMESPACE, "client-0").label("app", "client").service_account("client").on_node(1))?;
+        for pod in [&server, &client] {
+            for pid in procs::cgroup_pids(&pod.cgroup) {
+                procs::pin(pid, LOAD_CPU)?;
+            }
+        }
+        Ok(CrossWorld { agents: vec![], agent_pids: vec![], wire: None, client, ca, bed, load_bin })
+    }
+
+    /// (Re)starts both agents with `wire`; waits until node 1 serves the client, pins them.
+    pub fn start_agents(&mut self, wire: Wire) -> Result<()> {
+        self.agents.clear();
+        self.agent_pids.clear();
+        let extra_args = match wire {
+            Wire::Plaintext => vec![],
+            Wire::Mtls => self.ca.agent_args(),
+        };
+        let options = AgentOptions { log_level: "warn".into(), extra_args, ..AgentOptions::default() };
+        let agents = RunningAgent::start_all(&self.bed, &options)?;
+        agents[0].wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
+        for agent in &agents {
+            // Node 1's pin directory is a prefix of node 2's: match the whole argument.
+            let pin_dir = format!(" {} ", agent.pin_dir().display());
+            let pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find an agent's pid")?;
+            procs::pin(pid, PROXY_CPU)?;
+            procs::raise_nofile(pid)?;
+            self.agent_pids.push(pid);
+        }
+        self.agents = agents;
+        self.wire = Some(wire);
+        Ok(())
+    }
+
+    /// Both agents' CPU time (utime + stime), in seconds.
+    pub fn agents_cpu_seconds(&self) -> Result<f64> {
+        self.agent_pids.iter().map(|&p| procs::cpu_seconds(p)).sum()
+    }
+
+    /// `ambit_hbone_client_handshakes_total` of node 1's agent (the caller's side).
+    pub fn client_handshakes(&self) -> Result<u64> {
+        let agent = self.agents.first().context("no agent running")?;
+        let (status, metrics) = agent.admin("GET", "/metrics")?;
+        anyhow::ensure!(status == 200, "node 1 /metrics answered {status}");
+        counter(&metrics, "ambit_hbone_client_handshakes_total").context("node 1's /metrics has no ambit_hbone_client_handshakes_total")
+    }
+
+    /// The echo Service's address on `port` (80: HTTP, 9000: opaque TCP).
+    pub fn service(&self, port: u16) -> Result<SocketAddr> {
+        let ip = self.bed.service_ip(NAMESPACE, "echo").context("Service echo has no cluster IP")?;
+        Ok(SocketAddr::new(ip.into(), port))
+    }
+
+    pub fn load_bin(&self) -> &Path {
+        &self.load_bin
+    }
+}
+
+/// The sum of a counter's samples in a Prometheus text exposition (None when absent).
+pub fn counter(metrics: &str, name: &str) -> Option<u64> {
+    let samples: Vec<f64> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum::<f64>() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_a_counter_over_its_labels() {
+        let text = "# HELP x_total t\nx_total{a=\"1\"} 3\nx_total{a=\"2\"} 4\nx_totally 9\nx_total 1\n";
+        assert_eq!(super::counter(text, "x_total"), Some(8));
+        assert_eq!(super::counter(text, "y_total"), None);
+    }
+}
