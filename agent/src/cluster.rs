@@ -271,18 +271,6 @@ impl ClusterState {
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
         self.services.get(&ObjectKey::new(namespace, name))
     }
-
-    /// The EndpointSlices labelled as belonging to Service `namespace/name`.
-    pub fn endpoint_slices_of<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
-        self.endpoint_slices.iter().filter_map(move |(key, slice)| {
-            let labelled = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).is_some_and(|s| s == name);
-            (key.namespace == namespace && labelled).then_some(slice)
-        })
-    }
 }
 
 #[cfg(test)]
