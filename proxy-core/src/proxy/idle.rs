@@ -31,9 +31,28 @@ pub struct Copied {
     pub ended: Ended,
 }
 
+/// Each direction's copy buffer for plain TCP passthrough (tokio's default): memory per
+/// connection stays small.
+pub const PLAIN_BUFFER: usize = 8 * 1024;
+
+/// Each direction's copy buffer when one side is an HBONE tunnel: one read becomes one
+/// DATA frame and its TLS records, so a larger buffer means fewer frames, records,
+/// wake-ups and syscalls per byte (ztunnel grows its buffers to 16 KiB, then 256 KiB).
+/// Small next to a tunnel stream's 4 MiB HTTP/2 window.
+pub const TUNNEL_BUFFER: usize = 64 * 1024;
+
 /// Copies `a` → `b` and `b` → `a` (half-close is propagated) until both directions
 /// end, either fails, or nothing has moved for `idle`.
 pub async fn copy_until_idle<A, B>(a: &mut A, b: &mut B, idle: Duration) -> Copied
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    copy_until_idle_with(a, b, idle, PLAIN_BUFFER).await
+}
+
+/// [`copy_until_idle`] with `buffer` bytes of copy buffer for each direction.
+pub async fn copy_until_idle_with<A, B>(a: &mut A, b: &mut B, idle: Duration, buffer: usize) -> Copied
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -42,7 +61,7 @@ where
     let mut a = Tracked { inner: a, activity: &activity, read: 0 };
     let mut b = Tracked { inner: b, activity: &activity, read: 0 };
     let ended = {
-        let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+        let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, buffer, buffer);
         tokio::select! {
             result = copy => match result {
                 Ok(_) => Ended::Closed,

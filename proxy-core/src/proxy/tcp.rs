@@ -38,7 +38,8 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
         metrics.tcp_opened(&labels);
         labels
     });
-    let copied = idle::copy_until_idle(&mut client, &mut upstream, proxy.options.timeouts.stream_idle).await;
+    let buffer = upstream.copy_buffer();
+    let copied = idle::copy_until_idle_with(&mut client, &mut upstream, proxy.options.timeouts.stream_idle, buffer).await;
     // Bytes from the client (sent on to the backend) and to the client.
     let (sent, received) = (copied.from_a, copied.from_b);
     let error = match &copied.ended {

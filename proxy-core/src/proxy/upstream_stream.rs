@@ -29,6 +29,15 @@ impl UpstreamStream {
             UpstreamStream::Hbone(_) => "hbone",
         }
     }
+
+    /// Each direction's copy buffer when relaying to this upstream (larger through a
+    /// tunnel: fewer DATA frames and TLS records per byte).
+    pub fn copy_buffer(&self) -> usize {
+        match self {
+            UpstreamStream::Plain(_) | UpstreamStream::Local(_) => super::idle::PLAIN_BUFFER,
+            UpstreamStream::Hbone(_) => super::idle::TUNNEL_BUFFER,
+        }
+    }
 }
 
 impl AsyncRead for UpstreamStream {
