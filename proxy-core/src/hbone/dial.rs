@@ -14,6 +14,7 @@ use super::classify::refusal_of;
 use super::error::TunnelError;
 use super::keepalive::Keepalive;
 use super::pool::{PoolOptions, TunnelKey};
+use super::transport;
 use crate::proxy::SocketFactory;
 use crate::tls::{self, MeshTls, Refusal};
 
@@ -49,7 +50,7 @@ pub(crate) async fn dial(
         let tcp = socket.connect(node).await.map_err(|e| TunnelError::Connect(node, e))?;
         let _ = tcp.set_nodelay(true);
         let stream = TlsConnector::from(config)
-            .connect(name, tcp)
+            .connect(name, transport::buffered(tcp))
             .await
             .map_err(|e| TunnelError::Refused { node, reason: refusal_of(&e) })?;
         let presented = tls::peer_identity(stream.get_ref().1).map_err(|reason| TunnelError::Refused { node, reason })?;

@@ -26,6 +26,7 @@ use super::keepalive::Keepalive;
 use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
+use super::transport;
 use crate::identity::SpiffeId;
 use crate::proxy::{idle, node_socket, AccessLog};
 use crate::rate_limited_log::KeyedRateLimitedLog;
@@ -147,7 +148,7 @@ impl Inbound {
             Err(_) => return self.refused(Refusal::Handshake, address, &"no handshake within the timeout"),
             Ok(_) => return,
         }
-        let accepted = tokio::time::timeout_at(deadline, TlsAcceptor::from(self.tls.server_config()).accept(tcp)).await;
+        let accepted = tokio::time::timeout_at(deadline, TlsAcceptor::from(self.tls.server_config()).accept(transport::buffered(tcp))).await;
         let tls_stream = match accepted {
             Err(_) => return self.refused(Refusal::Handshake, address, &"handshake timed out"),
             Ok(Err(error)) => return self.refused(refusal_of(&error), address, &error),
@@ -236,7 +237,7 @@ impl Inbound {
         };
         let mut tunnel = TunnelStream::new(send, request.into_body(), None);
         let mut pod = pod;
-        let copied = idle::copy_until_idle(&mut tunnel, &mut pod, self.options.stream_idle).await;
+        let copied = idle::copy_until_idle_with(&mut tunnel, &mut pod, self.options.stream_idle, idle::TUNNEL_BUFFER).await;
         if !self.access_log.should_log() {
             return;
         }

@@ -21,6 +21,7 @@ mod policy;
 mod pool;
 mod request;
 mod stream;
+mod transport;
 
 pub use error::TunnelError;
 pub use gate::{Denial, InboundGate, StreamClaim};
