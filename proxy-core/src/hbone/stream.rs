@@ -9,12 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Largest DATA chunk asked for at once.
 const MAX_WRITE: usize = 64 * 1024;
+
+/// Writes of at least this many bytes are copied into a reused [`WRITE_BUFFER`]-sized
+/// buffer instead of a fresh allocation each (smaller writes, such as HTTP messages,
+/// keep a small allocation of their own, so an idle stream holds no large buffer).
+const BULK_WRITE: usize = 16 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Counts a connection's open streams; decrements when dropped.
 #[derive(Debug)]
@@ -40,13 +46,30 @@ pub struct TunnelStream {
     send: SendStream<Bytes>,
     recv: RecvStream,
     pending: Bytes,
+    /// Space for bulk writes; h2 gets shared slices of it, and once it has sent (dropped)
+    /// them all the space is reused.
+    bulk: BytesMut,
     write_closed: bool,
     _slot: Option<StreamSlot>,
 }
 
 impl TunnelStream {
     pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream, slot: Option<StreamSlot>) -> Self {
-        Self { send, recv, pending: Bytes::new(), write_closed: false, _slot: slot }
+        Self { send, recv, pending: Bytes::new(), bulk: BytesMut::new(), write_closed: false, _slot: slot }
+    }
+
+    /// `bytes` as an owned chunk for h2: bulk writes share the reused buffer.
+    fn chunk_of(&mut self, bytes: &[u8]) -> Bytes {
+        if bytes.len() < BULK_WRITE {
+            return Bytes::copy_from_slice(bytes);
+        }
+        if self.bulk.capacity() < bytes.len() {
+            // Reclaims the whole buffer if every earlier chunk has been sent, else
+            // allocates a new one.
+            self.bulk.reserve(WRITE_BUFFER.max(bytes.len()));
+        }
+        self.bulk.extend_from_slice(bytes);
+        self.bulk.split().freeze()
     }
 }
 
@@ -116,7 +139,8 @@ impl AsyncWrite for TunnelStream {
                 Some(Ok(0)) => continue,
                 Some(Ok(capacity)) => {
                     let n = capacity.min(buf.len());
-                    if this.send.send_data(Bytes::copy_from_slice(&buf[..n]), false).is_ok() {
+                    let chunk = this.chunk_of(&buf[..n]);
+                    if this.send.send_data(chunk, false).is_ok() {
                         return Poll::Ready(Ok(n));
                     }
                     break;
