@@ -9,6 +9,7 @@
 //!   pipes it to the pod;
 //! * [`InboundPolicy`] — the authorization hook (today [`AllowAll`]).
 
+mod chunks;
 mod classify;
 mod dial;
 mod error;

@@ -9,18 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::chunks::Chunks;
+
 /// Largest DATA chunk asked for at once.
 const MAX_WRITE: usize = 64 * 1024;
-
-/// Writes of at least this many bytes are copied into a reused [`WRITE_BUFFER`]-sized
-/// buffer instead of a fresh allocation each (smaller writes, such as HTTP messages,
-/// keep a small allocation of their own, so an idle stream holds no large buffer).
-const BULK_WRITE: usize = 16 * 1024;
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Counts a connection's open streams; decrements when dropped.
 #[derive(Debug)]
@@ -46,30 +42,14 @@ pub struct TunnelStream {
     send: SendStream<Bytes>,
     recv: RecvStream,
     pending: Bytes,
-    /// Space for bulk writes; h2 gets shared slices of it, and once it has sent (dropped)
-    /// them all the space is reused.
-    bulk: BytesMut,
+    chunks: Chunks,
     write_closed: bool,
     _slot: Option<StreamSlot>,
 }
 
 impl TunnelStream {
     pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream, slot: Option<StreamSlot>) -> Self {
-        Self { send, recv, pending: Bytes::new(), bulk: BytesMut::new(), write_closed: false, _slot: slot }
-    }
-
-    /// `bytes` as an owned chunk for h2: bulk writes share the reused buffer.
-    fn chunk_of(&mut self, bytes: &[u8]) -> Bytes {
-        if bytes.len() < BULK_WRITE {
-            return Bytes::copy_from_slice(bytes);
-        }
-        if self.bulk.capacity() < bytes.len() {
-            // Reclaims the whole buffer if every earlier chunk has been sent, else
-            // allocates a new one.
-            self.bulk.reserve(WRITE_BUFFER.max(bytes.len()));
-        }
-        self.bulk.extend_from_slice(bytes);
-        self.bulk.split().freeze()
+        Self { send, recv, pending: Bytes::new(), chunks: Chunks::default(), write_closed: false, _slot: slot }
     }
 }
 
@@ -139,7 +119,7 @@ impl AsyncWrite for TunnelStream {
                 Some(Ok(0)) => continue,
                 Some(Ok(capacity)) => {
                     let n = capacity.min(buf.len());
-                    let chunk = this.chunk_of(&buf[..n]);
+                    let chunk = this.chunks.copy(&buf[..n]);
                     if this.send.send_data(chunk, false).is_ok() {
                         return Poll::Ready(Ok(n));
                     }
