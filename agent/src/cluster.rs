@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use gateway_api::apis::experimental::tcproutes::TcpRoute;
 use gateway_api::apis::experimental::tlsroutes::TlsRoute;
@@ -166,18 +167,22 @@ impl ClusterObject {
 }
 
 /// Every object translation needs, keyed by namespace/name (Namespaces by name).
+///
+/// Objects are reference-counted: a clone of the state (the feed publishes one per
+/// change) copies the maps' keys and pointers and shares every object, so a published
+/// snapshot costs no second copy of the objects. Mutate one with [`Arc::make_mut`].
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
-    pub namespaces: BTreeMap<String, Namespace>,
-    pub pods: BTreeMap<ObjectKey, Pod>,
-    pub services: BTreeMap<ObjectKey, Service>,
-    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
-    pub http_routes: BTreeMap<ObjectKey, HttpRoute>,
-    pub grpc_routes: BTreeMap<ObjectKey, GrpcRoute>,
-    pub tls_routes: BTreeMap<ObjectKey, TlsRoute>,
-    pub tcp_routes: BTreeMap<ObjectKey, TcpRoute>,
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub pods: BTreeMap<ObjectKey, Arc<Pod>>,
+    pub services: BTreeMap<ObjectKey, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
+    pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
+    pub tcp_routes: BTreeMap<ObjectKey, Arc<TcpRoute>>,
     /// The mesh directory, by node name (Kubernetes mode; see [`crate::directory`]).
-    pub mesh_nodes: BTreeMap<String, MeshNode>,
+    pub mesh_nodes: BTreeMap<String, Arc<MeshNode>>,
 }
 
 impl ClusterState {
@@ -191,31 +196,31 @@ impl ClusterState {
         object.normalise(&key);
         match object {
             ClusterObject::Namespace(o) => {
-                self.namespaces.insert(key.name.clone(), o);
+                self.namespaces.insert(key.name.clone(), Arc::new(o));
             }
             ClusterObject::Pod(o) => {
-                self.pods.insert(key.clone(), o);
+                self.pods.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::Service(o) => {
-                self.services.insert(key.clone(), o);
+                self.services.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::EndpointSlice(o) => {
-                self.endpoint_slices.insert(key.clone(), o);
+                self.endpoint_slices.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::HttpRoute(o) => {
-                self.http_routes.insert(key.clone(), o);
+                self.http_routes.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::GrpcRoute(o) => {
-                self.grpc_routes.insert(key.clone(), o);
+                self.grpc_routes.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::TlsRoute(o) => {
-                self.tls_routes.insert(key.clone(), o);
+                self.tls_routes.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::TcpRoute(o) => {
-                self.tcp_routes.insert(key.clone(), o);
+                self.tcp_routes.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::MeshNode(o) => {
-                self.mesh_nodes.insert(key.name.clone(), o);
+                self.mesh_nodes.insert(key.name.clone(), Arc::new(o));
             }
         }
         Ok(key)
@@ -269,7 +274,7 @@ impl ClusterState {
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
-        self.services.get(&ObjectKey::new(namespace, name))
+        self.services.get(&ObjectKey::new(namespace, name)).map(|s| &**s)
     }
 }
 

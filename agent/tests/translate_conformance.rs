@@ -91,11 +91,11 @@ fn state_for(case: &str) -> ClusterState {
     let (mut state, errors) = load_dir(dir.path());
     assert!(errors.is_empty(), "{errors:?}");
     for ns in state.namespaces.values_mut() {
-        ns.metadata.labels.get_or_insert_default().insert("ambit.dev/mesh".into(), "enabled".into());
+        std::sync::Arc::make_mut(ns).metadata.labels.get_or_insert_default().insert("ambit.dev/mesh".into(), "enabled".into());
     }
     for (key, ip, ip6) in [("echo", "10.96.0.10", "fd00::10"), ("echo-v1", "10.96.0.11", "fd00::11"), ("echo-v2", "10.96.0.12", "fd00::12")] {
         let svc = state.services.get_mut(&ambit_agent::cluster::ObjectKey::new(MESH, key)).unwrap();
-        let spec = svc.spec.as_mut().unwrap();
+        let spec = std::sync::Arc::make_mut(svc).spec.as_mut().unwrap();
         spec.cluster_ip = Some(ip.into());
         spec.cluster_ips = Some(vec![ip.into(), ip6.into()]);
     }
@@ -203,7 +203,7 @@ fn services_workloads_and_endpoints() {
 #[test]
 fn namespace_without_label_is_not_enrolled() {
     let mut state = state_for("MeshBasic");
-    state.namespaces.get_mut(CONSUMER).unwrap().metadata.labels = None;
+    std::sync::Arc::make_mut(state.namespaces.get_mut(CONSUMER).unwrap()).metadata.labels = None;
     let t = run(&state);
     assert!(!t.enrolled_cgroups.contains(&103));
     // Its Services are still redirected targets for enrolled callers.

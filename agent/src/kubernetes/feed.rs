@@ -271,7 +271,7 @@ fn clear_kind(state: &mut ClusterState, kind: ObjectKind) {
 /// (key, resourceVersion) of every stored object of `kind`: equal before and after a
 /// re-list when nothing changed meanwhile.
 fn kind_fingerprint(state: &ClusterState, kind: ObjectKind) -> Vec<(String, Option<String>)> {
-    fn fp<'a, K: std::fmt::Display + 'a, V: Resource + 'a>(m: impl Iterator<Item = (&'a K, &'a V)>) -> Vec<(String, Option<String>)> {
+    fn fp<'a, K: std::fmt::Display + 'a, V: Resource + 'a>(m: impl Iterator<Item = (&'a K, &'a Arc<V>)>) -> Vec<(String, Option<String>)> {
         m.map(|(k, v)| (k.to_string(), v.meta().resource_version.clone())).collect()
     }
     match kind {

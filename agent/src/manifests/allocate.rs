@@ -20,12 +20,14 @@ pub fn allocate_missing_cluster_ips(state: &mut ClusterState) -> Vec<String> {
     let mut next = u32::from(PLACEHOLDER_BASE);
     let mut assigned = Vec::new();
     for (key, service) in state.services.iter_mut() {
-        let spec = service.spec.get_or_insert_with(Default::default);
-        let has_ip = spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty())
-            || spec.cluster_ips.as_ref().is_some_and(|ips| ips.iter().any(|ip| !ip.is_empty()));
+        let has_ip = service.spec.as_ref().is_some_and(|spec| {
+            spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty())
+                || spec.cluster_ips.as_ref().is_some_and(|ips| ips.iter().any(|ip| !ip.is_empty()))
+        });
         if has_ip {
             continue;
         }
+        let spec = std::sync::Arc::make_mut(service).spec.get_or_insert_with(Default::default);
         let ip = Ipv4Addr::from(next).to_string();
         next += 1;
         spec.cluster_ip = Some(ip.clone());
