@@ -99,12 +99,9 @@ status: {podIP: 10.244.2.2, hostIP: 10.77.0.2}
 
     #[test]
     fn tells_tunnelled_same_node_and_plaintext_endpoints_apart() {
-        let mut state = ClusterState::new();
-        for value in crate::manifests::parse_documents(PODS) {
-            if let crate::manifests::Parsed::Object(object) = crate::manifests::parse_object(value.unwrap()).unwrap() {
-                state.insert(*object).unwrap();
-            }
-        }
+        let (mut state, mut errors) = (ClusterState::new(), Vec::new());
+        crate::manifests::parse_text(std::path::Path::new("pods.yaml"), PODS).load_into(&mut state, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
         let td = TrustDomain::new("cluster.local").unwrap();
         let endpoints: Vec<SocketAddr> = ["10.244.1.2:8080", "10.244.2.2:8080", "10.9.9.9:80"].iter().map(|a| a.parse().unwrap()).collect();
         let wires = wires(&state, &ObjectKey::new("shop", "web"), &endpoints, &td);

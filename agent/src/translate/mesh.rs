@@ -154,15 +154,9 @@ mod tests {
     use super::*;
 
     fn state(yaml: &str) -> ClusterState {
-        let mut state = ClusterState::new();
-        for value in crate::manifests::parse_documents(yaml) {
-            match crate::manifests::parse_object(value.unwrap()).unwrap() {
-                crate::manifests::Parsed::Object(object) => {
-                    state.insert(*object).unwrap();
-                }
-                _ => panic!("not an object"),
-            }
-        }
+        let (mut state, mut errors) = (ClusterState::new(), Vec::new());
+        crate::manifests::parse_text(std::path::Path::new("pods.yaml"), yaml).load_into(&mut state, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
         state
     }
 
