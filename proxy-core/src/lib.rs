@@ -6,6 +6,7 @@
 //! Service address the caller dialled and which pod cgroup it came from. Nothing in
 //! here knows about Kubernetes or eBPF.
 
+pub mod authz;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -32,6 +32,9 @@ pub struct ProxyConfig {
     /// Mesh pods by pod IP (IPv4 as plain IPv4): connections to them are tunnelled
     /// (HBONE) with the caller's identity. Endpoints not in here stay plaintext.
     pub mesh: HashMap<IpAddr, MeshDestination>,
+    /// AuthorizationPolicies by the pod of this node they select (enforced by the
+    /// inbound side). A pod not in here is open.
+    pub authorization: Arc<crate::authz::Authorization>,
     /// Increases with every published snapshot.
     pub version: u64,
 }

@@ -1,0 +1,138 @@
+//! Evaluating a pod's policies for one caller: the decision and what decided it.
+
+use serde::Serialize;
+
+use super::model::{Action, NamePattern, PathMatch, Policy, PolicyName, Rule, Source, WorkloadPolicies};
+use crate::identity::SpiffeId;
+
+/// What is being decided: a connection (no `http`) or one HTTP request on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The caller's verified identity.
+    pub peer: &'a SpiffeId,
+    /// The destination pod port.
+    pub port: u16,
+    pub http: Option<HttpAttempt<'a>>,
+}
+
+/// The HTTP attributes of a request; `path` already normalised, without the query.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpAttempt<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// The rule that decided, for logs, metrics and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decider {
+    pub policy: PolicyName,
+    /// Index of the rule in the policy's `rules`.
+    pub rule: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// No policy selects the pod.
+    Open,
+    /// An ALLOW rule matched (and no DENY rule did).
+    Allowed(Decider),
+    /// A DENY rule matched.
+    Denied(Decider),
+    /// ALLOW policies select the pod and none of their rules matched.
+    NotAllowed { policies: Vec<PolicyName> },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Open | Decision::Allowed(_))
+    }
+
+    /// The metric/log reason of a refusal; None when allowed.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Decision::Denied(_) => Some("denied_by_rule"),
+            Decision::NotAllowed { .. } => Some("not_allowed"),
+            Decision::Open | Decision::Allowed(_) => None,
+        }
+    }
+}
+
+/// Decides `attempt` against the policies selecting the destination pod. A connection
+/// attempt (no HTTP attributes) never matches a rule with HTTP conditions: callers
+/// decide per request when [`WorkloadPolicies::needs_http`].
+pub fn decide(policies: &WorkloadPolicies, attempt: &Attempt<'_>) -> Decision {
+    if policies.policies.is_empty() {
+        return Decision::Open;
+    }
+    if let Some(decider) = first_match(policies, Action::Deny, attempt) {
+        return Decision::Denied(decider);
+    }
+    let allow: Vec<&Policy> = policies.policies.iter().map(|p| p.as_ref()).filter(|p| p.action == Action::Allow).collect();
+    if allow.is_empty() {
+        return Decision::Open;
+    }
+    match first_match(policies, Action::Allow, attempt) {
+        Some(decider) => Decision::Allowed(decider),
+        None => Decision::NotAllowed { policies: allow.iter().map(|p| p.name.clone()).collect() },
+    }
+}
+
+fn first_match(policies: &WorkloadPolicies, action: Action, attempt: &Attempt<'_>) -> Option<Decider> {
+    policies.policies.iter().filter(|p| p.action == action).find_map(|policy| {
+        let rule = policy.rules.iter().position(|rule| rule_matches(rule, attempt))?;
+        Some(Decider { policy: policy.name.clone(), rule })
+    })
+}
+
+fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
+    let sources = match &rule.sources {
+        None => true,
+        Some(sources) => sources.iter().any(|source| source_matches(source, attempt.peer)),
+    };
+    let port = rule.ports.is_empty() || rule.ports.contains(&attempt.port);
+    let http = match (&rule.http, &attempt.http) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(conditions), Some(request)) => {
+            let method = conditions.methods.is_empty() || conditions.methods.iter().any(|m| m == request.method);
+            let path = conditions.paths.is_empty() || conditions.paths.iter().any(|p| path_matches(p, request.path));
+            method && path
+        }
+    };
+    sources && port && http
+}
+
+/// Service-account and namespace sources name identities of the trust domain of the
+/// pod the policy protects, which is the peer's own after the inbound checks; so only
+/// the path part is compared. SPIFFE sources compare the whole URI.
+fn source_matches(source: &Source, peer: &SpiffeId) -> bool {
+    match source {
+        Source::ServiceAccount { namespace, name } => {
+            pattern_matches(namespace, peer.namespace()) && pattern_matches(name, peer.service_account())
+        }
+        Source::Namespace(namespace) => pattern_matches(namespace, peer.namespace()),
+        Source::Spiffe(pattern) => pattern_matches(pattern, &peer.to_string()),
+    }
+}
+
+pub(crate) fn pattern_matches(pattern: &NamePattern, value: &str) -> bool {
+    match pattern {
+        NamePattern::Any => true,
+        NamePattern::Exact(exact) => exact == value,
+        NamePattern::Prefix(prefix) => value.starts_with(prefix.as_str()),
+        NamePattern::Suffix(suffix) => value.ends_with(suffix.as_str()),
+    }
+}
+
+fn path_matches(condition: &PathMatch, path: &str) -> bool {
+    match condition {
+        PathMatch::Exact(exact) => exact == path,
+        PathMatch::Prefix(prefix) => {
+            let prefix = prefix.trim_end_matches('/');
+            prefix.is_empty()
+                || path == prefix
+                || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+        }
+    }
+}
