@@ -219,6 +219,11 @@ impl Proxy {
         Some(Inbound::with_access_log(mesh.tls.clone(), mesh.gate.clone(), options, self.access_log.clone()))
     }
 
+    /// The inbound gate (None without mesh TLS): its enforcer and open streams.
+    pub fn inbound_gate(&self) -> Option<&Arc<InboundGate>> {
+        self.mesh.as_ref().map(|m| &m.gate)
+    }
+
     /// The outbound tunnel pool (None without mesh TLS).
     pub fn hbone_pool(&self) -> Option<&Arc<HbonePool>> {
         self.mesh.as_ref().map(|m| &m.pool)
