@@ -118,6 +118,18 @@ async fn a_pod_no_policy_selects_is_open_and_uncounted() {
 }
 
 #[tokio::test]
+async fn ports_in_rules_are_the_destination_pod_port() {
+    let w = world(echo_pod("127.0.0.3").await).await;
+    let other_port = w.pod.port().wrapping_add(1);
+    let rule = |port| ambit_proxy_core::authz::Rule { sources: None, ports: vec![port], http: None };
+    w.publish(Some(authorization(w.pod, vec![policy("pod-port", Action::Allow, vec![rule(w.pod.port())])])));
+    let mut stream = w.open("web", "frontend").await.expect("the pod port was refused");
+    round_trip(&mut stream, b"port").await;
+    w.publish(Some(authorization(w.pod, vec![policy("other-port", Action::Allow, vec![rule(other_port)])])));
+    assert_forbidden(w.open("web", "frontend").await);
+}
+
+#[tokio::test]
 async fn a_namespace_wide_source_admits_every_account_of_that_namespace() {
     let w = world(echo_pod("127.0.0.3").await).await;
     let allow = policy("allow-web", Action::Allow, vec![from(vec![namespace("web")])]);

@@ -62,7 +62,7 @@ impl Enforcer {
     }
 
     /// The policies selecting the pod at `destination`'s address.
-    pub fn policies<'a>(authorization: &'a Authorization, destination: SocketAddr) -> Option<&'a Arc<WorkloadPolicies>> {
+    pub fn policies(authorization: &Authorization, destination: SocketAddr) -> Option<&Arc<WorkloadPolicies>> {
         authorization.for_pod(canonical(destination).ip())
     }
 

@@ -69,3 +69,32 @@ impl AuthzMetrics {
         self.revoked.get()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_exported_under_their_documented_names() {
+        let mut registry = Registry::default();
+        let metrics = AuthzMetrics::default();
+        metrics.register_in(&mut registry);
+        let labels = DecisionLabels {
+            policy: Arc::from("shop/allow"),
+            rule: Arc::from("0"),
+            decision: "allow",
+            reason: "allowed_by_rule",
+            level: "request",
+        };
+        metrics.decided(&labels);
+        metrics.revoke();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"ambit_authz_decisions_total{policy="shop/allow",rule="0",decision="allow",reason="allowed_by_rule",level="request"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("ambit_authz_revoked_streams_total 1"), "{text}");
+        assert_eq!(metrics.decisions(&labels), 1);
+    }
+}
