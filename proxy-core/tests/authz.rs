@@ -68,7 +68,8 @@ impl World {
     /// Opens a tunnel to the pod as `namespace/account`.
     async fn open(&self, namespace: &str, account: &str) -> Result<TunnelStream, TunnelError> {
         let caller = self.ca.id(namespace, account);
-        let pool = HbonePool::new(TestMeshTls::new(&self.ca, &[&caller]), Arc::new(NodeSockets), PoolOptions::default(), Arc::new(HboneMetrics::default()));
+        let tls = TestMeshTls::new(&self.ca, &[&caller]);
+        let pool = HbonePool::new(tls, Arc::new(NodeSockets), PoolOptions::default(), Arc::new(HboneMetrics::default()));
         self.pools.lock().unwrap().push(pool.clone());
         let key = TunnelKey { source: Source::Node, identity: caller, node: self.callee.hbone, expected: self.server.clone() };
         tokio::time::timeout(WAIT, pool.open(&key, self.pod, &CallContext::default())).await.expect("tunnel timed out")

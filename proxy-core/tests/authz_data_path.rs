@@ -6,9 +6,10 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_proxy_core::authz::Action;
+use ambit_proxy_core::authz::{Action, Policy};
 use ambit_proxy_core::config::{AppProtocol, RouteSet};
 use ambit_proxy_core::identity::SpiffeId;
 use support::authz_fixtures::*;
@@ -35,7 +36,15 @@ async fn status_of(proxy: SocketAddr, method: &str, path: &str) -> String {
 
 /// Publishes on `node` the Service [`VIP`] with the mesh pod `pod` (hosted by the node
 /// at `hbone`), and `policies` for it on the callee's side when `on_this_node`.
-fn publish(node: &Node, protocol: AppProtocol, pod: SocketAddr, identity: &SpiffeId, hbone: SocketAddr, on_this_node: bool, policies: Option<Vec<std::sync::Arc<ambit_proxy_core::authz::Policy>>>) {
+fn publish(
+    node: &Node,
+    protocol: AppProtocol,
+    pod: SocketAddr,
+    identity: &SpiffeId,
+    hbone: SocketAddr,
+    on_this_node: bool,
+    policies: Option<Vec<Arc<Policy>>>,
+) {
     let config = config_with(service_port(protocol, vec![pod], RouteSet::default()));
     let mut config = with_pod(config, pod, identity, hbone, on_this_node);
     if let Some(policies) = policies {

@@ -113,7 +113,8 @@ impl OpenStreams {
         });
         for (entry, reason) in &closed {
             enforcer.metrics().revoke();
-            tracing::info!(peer = %entry.peer, destination = %entry.destination, reason, "closing an open stream the new authorization refuses");
+            let (peer, destination) = (&entry.peer, entry.destination);
+            tracing::info!(%peer, %destination, reason, "closing an open stream the new authorization refuses");
         }
         closed.len()
     }
