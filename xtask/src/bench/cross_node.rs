@@ -31,7 +31,7 @@ struct Sample {
 }
 
 fn load(world: &CrossWorld, args: &[&str]) -> Result<Value> {
-    ambit_load_in(&world.client, world.load_bin(), args)
+    ambit_load_in(&world.client, world.client_cpu(), world.load_bin(), args)
 }
 
 fn latency(world: &CrossWorld, plan: &Plan, s: &mut Sample) -> Result<()> {
@@ -50,7 +50,7 @@ fn cpu(world: &CrossWorld, plan: &Plan, s: &mut Sample) -> Result<()> {
     let url = format!("http://{}/", world.service(80)?);
     let requests = plan.requests / 2;
     let cpu0 = world.agents_cpu_seconds()?;
-    let r = h2load_in(&world.client, &url, requests, 64, &["--h1"])?;
+    let r = h2load_in(&world.client, world.client_cpu(), &url, requests, 64, &["--h1"])?;
     let cpu = world.agents_cpu_seconds()? - cpu0;
     if r.failed > 0 || r.succeeded == 0 {
         bail!("{url}: {} of {requests} requests failed", r.failed);

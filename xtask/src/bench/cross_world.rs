@@ -2,7 +2,9 @@
 //! node 2 behind a Service, one agent per node, started with the mesh off
 //! (plaintext between nodes) or on (`--ca-dir`: HBONE, mutual TLS).
 //!
-//! Both agents are pinned to CPU 0; the client and the echo pod to CPU 1.
+//! Each simulated node gets its own core, as two machines would: node 1 (the client
+//! pod and its agent) on CPU 0, node 2 (the echo pod and its agent) on CPU 1. The same
+//! pinning serves both wires, so their ratio compares like with like.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,6 @@ use ambit_e2e::{AgentOptions, BedOptions, MeshCa, Pod, PodSpec, RunningAgent, Te
 use anyhow::{Context, Result};
 
 use super::procs;
-use super::world::{LOAD_CPU, PROXY_CPU};
 
 const NAMESPACE: &str = "bench-x";
 
@@ -30,6 +31,11 @@ spec:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
   - {name: tcp, port: 9000, targetPort: 9090, appProtocol: tcp}
 "#;
+
+/// The core of simulated node `node` (1 or 2).
+fn node_cpu(node: usize) -> usize {
+    node - 1
+}
 
 /// How the two node proxies talk to each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,9 +67,9 @@ impl CrossWorld {
         bed.apply_yaml(BED_YAML)?;
         let server = bed.add_pod(PodSpec::new(NAMESPACE, "echo-0").label("app", "echo").service_account("echo").on_node(2))?;
         let client = bed.add_pod(PodSpec::new(NAMESPACE, "client-0").label("app", "client").service_account("client").on_node(1))?;
-        for pod in [&server, &client] {
+        for (pod, node) in [(&client, 1), (&server, 2)] {
             for pid in procs::cgroup_pids(&pod.cgroup) {
-                procs::pin(pid, LOAD_CPU)?;
+                procs::pin(pid, node_cpu(node))?;
             }
         }
         Ok(CrossWorld { agents: vec![], agent_pids: vec![], wire: None, client, ca, bed, load_bin })
@@ -80,11 +86,11 @@ impl CrossWorld {
         let options = AgentOptions { log_level: "warn".into(), extra_args, ..AgentOptions::default() };
         let agents = RunningAgent::start_all(&self.bed, &options)?;
         agents[0].wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
-        for agent in &agents {
+        for (i, agent) in agents.iter().enumerate() {
             // Node 1's pin directory is a prefix of node 2's: match the whole argument.
             let pin_dir = format!(" {} ", agent.pin_dir().display());
             let pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find an agent's pid")?;
-            procs::pin(pid, PROXY_CPU)?;
+            procs::pin(pid, node_cpu(i + 1))?;
             procs::raise_nofile(pid)?;
             self.agent_pids.push(pid);
         }
@@ -110,6 +116,11 @@ impl CrossWorld {
     pub fn service(&self, port: u16) -> Result<SocketAddr> {
         let ip = self.bed.service_ip(NAMESPACE, "echo").context("Service echo has no cluster IP")?;
         Ok(SocketAddr::new(ip.into(), port))
+    }
+
+    /// The core of the client's node: where its load generators run.
+    pub fn client_cpu(&self) -> usize {
+        node_cpu(1)
     }
 
     pub fn load_bin(&self) -> &Path {

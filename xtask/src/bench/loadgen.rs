@@ -15,25 +15,25 @@ use super::world::{World, LOAD_CPU};
 pub const RUN_LIMIT_SECS: u64 = 90;
 
 fn pod_command(world: &World, program: &str, args: &[&str]) -> std::process::Command {
-    pod_command_in(&world.client, program, args)
+    pod_command_in(&world.client, LOAD_CPU, program, args)
 }
 
-fn pod_command_in(pod: &Pod, program: &str, args: &[&str]) -> std::process::Command {
+fn pod_command_in(pod: &Pod, cpu: usize, program: &str, args: &[&str]) -> std::process::Command {
     let mut c = pod.command("timeout");
-    c.args(["--signal=KILL", &format!("{RUN_LIMIT_SECS}s"), "taskset", "-c", &LOAD_CPU.to_string(), program]);
+    c.args(["--signal=KILL", &format!("{RUN_LIMIT_SECS}s"), "taskset", "-c", &cpu.to_string(), program]);
     c.args(args);
     c
 }
 
 /// Runs `ambit-load args...` in the client pod; its JSON report.
 pub fn ambit_load(world: &World, args: &[&str]) -> Result<Value> {
-    ambit_load_in(&world.client, &world.load_bin, args)
+    ambit_load_in(&world.client, LOAD_CPU, &world.load_bin, args)
 }
 
-/// Runs `load_bin args...` (ambit-load) in `pod`; its JSON report.
-pub fn ambit_load_in(pod: &Pod, load_bin: &Path, args: &[&str]) -> Result<Value> {
+/// Runs `load_bin args...` (ambit-load) in `pod`, pinned to `cpu`; its JSON report.
+pub fn ambit_load_in(pod: &Pod, cpu: usize, load_bin: &Path, args: &[&str]) -> Result<Value> {
     let load = load_bin.to_str().context("non-UTF-8 path")?.to_owned();
-    let out = pod_command_in(pod, &load, args)
+    let out = pod_command_in(pod, cpu, &load, args)
         .stdin(Stdio::null())
         .output()
         .context("running ambit-load in the client pod")?;
@@ -64,17 +64,17 @@ pub struct H2loadResult {
 
 /// Runs h2load (`extra` selects --h1 or h2c streams) against `url` with `requests`.
 pub fn h2load(world: &World, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
-    h2load_in(&world.client, url, requests, clients, extra)
+    h2load_in(&world.client, LOAD_CPU, url, requests, clients, extra)
 }
 
-/// Runs h2load in `pod` (see [`h2load`]).
-pub fn h2load_in(pod: &Pod, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
+/// Runs h2load in `pod`, pinned to `cpu` (see [`h2load`]).
+pub fn h2load_in(pod: &Pod, cpu: usize, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
     let n = requests.to_string();
     let c = clients.to_string();
     let mut args = vec!["-n", &n, "-c", &c, "-t", "1", "-H", "x-bench: yes"];
     args.extend_from_slice(extra);
     args.push(url);
-    let out = pod_command_in(pod, "h2load", &args).stdin(Stdio::null()).output().context("running h2load")?;
+    let out = pod_command_in(pod, cpu, "h2load", &args).stdin(Stdio::null()).output().context("running h2load")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!("h2load {url} failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
