@@ -5,7 +5,8 @@
 //!   EndpointSlices, HTTPRoutes, GRPCRoutes) into one [`ClusterState`](crate::cluster::ClusterState),
 //!   published after the initial lists and (debounced) after each change.
 //! - [`lease`]: leader election through the `ambit-status-writer` Lease.
-//! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`.
+//! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`;
+//!   [`policy_status`]: AuthorizationPolicies' `Accepted` condition, by the same leader.
 //! - [`rbac`]: every API permission used (checked against `daemonset/clusterrole.yaml`).
 //! - [`run`]: the `run` subcommand tying them to a [`Node`](crate::node::Node).
 //! - [`csr_source`]: workload certificates from the CertificateSigningRequest API
@@ -37,6 +38,7 @@ pub mod feed;
 pub mod follow;
 pub mod lease;
 pub mod mesh;
+pub mod policy_status;
 pub mod rbac;
 pub mod run;
 pub mod status;
