@@ -43,9 +43,8 @@ spec:
   - {name: tcp, port: 9090}
 "#;
 
-/// ALLOW on the echo pods: `mesh-a/web` on both ports; every account of mesh-a may
-/// only GET under /public on the HTTP port.
-const ECHO_CALLERS: &str = r#"
+/// ALLOW on the echo pods, L4 only: `mesh-a/web` on both ports.
+const ECHO_L4: &str = r#"
 apiVersion: ambit.dev/v1alpha1
 kind: AuthorizationPolicy
 metadata: {name: echo-callers, namespace: server}
@@ -55,6 +54,21 @@ spec:
   rules:
   - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: web}}]
     networkAttributes: {ports: [9090, 8080]}
+"#;
+
+/// The same policy with an HTTP rule: `mesh-a/web` anything on the HTTP port, every
+/// account of mesh-a only GET under /public. (A pod with HTTP rules has every stream
+/// served as HTTP by the data plane, so its raw TCP port is not used then.)
+const ECHO_HTTP: &str = r#"
+apiVersion: ambit.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: echo-callers, namespace: server}
+spec:
+  targetRefs: [{group: "", kind: Pod, selector: {matchLabels: {app: echo}}}]
+  action: ALLOW
+  rules:
+  - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: web}}]
+    networkAttributes: {ports: [8080]}
   - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: "*"}}]
     networkAttributes: {ports: [8080]}
     httpAttributes: {methods: [GET], paths: [{type: PathPrefix, value: /public}]}
@@ -120,19 +134,24 @@ fn named_callers_get_through_and_others_are_refused_by_l4_and_http_rules() {
     // No policy yet: everyone gets through.
     m.settle("open before any policy", || tcp_ok(&m.other) && http_status(&m.other, "GET", "/private") == Some(200));
 
-    m.bed.apply_yaml(ECHO_CALLERS).unwrap();
-    // L4: mesh-a/other has no rule for port 9090: its connection is refused.
+    m.bed.apply_yaml(ECHO_L4).unwrap();
+    // L4: only mesh-a/web has a rule: the others' connections are refused (TCP reset or
+    // closed; an HTTP client gets 403 from its own node's proxy).
     m.settle("mesh-a/other refused on the TCP port", || !tcp_ok(&m.other));
     assert!(tcp_ok(&m.web), "mesh-a/web was refused on the TCP port\n{}", m.logs());
-    // HTTP: mesh-a/other may GET /public only; others get 403.
-    assert_eq!(http_status(&m.other, "GET", "/public/page"), Some(200), "{}", m.logs());
-    assert_eq!(http_status(&m.other, "GET", "/private"), Some(403), "{}", m.logs());
-    assert_eq!(http_status(&m.other, "POST", "/public/page"), Some(403), "{}", m.logs());
-    // mesh-a/web is allowed everything on the HTTP port.
     assert_eq!(http_status(&m.web, "POST", "/private"), Some(200), "{}", m.logs());
+    assert_eq!(http_status(&m.other, "GET", "/public/page"), Some(403), "{}", m.logs());
     // mesh-b/web: same account name, another namespace: nothing matches.
     assert!(!tcp_ok(&m.foreign), "mesh-b/web got through on TCP\n{}", m.logs());
-    assert_ne!(http_status(&m.foreign, "GET", "/public/page"), Some(200), "mesh-b/web got through on HTTP\n{}", m.logs());
+
+    // HTTP: mesh-a/other may GET /public only; others get 403.
+    m.bed.apply_yaml(ECHO_HTTP).unwrap();
+    m.settle("mesh-a/other may GET /public", || http_status(&m.other, "GET", "/public/page") == Some(200));
+    assert_eq!(http_status(&m.other, "GET", "/private"), Some(403), "{}", m.logs());
+    assert_eq!(http_status(&m.other, "POST", "/public/page"), Some(403), "{}", m.logs());
+    assert_eq!(http_status(&m.other, "GET", "/x/../public/page"), Some(200), "matched after normalisation\n{}", m.logs());
+    assert_eq!(http_status(&m.web, "POST", "/private"), Some(200), "{}", m.logs());
+    assert_eq!(http_status(&m.foreign, "GET", "/public/page"), Some(403), "mesh-b/web got through on HTTP\n{}", m.logs());
 }
 
 #[test]
@@ -205,7 +224,7 @@ fn a_policy_added_while_a_connection_is_open_closes_it() {
     assert!(second.ok, "{second:?}\n{}", m.logs());
 
     // Only mesh-a/web may call echo now: the open connection of mesh-a/other must end.
-    m.bed.apply_yaml(ECHO_CALLERS).unwrap();
+    m.bed.apply_yaml(ECHO_L4).unwrap();
     let failed = poll(Duration::from_secs(15), || {
         let exchange = stream.next(Duration::from_secs(6))?;
         (!exchange.ok).then_some(exchange)
@@ -219,7 +238,7 @@ fn a_policy_added_while_a_connection_is_open_closes_it() {
 #[test]
 fn a_bad_policy_gets_a_status_and_a_log_line_and_the_others_keep_working() {
     let m = mesh();
-    m.bed.apply_yaml(ECHO_CALLERS).unwrap();
+    m.bed.apply_yaml(ECHO_L4).unwrap();
     m.bed
         .apply_yaml(
             r#"
