@@ -329,3 +329,17 @@ fn the_explain_authz_command_prints_the_decision() {
     let (ok, out) = agent(&["explain", "--manifests", manifests, "--from", "web/frontend-1", "--to", "nosuch.shop:80"]);
     assert!(!ok && out.contains("Service shop/nosuch not found"), "{out}");
 }
+
+#[test]
+fn check_reports_invalid_policies_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), CLUSTER).unwrap();
+    let report = ambit_agent::check::check(dir.path()).unwrap();
+    assert!(!report.ok());
+    let text = report.to_string();
+    assert!(text.contains("OK    AuthorizationPolicy shop/allow-frontend: Accepted=True"), "{text}");
+    assert!(text.contains("ERROR AuthorizationPolicy shop/broken: Accepted=False (Invalid): spec.rules[0].httpAttributes.paths[0]"), "{text}");
+    let valid: String = CLUSTER.split("\n---\n").filter(|doc| !doc.contains("name: broken") && !doc.contains("name: typo")).collect::<Vec<_>>().join("\n---\n");
+    std::fs::write(dir.path().join("cluster.yaml"), valid).unwrap();
+    assert!(ambit_agent::check::check(dir.path()).unwrap().ok());
+}

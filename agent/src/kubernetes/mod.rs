@@ -28,6 +28,7 @@
 //! | Service | `spec` (status dropped) |
 //! | EndpointSlice | addressType, endpoints (without hints), ports |
 //! | HTTPRoute, GRPCRoute | `spec` (status dropped: the status writer reads it fresh) |
+//! | AuthorizationPolicy | `spec` as JSON, checked at translation (status dropped) |
 //!
 //! Only the current objects are held (kube's watcher keeps no cache of its own); a
 //! snapshot is cloned for each debounced publication.
