@@ -46,6 +46,18 @@ metadata: {name: frontend-1, namespace: web, uid: u4, labels: {app: frontend}}
 spec: {nodeName: n1, serviceAccountName: frontend, containers: []}
 status: {podIP: 10.244.1.7, phase: Running}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: checkout-host, namespace: shop, uid: u5, labels: {app: checkout}}
+spec: {nodeName: n1, hostNetwork: true, containers: []}
+status: {podIP: 10.77.0.1, phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: checkout-out, namespace: shop, uid: u6, labels: {app: checkout}, annotations: {ambit.dev/mesh: disabled}}
+spec: {nodeName: n1, containers: []}
+status: {podIP: 10.244.1.8, phase: Running}
+---
 apiVersion: ambit.dev/v1alpha1
 kind: AuthorizationPolicy
 metadata: {name: allow-frontend, namespace: shop}
@@ -116,6 +128,9 @@ fn local_pods_get_their_namespace_policies_by_every_ip() {
     assert_eq!(names(ip("10.244.1.6")), ["shop/deny-debug"], "cart is selected by the namespace-wide DENY only");
     assert!(table.for_pod(ip("10.244.2.5")).is_none(), "checkout-2 runs on n2");
     assert!(table.for_pod(ip("10.244.1.7")).is_none(), "web has no policies");
+    assert!(table.for_pod(ip("10.77.0.1")).is_none(), "a host-network pod shares the node's address");
+    assert!(table.for_pod(ip("10.244.1.8")).is_none(), "a pod opted out of the mesh");
+    assert_eq!(table.by_pod.len(), 3);
     let allow_selected: Vec<IpAddr> = t.allow_selected.iter().copied().collect();
     assert_eq!(allow_selected, [ip("10.244.1.5"), ip("fd00::5")]);
 }
