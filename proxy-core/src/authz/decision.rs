@@ -78,19 +78,53 @@ pub fn decide(policies: &WorkloadPolicies, attempt: &Attempt<'_>) -> Decision {
     }
 }
 
+/// The decision for a whole stream (connection) before any request on it is seen, for
+/// `peer` calling the pod's `port`. For pods whose policies are L4 only this is
+/// [`decide`] without HTTP attributes. Rules with HTTP conditions are decided per
+/// request later: an ALLOW one admits the stream (`Allowed` names it; its requests are
+/// then decided one by one), a DENY one denies only some requests, so it does not
+/// refuse the stream. A refusal here means every request on the stream would be refused.
+pub fn decide_stream(policies: &WorkloadPolicies, peer: &SpiffeId, port: u16) -> Decision {
+    if policies.policies.is_empty() {
+        return Decision::Open;
+    }
+    let l4 = |rule: &Rule| rule.http.is_none() && l4_matches(rule, peer, port);
+    if let Some(decider) = first_match_by(policies, Action::Deny, l4) {
+        return Decision::Denied(decider);
+    }
+    let allow: Vec<PolicyName> =
+        policies.policies.iter().filter(|p| p.action == Action::Allow).map(|p| p.name.clone()).collect();
+    if allow.is_empty() {
+        return Decision::Open;
+    }
+    match first_match_by(policies, Action::Allow, |rule| l4_matches(rule, peer, port)) {
+        Some(decider) => Decision::Allowed(decider),
+        None => Decision::NotAllowed { policies: allow },
+    }
+}
+
 fn first_match(policies: &WorkloadPolicies, action: Action, attempt: &Attempt<'_>) -> Option<Decider> {
+    first_match_by(policies, action, |rule| rule_matches(rule, attempt))
+}
+
+fn first_match_by(policies: &WorkloadPolicies, action: Action, matches: impl Fn(&Rule) -> bool) -> Option<Decider> {
     policies.policies.iter().filter(|p| p.action == action).find_map(|policy| {
-        let rule = policy.rules.iter().position(|rule| rule_matches(rule, attempt))?;
+        let rule = policy.rules.iter().position(&matches)?;
         Some(Decider { policy: policy.name.clone(), rule })
     })
 }
 
-fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
+/// The rule's source and port conditions (not its HTTP ones).
+fn l4_matches(rule: &Rule, peer: &SpiffeId, port: u16) -> bool {
     let sources = match &rule.sources {
         None => true,
-        Some(sources) => sources.iter().any(|source| source_matches(source, attempt.peer)),
+        Some(sources) => sources.iter().any(|source| source_matches(source, peer)),
     };
-    let port = rule.ports.is_empty() || rule.ports.contains(&attempt.port);
+    sources && (rule.ports.is_empty() || rule.ports.contains(&port))
+}
+
+fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
+    let l4 = l4_matches(rule, attempt.peer, attempt.port);
     let http = match (&rule.http, &attempt.http) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -100,7 +134,7 @@ fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
             method && path
         }
     };
-    sources && port && http
+    l4 && http
 }
 
 /// Service-account and namespace sources name identities of the trust domain of the
@@ -136,3 +170,7 @@ fn path_matches(condition: &PathMatch, path: &str) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

@@ -6,9 +6,17 @@
 //! Nothing here knows Kubernetes objects.
 
 mod decision;
+mod enforcer;
+mod http_filter;
 mod model;
+mod open_streams;
+mod path;
 
-pub use decision::{decide, Attempt, Decider, Decision, HttpAttempt};
+pub use decision::{decide, decide_stream, Attempt, Decider, Decision, HttpAttempt};
+pub use enforcer::{describe, Enforcer, Level, StreamVerdict};
+pub use http_filter::{serve_filtered, FilterTarget};
+pub use open_streams::{Closer, OpenStreams, Registration, StreamEntry};
+pub use path::{normalize, PathRejection};
 
 pub use model::{
     Action, Authorization, HttpConditions, NamePattern, PathMatch, Policy, PolicyName, Rule, Source,

@@ -54,9 +54,15 @@ impl ProxyConfig {
     }
 }
 
-/// Shared, lock-free access to the current [`ProxyConfig`].
+/// Shared, lock-free access to the current [`ProxyConfig`], and a signal on every
+/// publication (for what must react to a change, e.g. closing connections a new
+/// authorization policy refuses).
 #[derive(Clone, Debug)]
-pub struct ConfigHandle(Arc<ArcSwap<ProxyConfig>>);
+pub struct ConfigHandle {
+    current: Arc<ArcSwap<ProxyConfig>>,
+    /// Counts publications.
+    published: Arc<tokio::sync::watch::Sender<u64>>,
+}
 
 impl Default for ConfigHandle {
     fn default() -> Self {
@@ -66,16 +72,23 @@ impl Default for ConfigHandle {
 
 impl ConfigHandle {
     pub fn new(initial: ProxyConfig) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(initial)))
+        Self { current: Arc::new(ArcSwap::from_pointee(initial)), published: Arc::new(tokio::sync::watch::Sender::new(0)) }
     }
 
     /// The current snapshot.
     pub fn load(&self) -> Arc<ProxyConfig> {
-        self.0.load_full()
+        self.current.load_full()
     }
 
     /// Publishes a new snapshot; new requests see it at once.
     pub fn store(&self, config: ProxyConfig) {
-        self.0.store(Arc::new(config));
+        self.current.store(Arc::new(config));
+        self.published.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Changes (marked seen at subscription): `changed().await` returns after the
+    /// next [`ConfigHandle::store`].
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 }

@@ -1,7 +1,10 @@
 //! The inbound side's decision for one tunnel stream, shared by streams from other
 //! nodes (mutual TLS) and same-node calls handed over in-process: the destination must
-//! be a mesh pod on this node, the identity presented for it must be the pod's, and the
-//! policy must admit the caller.
+//! be a mesh pod on this node, the identity presented for it must be the pod's, the
+//! AuthorizationPolicies of the pod (`ProxyConfig::authorization`) must admit the
+//! caller's verified identity on the pod port, and so must the [`InboundPolicy`] hook.
+//! Admitted streams are registered in [`OpenStreams`] while they last, so that a new
+//! configuration closes those it refuses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use http::StatusCode;
 
 use super::metrics::{stream_labels, HboneMetrics};
 use super::policy::{InboundPolicy, InboundRequest, Tunnel};
+use crate::authz::{describe, Closer, Decision, Enforcer, FilterTarget, OpenStreams, Registration, StreamEntry, StreamVerdict};
 use crate::config::{ConfigHandle, MeshDestination};
 use crate::identity::SpiffeId;
 use crate::tls::Refusal;
@@ -32,6 +36,9 @@ pub enum Denial {
     /// The policy refused the caller.
     #[error("denied by policy: {0}")]
     Policy(String),
+    /// The pod's AuthorizationPolicies refuse every request of the caller on this port.
+    #[error("refused by authorization: {}", describe(.0))]
+    Authorization(Decision),
 }
 
 impl Denial {
@@ -39,7 +46,9 @@ impl Denial {
         match self {
             Denial::BadAuthority => StatusCode::BAD_REQUEST,
             Denial::NotHere(_) => StatusCode::NOT_FOUND,
-            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) => StatusCode::FORBIDDEN,
+            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) | Denial::Authorization(_) => {
+                StatusCode::FORBIDDEN
+            },
         }
     }
 
@@ -47,7 +56,7 @@ impl Denial {
         match self {
             Denial::BadAuthority => "bad_request",
             Denial::NotHere(_) => "not_found",
-            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) => "denied",
+            Denial::WrongIdentity { .. } | Denial::ForeignTrustDomain(_) | Denial::Policy(_) | Denial::Authorization(_) => "denied",
         }
     }
 }
@@ -69,11 +78,46 @@ pub struct InboundGate {
     config: ConfigHandle,
     policy: Arc<dyn InboundPolicy>,
     metrics: Arc<HboneMetrics>,
+    enforcer: Arc<Enforcer>,
+    streams: Arc<OpenStreams>,
 }
 
 impl InboundGate {
+    /// A gate enforcing `config`'s authorization (counted in `metrics.authz()`), then
+    /// `policy`. Inside a Tokio runtime it also starts closing open streams that a newly
+    /// published configuration refuses.
     pub fn new(config: ConfigHandle, policy: Arc<dyn InboundPolicy>, metrics: Arc<HboneMetrics>) -> Arc<Self> {
-        Arc::new(Self { config, policy, metrics })
+        let enforcer = Enforcer::new(metrics.authz().clone());
+        let streams = OpenStreams::new();
+        streams.watch(config.clone(), enforcer.clone());
+        Arc::new(Self { config, policy, metrics, enforcer, streams })
+    }
+
+    pub fn enforcer(&self) -> &Arc<Enforcer> {
+        &self.enforcer
+    }
+
+    /// The inbound streams open now.
+    pub fn open_streams(&self) -> &Arc<OpenStreams> {
+        &self.streams
+    }
+
+    /// Registers an admitted stream until the registration is dropped; `closer` closes
+    /// it when a new configuration refuses it.
+    pub fn register(&self, request: &InboundRequest, closer: Closer) -> Registration {
+        let entry = StreamEntry { peer: request.peer.clone(), destination: request.destination, filtered: request.filtered };
+        self.streams.register(entry, closer)
+    }
+
+    /// What the HTTP enforcement of an admitted, filtered stream needs.
+    pub fn filter_target(&self, request: &InboundRequest, access_log: Arc<crate::proxy::AccessLog>) -> FilterTarget {
+        FilterTarget {
+            peer: request.peer.clone(),
+            destination: request.destination,
+            config: self.config.clone(),
+            enforcer: self.enforcer.clone(),
+            access_log,
+        }
     }
 
     pub fn metrics(&self) -> &Arc<HboneMetrics> {
@@ -114,12 +158,19 @@ impl InboundGate {
                 });
             }
         }
+        let (authz, filtered) = match self.enforcer.stream(&self.config.load().authorization, &claim.peer, destination) {
+            StreamVerdict::Open => (Decision::Open, false),
+            StreamVerdict::Admitted { decision, http } => (decision, http),
+            StreamVerdict::Refused(decision) => return Err(Denial::Authorization(decision)),
+        };
         let request = InboundRequest {
             peer: claim.peer.clone(),
             destination,
             destination_identity: pod.identity,
             service: claim.service.clone(),
             tunnel: claim.tunnel,
+            authz,
+            filtered,
         };
         self.policy.admit(&request).map_err(Denial::Policy)?;
         Ok(request)

@@ -4,7 +4,8 @@
 //!
 //! Wire answers: a method other than CONNECT gets 405, an authority that is not
 //! `ip:port` 400, a pod not on this node 404, a wrong identity or a policy refusal 403,
-//! an unreachable pod 503. Non-TLS bytes on the port close the connection (counted as
+//! an unreachable pod 503. A stream whose pod's policies have HTTP rules is served as
+//! HTTP (each request decided, see [`crate::authz`]); others are copied byte for byte. Non-TLS bytes on the port close the connection (counted as
 //! `plaintext`), as do failed handshakes (counted by reason).
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
 use super::transport;
+use crate::authz::{describe, serve_filtered, Closer};
 use crate::identity::SpiffeId;
 use crate::proxy::{idle, node_socket, AccessLog};
 use crate::rate_limited_log::KeyedRateLimitedLog;
@@ -235,9 +237,24 @@ impl Inbound {
             Ok(send) => send,
             Err(error) => return tracing::debug!(%error, "HBONE stream reset before its answer"),
         };
-        let mut tunnel = TunnelStream::new(send, request.into_body(), None);
-        let mut pod = pod;
-        let copied = idle::copy_until_idle_with(&mut tunnel, &mut pod, self.options.stream_idle, idle::TUNNEL_BUFFER).await;
+        let tunnel = TunnelStream::new(send, request.into_body(), None);
+        let closing = CancellationToken::new();
+        let _registration = self.gate.register(&admitted, Closer::Cancel(closing.clone()));
+        if admitted.filtered {
+            let target = self.gate.filter_target(&admitted, self.access_log.clone());
+            tokio::select! {
+                _ = serve_filtered(tunnel, pod, target) => {}
+                _ = closing.cancelled() => tracing::debug!(peer = %peer.identity, "filtered HBONE stream closed: refused by a new policy"),
+            }
+            return;
+        }
+        let copied = tokio::select! {
+            copied = copy(tunnel, pod, self.options.stream_idle) => copied,
+            _ = closing.cancelled() => {
+                tracing::debug!(peer = %peer.identity, destination = %admitted.destination, "HBONE stream closed: refused by a new policy");
+                return;
+            }
+        };
         if !self.access_log.should_log() {
             return;
         }
@@ -255,6 +272,7 @@ impl Inbound {
             bytes_sent = copied.from_b,
             duration_ms = started.elapsed().as_secs_f64() * 1000.0,
             ended = ?copied.ended,
+            authz = %describe(&admitted.authz),
         );
     }
 
@@ -268,6 +286,10 @@ impl Inbound {
             .await
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     }
+}
+
+async fn copy(mut tunnel: TunnelStream, mut pod: TcpStream, stream_idle: Duration) -> idle::Copied {
+    idle::copy_until_idle_with(&mut tunnel, &mut pod, stream_idle, idle::TUNNEL_BUFFER).await
 }
 
 fn answer(respond: &mut SendResponse<Bytes>, status: StatusCode) {

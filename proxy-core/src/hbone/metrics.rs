@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::identity::SpiffeId;
-use crate::metrics::{LockFreeFamily, MAX_LABEL_SETS};
+use crate::metrics::{AuthzMetrics, LockFreeFamily, MAX_LABEL_SETS};
 use crate::tls::Refusal;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -41,6 +41,8 @@ pub struct HboneMetrics {
     refusals: Family<RefusalLabels, Counter>,
     streams: LockFreeFamily<StreamLabels, Counter>,
     handshakes: Counter,
+    /// Authorization's families, registered beside HBONE's (`ambit_authz_*`).
+    authz: Arc<AuthzMetrics>,
 }
 
 fn blank() -> Arc<str> {
@@ -64,7 +66,9 @@ impl HboneMetrics {
                 Counter::default(),
             ),
             handshakes: Counter::default(),
+            authz: Arc::default(),
         };
+        metrics.authz.register_in(registry);
         let r = registry.sub_registry_with_prefix("ambit_hbone");
         r.register("refusals", "HBONE connections or streams refused, by reason", metrics.refusals.clone());
         r.register("streams", "HBONE tunnel streams, by direction, tunnel, identities and outcome", metrics.streams.clone());
@@ -92,6 +96,11 @@ impl HboneMetrics {
 
     pub fn handshake(&self) {
         self.handshakes.inc();
+    }
+
+    /// The authorization metrics (registered with these).
+    pub fn authz(&self) -> &Arc<AuthzMetrics> {
+        &self.authz
     }
 
     pub fn handshakes(&self) -> u64 {

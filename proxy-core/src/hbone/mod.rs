@@ -7,7 +7,9 @@
 //! * [`Inbound`] — the server on the HBONE port: terminates TLS, admits each stream
 //!   through the [`InboundGate`] (which also admits same-node calls, without TLS) and
 //!   pipes it to the pod;
-//! * [`InboundPolicy`] — the authorization hook (today [`AllowAll`]).
+//! * the [`InboundGate`] enforces the pods' AuthorizationPolicies (see
+//!   [`crate::authz`]); [`InboundPolicy`] is an extra hook after them ([`AllowAll`]:
+//!   nothing more).
 
 mod chunks;
 mod classify;

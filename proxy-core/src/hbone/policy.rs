@@ -1,7 +1,8 @@
 //! The authorization hook of the inbound side: every tunnel stream (from another node,
 //! or a same-node call handed over in-process) is shown to an [`InboundPolicy`] before
-//! the pod is dialled. Today's only policy, [`AllowAll`], admits everything; a later
-//! issue adds AuthorizationPolicy.
+//! the pod is dialled, after the AuthorizationPolicies of the pod admitted it (see
+//! [`crate::authz`]; enforced by the [`super::InboundGate`] from the configuration).
+//! [`AllowAll`] adds nothing to them; tests plug in recorders.
 
 use std::net::SocketAddr;
 
@@ -38,6 +39,11 @@ pub struct InboundRequest {
     /// The Service port the caller dialled, `namespace/name:port`, as it says.
     pub service: Option<String>,
     pub tunnel: Tunnel,
+    /// The AuthorizationPolicy decision for the stream (`Open` when none selects the pod).
+    pub authz: crate::authz::Decision,
+    /// True when the pod's policies have HTTP rules: the stream is parsed as HTTP and
+    /// each request decided.
+    pub filtered: bool,
 }
 
 /// Decides whether an inbound stream may reach its pod.

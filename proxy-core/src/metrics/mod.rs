@@ -7,10 +7,12 @@
 //! is seen), counters are atomics, and histograms are [`LatencyHistogram`]s (atomics per
 //! bucket).
 
+mod authz;
 mod certificates;
 mod family;
 mod histogram;
 
+pub use authz::{AuthzMetrics, DecisionLabels};
 pub use certificates::{CertificateMetrics, RenewalResult};
 pub use family::LockFreeFamily;
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};

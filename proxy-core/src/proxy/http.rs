@@ -393,7 +393,9 @@ async fn forward(
         }
         Some(Err(error)) => {
             tracing::info!(%error, backend = %target.label, "upstream request failed");
-            if error.is_connect() {
+            if error.is_forbidden() {
+                LocalReply::Forbidden.response(grpc)
+            } else if error.is_connect() {
                 LocalReply::ConnectFailed.response(grpc)
             } else {
                 LocalReply::UpstreamError.response(grpc)
@@ -417,7 +419,9 @@ async fn forward_upgrade(
         Ok(response) => response,
         Err(error) => {
             tracing::info!(%error, "upstream upgrade request failed");
-            return if error.is_connect() {
+            return if error.is_forbidden() {
+                LocalReply::Forbidden.response(false)
+            } else if error.is_connect() {
                 LocalReply::ConnectFailed.response(false)
             } else {
                 LocalReply::UpstreamError.response(false)

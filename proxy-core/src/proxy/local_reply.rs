@@ -29,6 +29,8 @@ pub enum LocalReply {
     Limited(Limit),
     /// The request path has a malformed percent-encoding (see `routes::normalize_path`).
     InvalidPath,
+    /// The callee's AuthorizationPolicies refused the caller.
+    Forbidden,
 }
 
 impl LocalReply {
@@ -42,6 +44,7 @@ impl LocalReply {
             LocalReply::UpstreamError => StatusCode::BAD_GATEWAY,
             LocalReply::Timeout => StatusCode::GATEWAY_TIMEOUT,
             LocalReply::InvalidPath => StatusCode::BAD_REQUEST,
+            LocalReply::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -56,6 +59,7 @@ impl LocalReply {
             LocalReply::ServiceGone => "service not found",
             LocalReply::Limited(_) => "over the in-flight request limit",
             LocalReply::InvalidPath => "invalid percent-encoding in path",
+            LocalReply::Forbidden => "access denied by authorization policy",
         }
     }
 
@@ -69,6 +73,7 @@ impl LocalReply {
             }
             LocalReply::Timeout => 4, // DEADLINE_EXCEEDED
             LocalReply::InvalidPath => 3, // INVALID_ARGUMENT
+            LocalReply::Forbidden => 7,   // PERMISSION_DENIED
         }
     }
 

@@ -3,7 +3,7 @@
 //! (passthrough).
 
 mod access_log;
-mod body;
+pub(crate) mod body;
 mod caller;
 pub(crate) mod client_hello;
 mod connection;
@@ -116,7 +116,8 @@ pub struct Proxy {
 pub struct MeshSetup {
     /// The node's certificates (the agent's certificate store).
     pub tls: Arc<dyn MeshTls>,
-    /// The inbound authorization hook (`hbone::AllowAll` today).
+    /// An inbound authorization hook, consulted after the AuthorizationPolicies of
+    /// `ProxyConfig::authorization` (`hbone::AllowAll`: nothing more).
     pub policy: Arc<dyn InboundPolicy>,
     /// HBONE metrics (`HboneMetrics::register`, or a default unregistered one).
     pub metrics: Arc<HboneMetrics>,
@@ -185,8 +186,12 @@ impl Proxy {
             pool: HbonePool::new(setup.tls.clone(), sockets.clone(), options.hbone.pool(options.connect_timeout), setup.metrics),
             tls: setup.tls,
         });
-        let mesh_upstreams =
-            mesh.as_ref().map(|m| upstream::MeshUpstreams { pool: m.pool.clone(), gate: m.gate.clone() });
+        let access_log = Arc::<AccessLog>::default();
+        let mesh_upstreams = mesh.as_ref().map(|m| upstream::MeshUpstreams {
+            pool: m.pool.clone(),
+            gate: m.gate.clone(),
+            access_log: access_log.clone(),
+        });
         let upstream = Arc::new(upstream::Upstreams::new(&options, sockets, config.clone(), mesh_upstreams));
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
@@ -198,7 +203,7 @@ impl Proxy {
             options,
             upstream,
             mirrors,
-            access_log: Arc::default(),
+            access_log,
             metrics,
             budgets,
             limit_warnings,
@@ -212,6 +217,11 @@ impl Proxy {
         let mesh = self.mesh.as_ref()?;
         let options = self.options.hbone.inbound(self.options.connect_timeout, self.options.timeouts.stream_idle);
         Some(Inbound::with_access_log(mesh.tls.clone(), mesh.gate.clone(), options, self.access_log.clone()))
+    }
+
+    /// The inbound gate (None without mesh TLS): its enforcer and open streams.
+    pub fn inbound_gate(&self) -> Option<&Arc<InboundGate>> {
+        self.mesh.as_ref().map(|m| &m.gate)
     }
 
     /// The outbound tunnel pool (None without mesh TLS).

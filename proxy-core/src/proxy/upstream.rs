@@ -53,6 +53,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// True when the callee's AuthorizationPolicies refused the caller (same node: the
+    /// gate's decision; another node: 403 on the CONNECT): HTTP callers get 403.
+    pub fn is_forbidden(&self) -> bool {
+        match self {
+            UpstreamError::Denied(_, denial) => matches!(**denial, Denial::Authorization(_) | Denial::Policy(_)),
+            UpstreamError::Tunnel(_, TunnelError::Status(_, status)) => *status == http::StatusCode::FORBIDDEN,
+            _ => false,
+        }
+    }
+
     /// True when the request never reached the backend.
     pub fn is_connect(&self) -> bool {
         matches!(self, UpstreamError::Connect(..) | UpstreamError::Socket(..) | UpstreamError::ConnectTimeout(..) | UpstreamError::Handshake(..))
@@ -75,6 +85,41 @@ struct IdleHttp1 {
     since: Instant,
 }
 
+/// Each direction's buffer between a same-node caller and the HTTP enforcement of its
+/// stream.
+const FILTER_BUFFER: usize = 64 * 1024;
+
+/// The stream to an admitted same-node pod: the pod connection itself (registered so
+/// a new policy can shut it down), or, when the pod's policies have HTTP rules, one
+/// end of an in-process pipe whose other end is served by the HTTP enforcement.
+fn local_stream(mesh: &MeshUpstreams, admitted: &crate::hbone::InboundRequest, pod: TcpStream) -> UpstreamStream {
+    use crate::authz::Closer;
+    if !admitted.filtered {
+        let closer = match std::os::fd::AsFd::as_fd(&pod).try_clone_to_owned() {
+            Ok(fd) => Closer::Shutdown(fd),
+            // Without a duplicate a policy change cannot close this stream (logged).
+            Err(error) => {
+                tracing::warn!(%error, "cannot duplicate a same-node pod connection: a policy change will not close it");
+                Closer::Cancel(tokio_util::sync::CancellationToken::new())
+            }
+        };
+        let registration = mesh.gate.register(admitted, closer);
+        return UpstreamStream::Local(pod, registration);
+    }
+    let (near, far) = tokio::io::duplex(FILTER_BUFFER);
+    let closing = tokio_util::sync::CancellationToken::new();
+    let registration = mesh.gate.register(admitted, Closer::Cancel(closing.clone()));
+    let target = mesh.gate.filter_target(admitted, mesh.access_log.clone());
+    tokio::spawn(async move {
+        let _registration = registration;
+        tokio::select! {
+            _ = crate::authz::serve_filtered(far, pod, target) => {}
+            _ = closing.cancelled() => tracing::debug!("filtered same-node stream closed: refused by a new policy"),
+        }
+    });
+    UpstreamStream::Filtered(near)
+}
+
 /// A pool key: connections are shared only between requests with the same source
 /// (caller), identity, endpoint and path (plaintext, same-node or tunnelled).
 type PoolKey = (CallerKey, SocketAddr, MeshPath);
@@ -83,6 +128,8 @@ type PoolKey = (CallerKey, SocketAddr, MeshPath);
 pub struct MeshUpstreams {
     pub pool: Arc<HbonePool>,
     pub gate: Arc<InboundGate>,
+    /// The access log switch (requests on same-node filtered streams are logged too).
+    pub access_log: Arc<super::AccessLog>,
 }
 
 /// Upstream connection pools, keyed by source and endpoint address.
@@ -199,8 +246,9 @@ impl Upstreams {
                     service: caller.call.service.clone(),
                     tunnel: Tunnel::Local,
                 };
-                mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
-                self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Local)
+                let admitted = mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
+                let pod = self.connect_tcp(caller.source, endpoint).await?;
+                Ok(local_stream(mesh, &admitted, pod))
             }
             MeshPath::Hbone { node, expected } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;

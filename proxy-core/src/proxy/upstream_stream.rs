@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::DuplexStream;
 use tokio::net::TcpStream;
+
+use crate::authz::Registration;
 
 use crate::hbone::TunnelStream;
 
@@ -14,8 +17,12 @@ use crate::hbone::TunnelStream;
 pub enum UpstreamStream {
     /// Plaintext to an endpoint outside the mesh.
     Plain(TcpStream),
-    /// A mesh pod on this node: plain TCP after the inbound gate admitted the caller.
-    Local(TcpStream),
+    /// A mesh pod on this node: plain TCP after the inbound gate admitted the caller
+    /// (registered while open, so that a new policy refusing it shuts it down).
+    Local(TcpStream, Registration),
+    /// A mesh pod on this node whose policies have HTTP rules: an in-process pipe to
+    /// the HTTP enforcement, which forwards allowed requests to the pod.
+    Filtered(DuplexStream),
     /// A mesh pod on another node, through mutual TLS.
     Hbone(Box<TunnelStream>),
 }
@@ -25,7 +32,7 @@ impl UpstreamStream {
     pub fn tunnel(&self) -> &'static str {
         match self {
             UpstreamStream::Plain(_) => "none",
-            UpstreamStream::Local(_) => "local",
+            UpstreamStream::Local(..) | UpstreamStream::Filtered(_) => "local",
             UpstreamStream::Hbone(_) => "hbone",
         }
     }
@@ -34,7 +41,7 @@ impl UpstreamStream {
     /// tunnel: fewer DATA frames and TLS records per byte).
     pub fn copy_buffer(&self) -> usize {
         match self {
-            UpstreamStream::Plain(_) | UpstreamStream::Local(_) => super::idle::PLAIN_BUFFER,
+            UpstreamStream::Plain(_) | UpstreamStream::Local(..) | UpstreamStream::Filtered(_) => super::idle::PLAIN_BUFFER,
             UpstreamStream::Hbone(_) => super::idle::TUNNEL_BUFFER,
         }
     }
@@ -43,7 +50,8 @@ impl UpstreamStream {
 impl AsyncRead for UpstreamStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s, _) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Filtered(s) => Pin::new(s).poll_read(cx, buf),
             UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
@@ -52,21 +60,24 @@ impl AsyncRead for UpstreamStream {
 impl AsyncWrite for UpstreamStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s, _) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Filtered(s) => Pin::new(s).poll_write(cx, buf),
             UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s, _) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Filtered(s) => Pin::new(s).poll_flush(cx),
             UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            UpstreamStream::Plain(s) | UpstreamStream::Local(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Plain(s) | UpstreamStream::Local(s, _) => Pin::new(s).poll_shutdown(cx),
+            UpstreamStream::Filtered(s) => Pin::new(s).poll_shutdown(cx),
             UpstreamStream::Hbone(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod authz_fixtures;
 pub mod h2_frames;
 pub mod mesh_pki;
 
