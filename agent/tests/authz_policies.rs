@@ -178,6 +178,13 @@ fn explain_names_the_policy_and_rule_that_decide() {
     assert!(text.contains("(GET /debug/vars)"), "the path is normalised: {text}");
     assert!(text.contains("DENIED by shop/deny-debug rule 0 (DENY)"), "{text}");
 
+    // A caller no rule could allow on this port is refused at the connection, before any request.
+    let (d, text) = ask(&state, "web/other", "shop/checkout-1", 8080, Some("GET"), Some("/api"));
+    assert!(matches!(d, Decision::NotAllowed { .. }), "{text}");
+    assert!(text.contains("connection DENIED"), "{text}");
+    let (_, text) = ask(&state, "web/frontend", "shop/checkout-1", 8080, None, None);
+    assert!(text.contains("connection ALLOWED") && text.contains("each request on the connection is decided too"), "{text}");
+
     let (d, text) = ask(&state, "shop/checkout", "web/frontend-1", 80, None, None);
     assert_eq!(d, Decision::Open);
     assert!(text.contains("open: no policy selects the pod"), "{text}");
@@ -186,6 +193,8 @@ fn explain_names_the_policy_and_rule_that_decide() {
     let q = |from, to| AuthzQuestion { from, to, port: 80, method: None, path: None };
     assert!(explain_authz(&state, &q("nobody", "shop/checkout-1"), &td).is_err());
     assert!(explain_authz(&state, &q("web/frontend", "shop/missing"), &td).is_err());
+    let bad_path = AuthzQuestion { from: "web/frontend", to: "shop/checkout-1", port: 80, method: Some("GET"), path: Some("/a%2Fb") };
+    assert!(explain_authz(&state, &bad_path, &td).unwrap_err().to_string().contains("400"));
 }
 
 // Namespace isolation: policies in namespace `a` never change anything for pods in `b`.

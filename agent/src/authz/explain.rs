@@ -1,12 +1,13 @@
 //! `ambit-agent explain authz`: may this caller call this pod on this port (with this
-//! method and path)? Answered with [`ambit_proxy_core::authz::decide`] on the policies
-//! that select the pod, naming the policy and rule that decide.
+//! method and path)? Answered as the callee's node decides: first per connection
+//! ([`ambit_proxy_core::authz::decide_stream`]), then, for a pod whose policies have
+//! HTTP rules, per request ([`ambit_proxy_core::authz::decide`], on the normalised
+//! path), naming the policy and rule that decide.
 
 use std::fmt;
 
-use ambit_proxy_core::authz::{decide, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
+use ambit_proxy_core::authz::{decide, decide_stream, normalize, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
 use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
-use ambit_proxy_core::routes::normalize_path;
 use anyhow::{anyhow, Context};
 
 use crate::cluster::{ClusterState, ObjectKey};
@@ -38,9 +39,20 @@ pub struct AuthzExplanation {
     pub pod_in_mesh: bool,
     /// The valid policies selecting the pod (empty: open).
     pub policies: WorkloadPolicies,
+    /// Where the decision was made.
+    pub level: Level,
     pub decision: Decision,
     /// Invalid policies of the pod's namespace (ignored).
     pub invalid: Vec<PolicyStatus>,
+}
+
+/// Where the data plane decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Once per connection (L4 policies, or a refusal before any request).
+    Connection,
+    /// Per HTTP request (the pod's policies have HTTP rules).
+    Request,
 }
 
 /// The caller's identity: `ns/sa` in `trust_domain`, or a full SPIFFE ID.
@@ -64,22 +76,33 @@ pub fn explain_authz(state: &ClusterState, question: &AuthzQuestion<'_>, trust_d
             let method = method.unwrap_or("GET").to_string();
             let raw = path.unwrap_or("/");
             let without_query = raw.split(['?', '#']).next().unwrap_or_default();
-            let path = normalize_path(without_query).with_context(|| format!("--path {raw:?}"))?.into_owned();
+            let path = normalize(without_query).with_context(|| format!("--path {raw:?}: the proxy answers 400"))?;
             Some((method, path))
         }
     };
     let (by_namespace, statuses) = compile_all(state);
     let policies = pod_policies(&key, pod, &by_namespace).map(|p| (*p).clone()).unwrap_or_default();
-    let http = request.as_ref().map(|(method, path)| HttpAttempt { method, path });
-    let decision = decide(&policies, &Attempt { peer: &caller, port: question.port, http });
+    let (level, decision) = decision(&policies, &caller, question.port, request.as_ref());
     let invalid = statuses.into_iter().filter(|s| s.namespace == key.namespace && !s.ok()).collect();
-    Ok(AuthzExplanation { caller, pod: key, port: question.port, request, pod_in_mesh: pod_in_mesh(state, pod), policies, decision, invalid })
+    Ok(AuthzExplanation { caller, pod: key, port: question.port, request, pod_in_mesh: pod_in_mesh(state, pod), policies, level, decision, invalid })
+}
+
+/// As the inbound side decides: the connection first; then, for a pod with HTTP
+/// rules, each request.
+fn decision(policies: &WorkloadPolicies, caller: &SpiffeId, port: u16, request: Option<&(String, String)>) -> (Level, Decision) {
+    let stream = decide_stream(policies, caller, port);
+    let Some((method, path)) = request.filter(|_| stream.is_allowed() && policies.needs_http()) else {
+        return (Level::Connection, stream);
+    };
+    let http = Some(HttpAttempt { method, path });
+    (Level::Request, decide(policies, &Attempt { peer: caller, port, http }))
 }
 
 impl AuthzExplanation {
-    /// Whether the pod's policies hold HTTP rules but no request was given.
+    /// Whether the pod's policies hold HTTP rules, the connection is admitted, and no
+    /// request was given.
     fn http_rules_unasked(&self) -> bool {
-        self.request.is_none() && self.policies.needs_http()
+        self.request.is_none() && self.policies.needs_http() && self.decision.is_allowed()
     }
 }
 
@@ -100,6 +123,12 @@ impl fmt::Display for AuthzExplanation {
             let action = if policy.action == Action::Allow { "ALLOW" } else { "DENY" };
             writeln!(f, "selected by {} ({action}, {} rule(s))", policy.name, policy.rules.len())?;
         }
+        let at = match self.level {
+            Level::Connection if matches!(self.decision, Decision::Open) => "",
+            Level::Connection => "connection ",
+            Level::Request => "request ",
+        };
+        write!(f, "{at}")?;
         match &self.decision {
             Decision::Open => writeln!(f, "open: no policy selects the pod")?,
             Decision::Allowed(d) => writeln!(f, "ALLOWED by {} rule {}", d.policy, d.rule)?,
@@ -110,7 +139,7 @@ impl fmt::Display for AuthzExplanation {
             }
         }
         if self.http_rules_unasked() {
-            writeln!(f, "note: some rules have HTTP attributes and apply per request: give --method and --path to ask about one")?;
+            writeln!(f, "note: the pod's policies have HTTP rules: each request on the connection is decided too; give --method and --path to ask about one")?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! SPIFFE IDs, HTTP methods and paths. Each check returns a message for the status.
 
 use ambit_proxy_core::authz::NamePattern;
-use ambit_proxy_core::routes::normalize_path;
+use ambit_proxy_core::authz::normalize;
 
 /// The methods a rule may name (RFC 9110 and PATCH).
 const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
@@ -93,7 +93,8 @@ pub fn path(value: &str) -> Result<String, String> {
     if value.contains('\\') || value.bytes().any(|b| b.is_ascii_control() || b == b' ' || b >= 0x80) {
         return bad("holds characters not allowed in a path");
     }
-    match normalize_path(value) {
+    // The normalisation the data plane applies to requests before matching.
+    match normalize(value) {
         Ok(normal) if normal == value => Ok(value.to_string()),
         Ok(normal) => bad(&format!("is not normalised (`//`, `.` or `..`): write {normal:?}")),
         Err(e) => bad(&format!("is invalid: {e}")),
