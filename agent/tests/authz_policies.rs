@@ -146,6 +146,19 @@ fn bad_policies_get_a_status_and_a_problem_and_the_others_keep_working() {
     assert_eq!(broken.accepted.reason.as_str(), "Invalid");
     assert!(broken.accepted.message.contains("not normalised"), "{}", broken.accepted.message);
     assert!(status("typo").accepted.message.contains("spec.rulez: unknown field"), "{:?}", status("typo"));
+    let mut state = load(CLUSTER);
+    let misspelt = r#"
+apiVersion: ambit.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: misspelt, namespace: shop}
+spce: {targetRefs: [{group: "", kind: Pod, selector: {}}], action: ALLOW}
+"#;
+    for object in parse_text(std::path::Path::new("misspelt.yaml"), misspelt).objects {
+        state.insert(object).unwrap();
+    }
+    let t2 = on_node(&state, "n1");
+    let misspelt = t2.policy_status.iter().find(|s| s.name == "misspelt").unwrap();
+    assert_eq!(misspelt.accepted.message, "spce: unknown field");
     assert!(t.problems.iter().any(|p| p.contains("AuthorizationPolicy shop/broken is invalid")), "{:?}", t.problems);
     let dump = serde_json::to_value(&t.policy_status).unwrap();
     assert_eq!(dump.as_array().unwrap().len(), 4);

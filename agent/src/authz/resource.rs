@@ -192,6 +192,17 @@ pub struct PolicyObject {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: serde_json::Value,
+    /// Every other top-level field (`apiVersion`, `kind` and `status` are expected; any
+    /// other one is reported as unknown).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl PolicyObject {
+    /// A top-level field an AuthorizationPolicy does not have, if any.
+    pub fn unknown_field(&self) -> Option<&str> {
+        self.other.keys().map(String::as_str).find(|k| !matches!(*k, "apiVersion" | "kind" | "status"))
+    }
 }
 
 impl k8s_openapi::Resource for PolicyObject {

@@ -104,6 +104,7 @@ pub fn object(object: ClusterObject) -> ClusterObject {
         }
         ClusterObject::AuthorizationPolicy(mut o) => {
             strip_meta(&mut o.metadata);
+            o.other.remove("status");
             ClusterObject::AuthorizationPolicy(o)
         }
         ClusterObject::TcpRoute(mut o) => {

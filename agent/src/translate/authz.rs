@@ -49,7 +49,12 @@ pub fn compile_all(state: &ClusterState) -> (BTreeMap<&str, Vec<CompiledPolicy>>
     let mut statuses = Vec::new();
     for (key, object) in &state.authorization_policies {
         let name = PolicyName { namespace: key.namespace.clone(), name: key.name.clone() };
-        let accepted = match compile(&name, &object.spec) {
+        let compiled = match object.unknown_field() {
+            Some(field) => Err(format!("{field}: unknown field")),
+            None if object.spec.is_null() => Err("spec: required".to_string()),
+            None => compile(&name, &object.spec),
+        };
+        let accepted = match compiled {
             Ok(compiled) => {
                 let message = format!("{:?} policy with {} rule(s)", compiled.policy.action, compiled.policy.rules.len());
                 by_namespace.entry(key.namespace.as_str()).or_default().push(compiled);
