@@ -1,18 +1,20 @@
 //! `ambit-agent check`: load a manifests directory and report, per route and Service
 //! parent, whether it is accepted and its references resolve, plus the documents that
-//! failed to load.
+//! failed to load, and each AuthorizationPolicy that is not accepted.
 
 use std::fmt;
 use std::path::Path;
 
 use crate::manifests::{load_dir, ManifestError};
-use crate::translate::{self, ConditionType, NodeView, RouteStatus};
+use crate::translate::{self, ConditionType, NodeView, PolicyStatus, RouteStatus};
 
 /// What `check` found.
 #[derive(Debug)]
 pub struct CheckReport {
     pub manifest_errors: Vec<ManifestError>,
     pub routes: Vec<RouteStatus>,
+    /// Every AuthorizationPolicy's `Accepted` condition.
+    pub policies: Vec<PolicyStatus>,
     pub problems: Vec<String>,
     /// Number of Service ports (cluster IP × port) that would be served.
     pub service_ports: usize,
@@ -22,7 +24,7 @@ impl CheckReport {
     /// True when every manifest loaded and every route parent is accepted with all
     /// references resolved and no rule dropped.
     pub fn ok(&self) -> bool {
-        self.manifest_errors.is_empty() && self.routes.iter().all(RouteStatus::ok)
+        self.manifest_errors.is_empty() && self.routes.iter().all(RouteStatus::ok) && self.policies.iter().all(PolicyStatus::ok)
     }
 }
 
@@ -38,6 +40,7 @@ pub fn check(dir: &Path) -> anyhow::Result<CheckReport> {
     Ok(CheckReport {
         manifest_errors,
         routes: translation.route_status,
+        policies: translation.policy_status,
         problems: placeholders
             .iter()
             .map(|a| format!("placeholder cluster IP {a} (none in the manifest; a cluster allocates one)"))
@@ -65,7 +68,12 @@ impl fmt::Display for CheckReport {
                 }
             }
         }
-        for problem in &self.problems {
+        for policy in &self.policies {
+            let c = &policy.accepted;
+            let verdict = if policy.ok() { "OK   " } else { "ERROR" };
+            writeln!(f, "{verdict} AuthorizationPolicy {}/{}: {}={} ({}): {}", policy.namespace, policy.name, c.type_, if c.status { "True" } else { "False" }, c.reason, c.message)?;
+        }
+        for problem in self.problems.iter().filter(|p| !p.starts_with("AuthorizationPolicy ")) {
             writeln!(f, "WARN  {problem}")?;
         }
         let bad_routes = self.routes.iter().filter(|r| !r.ok()).count();

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::authz::PolicyObject;
 use crate::directory::MeshNode;
 use crate::{MESH_ENABLED, MESH_LABEL};
 
@@ -59,6 +60,7 @@ pub enum ObjectKind {
     TlsRoute,
     TcpRoute,
     MeshNode,
+    AuthorizationPolicy,
 }
 
 impl ObjectKind {
@@ -74,6 +76,7 @@ impl ObjectKind {
             ObjectKind::TlsRoute => "TLSRoute",
             ObjectKind::TcpRoute => "TCPRoute",
             ObjectKind::MeshNode => "MeshNode",
+            ObjectKind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 }
@@ -96,6 +99,7 @@ pub enum ClusterObject {
     TlsRoute(TlsRoute),
     TcpRoute(TcpRoute),
     MeshNode(MeshNode),
+    AuthorizationPolicy(PolicyObject),
 }
 
 /// Why an object cannot be stored.
@@ -117,6 +121,7 @@ impl ClusterObject {
             ClusterObject::TlsRoute(_) => ObjectKind::TlsRoute,
             ClusterObject::TcpRoute(_) => ObjectKind::TcpRoute,
             ClusterObject::MeshNode(_) => ObjectKind::MeshNode,
+            ClusterObject::AuthorizationPolicy(_) => ObjectKind::AuthorizationPolicy,
         }
     }
 
@@ -131,6 +136,7 @@ impl ClusterObject {
             ClusterObject::TlsRoute(o) => &o.metadata,
             ClusterObject::TcpRoute(o) => &o.metadata,
             ClusterObject::MeshNode(o) => &o.metadata,
+            ClusterObject::AuthorizationPolicy(o) => &o.metadata,
         }
     }
 
@@ -161,6 +167,7 @@ impl ClusterObject {
             ClusterObject::TlsRoute(o) => &mut o.metadata,
             ClusterObject::TcpRoute(o) => &mut o.metadata,
             ClusterObject::MeshNode(o) => &mut o.metadata,
+            ClusterObject::AuthorizationPolicy(o) => &mut o.metadata,
         };
         meta.namespace = Some(key.namespace.clone());
     }
@@ -183,6 +190,8 @@ pub struct ClusterState {
     pub tcp_routes: BTreeMap<ObjectKey, Arc<TcpRoute>>,
     /// The mesh directory, by node name (Kubernetes mode; see [`crate::directory`]).
     pub mesh_nodes: BTreeMap<String, Arc<MeshNode>>,
+    /// AuthorizationPolicies, their specs unchecked (see [`crate::authz`]).
+    pub authorization_policies: BTreeMap<ObjectKey, Arc<PolicyObject>>,
 }
 
 impl ClusterState {
@@ -222,6 +231,9 @@ impl ClusterState {
             ClusterObject::MeshNode(o) => {
                 self.mesh_nodes.insert(key.name.clone(), Arc::new(o));
             }
+            ClusterObject::AuthorizationPolicy(o) => {
+                self.authorization_policies.insert(key.clone(), Arc::new(o));
+            }
         }
         Ok(key)
     }
@@ -244,6 +256,7 @@ impl ClusterState {
             ObjectKind::TlsRoute => self.tls_routes.remove(key).is_some(),
             ObjectKind::TcpRoute => self.tcp_routes.remove(key).is_some(),
             ObjectKind::MeshNode => self.mesh_nodes.remove(&key.name).is_some(),
+            ObjectKind::AuthorizationPolicy => self.authorization_policies.remove(key).is_some(),
         }
     }
 
@@ -258,6 +271,7 @@ impl ClusterState {
             + self.tls_routes.len()
             + self.tcp_routes.len()
             + self.mesh_nodes.len()
+            + self.authorization_policies.len()
     }
 
     pub fn is_empty(&self) -> bool {

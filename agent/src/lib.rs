@@ -9,8 +9,10 @@
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
 //! - [`directory`]: the mesh directory (`MeshNode`s): every pod IP's identity and node.
+//! - [`authz`]: the AuthorizationPolicy resource: its CRD, validation and compilation.
 //! - [`signer`]: `ambit-agent signer`, Kubernetes mode's certificate signer.
 
+pub mod authz;
 pub mod ca;
 pub mod cgroups;
 pub mod check;

@@ -44,16 +44,19 @@ enum Command {
         #[arg(long)]
         manifests: PathBuf,
     },
-    /// Explain which route and rule would handle a request.
+    /// Explain which route and rule would handle a request (or, with `authz`, whether a caller may call a pod).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Explain {
-        #[arg(long)]
-        manifests: PathBuf,
+        #[command(subcommand)]
+        what: Option<ExplainWhat>,
+        #[arg(long, required = true)]
+        manifests: Option<PathBuf>,
         /// The calling pod, NAMESPACE/POD.
-        #[arg(long)]
-        from: String,
+        #[arg(long, required = true)]
+        from: Option<String>,
         /// The destination: SERVICE[.NAMESPACE]:PORT or CLUSTER-IP:PORT.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required = true)]
+        to: Option<String>,
         #[arg(long, default_value = "/")]
         path: String,
         #[arg(long, default_value = "GET")]
@@ -81,6 +84,33 @@ enum Command {
     Uninstall {
         #[arg(long, env = "AMBIT_BPF_PIN_DIR", default_value = "/sys/fs/bpf/ambit")]
         bpf_pin_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExplainWhat {
+    /// May a caller call a pod on a port (with a method and path)? Names the AuthorizationPolicy and rule that decide.
+    Authz {
+        #[arg(long)]
+        manifests: PathBuf,
+        /// The caller: NAMESPACE/SERVICEACCOUNT or a SPIFFE ID.
+        #[arg(long)]
+        from: String,
+        /// The called pod, NAMESPACE/POD.
+        #[arg(long)]
+        to: String,
+        /// The destination pod port.
+        #[arg(long)]
+        port: u16,
+        /// The request's method (HTTP rules; default GET when --path is given).
+        #[arg(long)]
+        method: Option<String>,
+        /// The request's path (HTTP rules; default / when --method is given).
+        #[arg(long)]
+        path: Option<String>,
+        /// The mesh's trust domain (for NAMESPACE/SERVICEACCOUNT callers).
+        #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = "cluster.local")]
+        trust_domain: String,
     },
 }
 
@@ -338,7 +368,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Explain { manifests, from, to, path, method, headers, trust_domain } => {
+        Command::Explain { what: Some(ExplainWhat::Authz { manifests, from, to, port, method, path, trust_domain }), .. } => {
+            let trust_domain = ambit_proxy_core::identity::TrustDomain::new(&trust_domain)?;
+            let (state, errors) = ambit_agent::manifests::load_dir(&manifests);
+            for error in &errors {
+                eprintln!("warning: {error}");
+            }
+            let question = ambit_agent::authz::explain::AuthzQuestion {
+                from: &from,
+                to: &to,
+                port,
+                method: method.as_deref(),
+                path: path.as_deref(),
+            };
+            let explanation = ambit_agent::authz::explain::explain_authz(&state, &question, &trust_domain)?;
+            print!("{explanation}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { what: None, manifests, from, to, path, method, headers, trust_domain } => {
+            let (Some(manifests), Some(from), Some(to)) = (manifests, from, to) else {
+                anyhow::bail!("explain needs --manifests, --from and --to");
+            };
             let trust_domain = ambit_proxy_core::identity::TrustDomain::new(&trust_domain)?;
             let (mut state, errors) = ambit_agent::manifests::load_dir(&manifests);
             // Services written by hand have no cluster IP until an API server allocates one.

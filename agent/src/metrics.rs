@@ -234,6 +234,7 @@ impl ConfigState {
                 ("TLSRoute", state.tls_routes.len()),
                 ("TCPRoute", state.tcp_routes.len()),
                 ("MeshNode", state.mesh_nodes.len()),
+                ("AuthorizationPolicy", state.authorization_policies.len()),
             ],
             routes_rejected: parents().filter(|p| !p.accepted()).count(),
             routes_partially_invalid: parents().filter(|p| p.accepted() && !p.fully_ok()).count(),

@@ -389,6 +389,12 @@ impl Node {
         applied.translation.as_ref().map(|t| t.route_status.clone()).unwrap_or_default()
     }
 
+    /// The AuthorizationPolicy status of the last applied translation.
+    pub fn policy_status(&self) -> Vec<translate::PolicyStatus> {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        applied.translation.as_ref().map(|t| t.policy_status.clone()).unwrap_or_default()
+    }
+
     /// [`Node::apply`], logging a failure; returns the pods still lacking a cgroup, and
     /// at least 1 after a failure so that the caller's retry tries again.
     pub fn apply_logged(&self, state: &ClusterState, previous: usize) -> usize {
@@ -419,6 +425,7 @@ impl Node {
         json!({
             "config": config.dump(),
             "routeStatus": status,
+            "policyStatus": applied.translation.as_ref().map(|t| serde_json::to_value(&t.policy_status).unwrap_or_default()).unwrap_or(json!([])),
             "problems": problems,
             "mapSync": map_sync,
             "certificates": self.mesh.as_ref().map(NodeMesh::status),

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use ambit_agent::authz::AuthorizationPolicy;
 use ambit_agent::directory::MeshNode;
 use kube::CustomResourceExt;
 
@@ -24,4 +25,13 @@ fn the_mesh_node_crd_matches_its_type() {
     let crd = MeshNode::crd();
     assert_eq!(crd.spec.scope, "Cluster");
     check("meshnodes.yaml", crd);
+}
+
+#[test]
+fn the_authorization_policy_crd_matches_its_type() {
+    let crd = AuthorizationPolicy::crd();
+    assert_eq!(crd.spec.scope, "Namespaced");
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "no status subresource");
+    check("authorizationpolicies.yaml", crd);
 }

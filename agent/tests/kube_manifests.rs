@@ -178,6 +178,7 @@ fn kubectl_kustomize_renders_objects_that_parse_strictly() {
             "ClusterRoleBinding",
             "ConfigMap",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "DaemonSet",
             "Deployment",
             "Namespace",

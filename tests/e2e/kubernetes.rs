@@ -193,3 +193,47 @@ fn readme_kubectl_commands_enroll_route_and_report_status() {
     kubectl.delete_file("my-httproute.yaml").unwrap();
     wait_status(&pod, "http://echo.server/anything", 200, Duration::from_secs(10)).unwrap();
 }
+
+/// `kubectl get authorizationpolicy NAME -o jsonpath='{.status.conditions[0]}'`, parsed.
+fn policy_condition(kubectl: &Kubectl<'_>, name: &str) -> Option<serde_json::Value> {
+    let out = kubectl.run("server", &["get", "authorizationpolicy", name, "-o", "jsonpath={.status.conditions[0]}"]).ok()?;
+    serde_json::from_str(out.trim()).ok()
+}
+
+#[test]
+fn kubectl_applied_authorization_policies_get_their_accepted_condition() {
+    let world = KubeWorld::start().unwrap();
+    world.api.sync().unwrap();
+    let kubectl = Kubectl::new(&world.bed, &world.api).unwrap();
+    let policies = r#"
+apiVersion: ambit.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow-web, namespace: server}
+spec:
+  targetRefs: [{group: "", kind: Pod, selector: {matchLabels: {app: echo}}}]
+  action: ALLOW
+  rules:
+  - sources: [{type: ServiceAccount, serviceAccount: {namespace: shop, name: web}}]
+---
+apiVersion: ambit.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: bad-path, namespace: server}
+spec:
+  targetRefs: [{group: "", kind: Pod, selector: {}}]
+  action: DENY
+  rules:
+  - httpAttributes: {paths: [{type: Exact, value: "admin"}]}
+"#;
+    let out = kubectl.apply_file("policies.yaml", policies).unwrap();
+    assert!(out.contains("created"), "{out}");
+    let conditions = poll(Duration::from_secs(10), || {
+        let good = policy_condition(&kubectl, "allow-web")?;
+        let bad = policy_condition(&kubectl, "bad-path")?;
+        Some((good, bad))
+    });
+    let (good, bad) = conditions.unwrap_or_else(|| panic!("no Accepted conditions after 10 s\n{}", world.agent.log_tail(30)));
+    assert_eq!((good["type"].as_str(), good["status"].as_str(), good["reason"].as_str()), (Some("Accepted"), Some("True"), Some("Accepted")), "{good}");
+    assert_eq!((bad["status"].as_str(), bad["reason"].as_str()), (Some("False"), Some("Invalid")), "{bad}");
+    assert!(bad["message"].as_str().is_some_and(|m| m.contains("must start with `/`")), "{bad}");
+    assert!(world.agent.log().contains("AuthorizationPolicy server/bad-path is invalid"), "{}", world.agent.log_tail(30));
+}

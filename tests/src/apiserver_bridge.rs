@@ -73,7 +73,7 @@ fn rank(resource: Resource) -> u8 {
         Resource::Services | Resource::ConfigMaps => 1,
         Resource::Pods => 2,
         Resource::EndpointSlices => 3,
-        Resource::HttpRoutes | Resource::GrpcRoutes => 4,
+        Resource::HttpRoutes | Resource::GrpcRoutes | Resource::AuthorizationPolicies => 4,
         Resource::Leases | Resource::MeshNodes | Resource::CertificateSigningRequests => 5,
     }
 }

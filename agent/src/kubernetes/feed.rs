@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::rbac::{self, WatchPermissions};
 use super::strip;
 use crate::cluster::{ClusterObject, ClusterState, ObjectKind};
+use crate::authz::PolicyObject;
 use crate::directory::MeshNode;
 
 /// How the feed watches.
@@ -62,7 +63,7 @@ type KindEvent = (ObjectKind, Result<watcher::Event<ClusterObject>, WatchFailure
 /// Kinds from the Gateway API experimental channel: a cluster without their CRDs has
 /// none of them, which must not hold up the other kinds.
 fn optional(kind: ObjectKind) -> bool {
-    matches!(kind, ObjectKind::TlsRoute | ObjectKind::TcpRoute | ObjectKind::MeshNode)
+    matches!(kind, ObjectKind::TlsRoute | ObjectKind::TcpRoute | ObjectKind::MeshNode | ObjectKind::AuthorizationPolicy)
 }
 
 impl ClusterFeed {
@@ -92,6 +93,13 @@ impl ClusterFeed {
         streams.push(watch_kind::<TlsRoute>(&client, watcher::Config::default(), ObjectKind::TlsRoute, rbac::TLS_ROUTES, ClusterObject::TlsRoute));
         streams.push(watch_kind::<TcpRoute>(&client, watcher::Config::default(), ObjectKind::TcpRoute, rbac::TCP_ROUTES, ClusterObject::TcpRoute));
         streams.push(watch_kind::<MeshNode>(&client, watcher::Config::default(), ObjectKind::MeshNode, rbac::MESH_NODES, ClusterObject::MeshNode));
+        streams.push(watch_kind::<PolicyObject>(
+            &client,
+            watcher::Config::default(),
+            ObjectKind::AuthorizationPolicy,
+            rbac::AUTHORIZATION_POLICIES,
+            ClusterObject::AuthorizationPolicy,
+        ));
         let (tx, snapshots) = watch::channel(None);
         let task = tokio::spawn(run(streams, options.debounce, tx));
         Self { snapshots, task }
@@ -168,7 +176,7 @@ struct Progress {
     relisting: Option<Vec<ClusterObject>>,
 }
 
-const KINDS: usize = 9;
+const KINDS: usize = 10;
 
 async fn run(mut streams: SelectAll<BoxStream<'static, KindEvent>>, debounce: Duration, tx: watch::Sender<Option<Snapshot>>) {
     let mut state = ClusterState::new();
@@ -265,6 +273,7 @@ fn clear_kind(state: &mut ClusterState, kind: ObjectKind) {
         ObjectKind::TlsRoute => state.tls_routes.clear(),
         ObjectKind::TcpRoute => state.tcp_routes.clear(),
         ObjectKind::MeshNode => state.mesh_nodes.clear(),
+        ObjectKind::AuthorizationPolicy => state.authorization_policies.clear(),
     }
 }
 
@@ -284,5 +293,6 @@ fn kind_fingerprint(state: &ClusterState, kind: ObjectKind) -> Vec<(String, Opti
         ObjectKind::TlsRoute => fp(state.tls_routes.iter()),
         ObjectKind::TcpRoute => fp(state.tcp_routes.iter()),
         ObjectKind::MeshNode => fp(state.mesh_nodes.iter()),
+        ObjectKind::AuthorizationPolicy => fp(state.authorization_policies.iter()),
     }
 }

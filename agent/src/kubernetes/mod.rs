@@ -5,7 +5,8 @@
 //!   EndpointSlices, HTTPRoutes, GRPCRoutes) into one [`ClusterState`](crate::cluster::ClusterState),
 //!   published after the initial lists and (debounced) after each change.
 //! - [`lease`]: leader election through the `ambit-status-writer` Lease.
-//! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`.
+//! - [`status`]: writing `status.parents[]` for controllerName `ambit.dev/mesh`;
+//!   [`policy_status`]: AuthorizationPolicies' `Accepted` condition, by the same leader.
 //! - [`rbac`]: every API permission used (checked against `daemonset/clusterrole.yaml`).
 //! - [`run`]: the `run` subcommand tying them to a [`Node`](crate::node::Node).
 //! - [`csr_source`]: workload certificates from the CertificateSigningRequest API
@@ -27,6 +28,7 @@
 //! | Service | `spec` (status dropped) |
 //! | EndpointSlice | addressType, endpoints (without hints), ports |
 //! | HTTPRoute, GRPCRoute | `spec` (status dropped: the status writer reads it fresh) |
+//! | AuthorizationPolicy | `spec` as JSON, checked at translation (status dropped) |
 //!
 //! Only the current objects are held (kube's watcher keeps no cache of its own); a
 //! snapshot is cloned for each debounced publication.
@@ -37,6 +39,7 @@ pub mod feed;
 pub mod follow;
 pub mod lease;
 pub mod mesh;
+pub mod policy_status;
 pub mod rbac;
 pub mod run;
 pub mod status;

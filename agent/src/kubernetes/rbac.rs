@@ -48,6 +48,11 @@ pub const TLS_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tlsrou
 pub const TCP_ROUTES: WatchPermissions = lw("gateway.networking.k8s.io", "tcproutes");
 /// The mesh directory (written by the signer only).
 pub const MESH_NODES: WatchPermissions = lw("ambit.dev", "meshnodes");
+/// AuthorizationPolicies (all namespaces).
+pub const AUTHORIZATION_POLICIES: WatchPermissions = lw("ambit.dev", "authorizationpolicies");
+/// Reading a policy before writing its status, and replacing its status subresource.
+pub const AUTHORIZATION_POLICY_GET: Permission = p("ambit.dev", "authorizationpolicies", "get");
+pub const AUTHORIZATION_POLICY_STATUS_UPDATE: Permission = p("ambit.dev", "authorizationpolicies/status", "update");
 
 /// Reading a route before writing its status (to keep other controllers' entries).
 pub const HTTP_ROUTE_GET: Permission = p("gateway.networking.k8s.io", "httproutes", "get");
@@ -82,6 +87,10 @@ pub const ALL: &[Permission] = &[
     NAMESPACES.watch,
     MESH_NODES.list,
     MESH_NODES.watch,
+    AUTHORIZATION_POLICIES.list,
+    AUTHORIZATION_POLICIES.watch,
+    AUTHORIZATION_POLICY_GET,
+    AUTHORIZATION_POLICY_STATUS_UPDATE,
     PODS.list,
     PODS.watch,
     SERVICES.list,

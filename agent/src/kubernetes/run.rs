@@ -118,7 +118,7 @@ pub async fn run(
             snapshot = feed.next() => {
                 let Some(snapshot) = snapshot else { anyhow::bail!("the cluster feed stopped") };
                 pending = node.apply_logged(&snapshot, pending);
-                status_tx.send_replace(Arc::new(status::Desired::new(node.route_status(), &snapshot)));
+                status_tx.send_replace(Arc::new(status::Desired::new(node.route_status(), &snapshot).with_policies(node.policy_status())));
                 current = Some(snapshot);
             }
             _ = retry.tick(), if pending > 0 => {

@@ -61,6 +61,8 @@ pub struct Desired {
     pub statuses: Vec<RouteStatus>,
     /// `metadata.uid` of each route object the statuses were computed from.
     pub uids: BTreeMap<RouteId, String>,
+    /// AuthorizationPolicy statuses ([`super::policy_status`]).
+    pub policies: Vec<crate::translate::PolicyStatus>,
 }
 
 impl Desired {
@@ -84,7 +86,15 @@ impl Desired {
         for (key, route) in &state.tcp_routes {
             add(RouteKind::Tcp, &key.namespace, &key.name, &route.metadata.uid);
         }
-        Self { statuses, uids }
+        Self { statuses, uids, policies: Vec::new() }
+    }
+}
+
+impl Desired {
+    /// With the AuthorizationPolicy statuses to write too.
+    pub fn with_policies(mut self, policies: Vec<crate::translate::PolicyStatus>) -> Self {
+        self.policies = policies;
+        self
     }
 }
 
@@ -304,6 +314,7 @@ pub async fn run(
     mut statuses: watch::Receiver<Arc<Desired>>,
     shutdown: CancellationToken,
 ) {
+    let mut policy_writer = super::policy_status::PolicyStatusWriter::new(client.clone());
     let mut writer = StatusWriter::new(client);
     let mut retry = tokio::time::interval(RETRY);
     let mut failed = false;
@@ -312,7 +323,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             changed = leading.changed() => {
                 if changed.is_err() { return; }
-                if !*leading.borrow_and_update() { writer.forget(); continue; }
+                if !*leading.borrow_and_update() { writer.forget(); policy_writer.forget(); continue; }
             }
             changed = statuses.changed() => { if changed.is_err() { return; } }
             _ = retry.tick(), if failed => {}
@@ -321,7 +332,9 @@ pub async fn run(
             continue;
         }
         let current = statuses.borrow_and_update().clone();
-        failed = !writer.sync(&current).await;
+        let routes_ok = writer.sync(&current).await;
+        let policies_ok = policy_writer.sync(&current.policies).await;
+        failed = !(routes_ok && policies_ok);
     }
 }
 

@@ -102,6 +102,11 @@ pub fn object(object: ClusterObject) -> ClusterObject {
             strip_meta(&mut o.metadata);
             ClusterObject::MeshNode(o)
         }
+        ClusterObject::AuthorizationPolicy(mut o) => {
+            strip_meta(&mut o.metadata);
+            o.other.remove("status");
+            ClusterObject::AuthorizationPolicy(o)
+        }
         ClusterObject::TcpRoute(mut o) => {
             strip_meta(&mut o.metadata);
             o.status = None;

@@ -98,7 +98,7 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
             | ("gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1alpha2", "GRPCRoute")
             | ("gateway.networking.k8s.io/v1alpha2" | "gateway.networking.k8s.io/v1alpha3", "TLSRoute")
             | ("gateway.networking.k8s.io/v1alpha2", "TCPRoute")
-            | ("ambit.dev/v1alpha1", "MeshNode")
+            | ("ambit.dev/v1alpha1", "MeshNode" | "AuthorizationPolicy")
     );
     if !known {
         return Ok(Parsed::Ignored { api_version, kind: kind_str });
@@ -132,6 +132,7 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
         }
         "TCPRoute" => ClusterObject::TcpRoute(serde_json::from_value(value).map_err(de)?),
         "MeshNode" => ClusterObject::MeshNode(serde_json::from_value(value).map_err(de)?),
+        "AuthorizationPolicy" => ClusterObject::AuthorizationPolicy(serde_json::from_value(value).map_err(de)?),
         _ => unreachable!("kinds are checked above"),
     };
     Ok(Parsed::Object(Box::new(object)))

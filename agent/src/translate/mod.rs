@@ -15,7 +15,9 @@
 //!   `Accepted=False` with reason `Conflicted` (or `Accepted=True` with a message when
 //!   it loses only some of its ports).
 //! - Validation: see [`rules`] (invalid rules are dropped, `PartiallyInvalid`).
+//! - AuthorizationPolicies: see [`authz`] (the policies of this node's pods, by pod IP).
 
+pub mod authz;
 mod backends;
 mod l4;
 pub mod mesh;
@@ -25,6 +27,7 @@ mod services;
 mod spec;
 mod status;
 
+pub use authz::{allow_selected_pods, PolicyStatus};
 pub use backends::RefProblem;
 pub use rules::{DroppedRule, RuleError};
 pub use services::{PortInfo, ServiceIndex, ServiceInfo};
@@ -91,6 +94,10 @@ pub struct Translation {
     /// (when the caller is enrolled).
     pub service_addrs: BTreeSet<SocketAddr>,
     pub route_status: Vec<RouteStatus>,
+    /// Every AuthorizationPolicy's `Accepted` condition.
+    pub policy_status: Vec<PolicyStatus>,
+    /// This node's pod IPs that an ALLOW policy selects (they accept mesh traffic only).
+    pub allow_selected: BTreeSet<std::net::IpAddr>,
     /// Things that are wrong in the input but do not belong to a route's status.
     pub problems: Vec<String>,
 }
@@ -206,6 +213,7 @@ pub fn pod_in_mesh(state: &ClusterState, pod: &Pod) -> bool {
 pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     let mut out = Translation::default();
     workloads(state, node, &mut out);
+    policies(state, node, &mut out);
     let index = ServiceIndex::build(state, &mut out.problems);
 
     // Routes are attached in precedence order of their kinds: GRPCRoute, HTTPRoute,
@@ -326,6 +334,16 @@ fn route_meta(kind: RouteKind, key: &ObjectKey, meta: &ObjectMeta) -> RouteMeta 
         route: Arc::new(RouteRef { kind, namespace: key.namespace.as_str().into(), name: key.name.as_str().into() }),
         created: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
     }
+}
+
+fn policies(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {
+    let translated = authz::translate_policies(state, node);
+    for status in translated.status.iter().filter(|s| !s.ok()) {
+        out.problems.push(format!("AuthorizationPolicy {}/{} is invalid: {}", status.namespace, status.name, status.accepted.message));
+    }
+    out.allow_selected = allow_selected_pods(&translated.authorization);
+    out.config.authorization = Arc::new(translated.authorization);
+    out.policy_status = translated.status;
 }
 
 fn workloads(state: &ClusterState, node: &NodeView<'_>, out: &mut Translation) {

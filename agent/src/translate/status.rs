@@ -29,6 +29,8 @@ pub enum Reason {
     InvalidKind,
     BackendNotFound,
     UnsupportedProtocol,
+    /// An AuthorizationPolicy that does not pass validation (GEP-713's Invalid).
+    Invalid,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::InvalidKind => "InvalidKind",
             Reason::BackendNotFound => "BackendNotFound",
             Reason::UnsupportedProtocol => "UnsupportedProtocol",
+            Reason::Invalid => "Invalid",
         }
     }
 }

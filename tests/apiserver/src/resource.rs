@@ -17,11 +17,13 @@ pub enum Resource {
     /// `certificates.k8s.io/v1` CertificateSigningRequests (cluster-scoped).
     CertificateSigningRequests,
     ConfigMaps,
+    /// Ambit's AuthorizationPolicies (`ambit.dev/v1alpha1`, namespaced, with status).
+    AuthorizationPolicies,
 }
 
 impl Resource {
     /// Every resource type served.
-    pub const ALL: [Resource; 10] = [
+    pub const ALL: [Resource; 11] = [
         Resource::Namespaces,
         Resource::Pods,
         Resource::Services,
@@ -32,6 +34,7 @@ impl Resource {
         Resource::MeshNodes,
         Resource::CertificateSigningRequests,
         Resource::ConfigMaps,
+        Resource::AuthorizationPolicies,
     ];
 
     /// The API group ("" for the core group).
@@ -42,7 +45,7 @@ impl Resource {
             Resource::CertificateSigningRequests => "certificates.k8s.io",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io",
             Resource::Leases => "coordination.k8s.io",
-            Resource::MeshNodes => "ambit.dev",
+            Resource::MeshNodes | Resource::AuthorizationPolicies => "ambit.dev",
         }
     }
 
@@ -54,7 +57,7 @@ impl Resource {
             Resource::CertificateSigningRequests => "certificates.k8s.io/v1",
             Resource::HttpRoutes | Resource::GrpcRoutes => "gateway.networking.k8s.io/v1",
             Resource::Leases => "coordination.k8s.io/v1",
-            Resource::MeshNodes => "ambit.dev/v1alpha1",
+            Resource::MeshNodes | Resource::AuthorizationPolicies => "ambit.dev/v1alpha1",
         }
     }
 
@@ -71,6 +74,7 @@ impl Resource {
             Resource::MeshNodes => "MeshNode",
             Resource::CertificateSigningRequests => "CertificateSigningRequest",
             Resource::ConfigMaps => "ConfigMap",
+            Resource::AuthorizationPolicies => "AuthorizationPolicy",
         }
     }
 
@@ -87,6 +91,7 @@ impl Resource {
             Resource::MeshNodes => "meshnodes",
             Resource::CertificateSigningRequests => "certificatesigningrequests",
             Resource::ConfigMaps => "configmaps",
+            Resource::AuthorizationPolicies => "authorizationpolicies",
         }
     }
 
@@ -109,7 +114,7 @@ impl Resource {
 
     /// Whether the type has a `/status` subresource served here.
     pub fn has_status_subresource(self) -> bool {
-        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::CertificateSigningRequests)
+        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::CertificateSigningRequests | Resource::AuthorizationPolicies)
     }
 
     /// The subresources served besides `status` (CSRs' `approval`).
@@ -127,7 +132,7 @@ impl Resource {
     /// Whether writes to the object's spec bump `metadata.generation` (as for CRDs and
     /// most built-in types with a spec).
     pub fn has_generation(self) -> bool {
-        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::Services)
+        matches!(self, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::Services | Resource::AuthorizationPolicies)
     }
 
     /// The resource type of an object from its `apiVersion` and `kind`.

@@ -201,7 +201,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>, shutdown
             .delete(target.resource, &namespace, name)
             .map(|o| ok_json(&o))
             .ok_or_else(|| not_found(target.resource, name)),
-        (&Method::PUT | &Method::PATCH, Some(name), Some("status")) if matches!(target.resource, Resource::HttpRoutes | Resource::GrpcRoutes) => {
+        (&Method::PUT | &Method::PATCH, Some(name), Some("status")) if matches!(target.resource, Resource::HttpRoutes | Resource::GrpcRoutes | Resource::AuthorizationPolicies) => {
             parsed().and_then(|body| write_status(&shared, &method, target.resource, &namespace, name, body)).map(|o| ok_json(&o))
         }
         (&Method::PUT, Some(name), Some(sub @ ("approval" | "status"))) if target.resource == Resource::CertificateSigningRequests => {
