@@ -19,6 +19,7 @@
 mod backends;
 mod l4;
 pub mod mesh;
+pub mod mesh_mode;
 mod owner;
 mod rules;
 mod services;

@@ -9,7 +9,8 @@ use crate::identity::SpiffeId;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum MeshPath {
     Plain,
-    Local { expected: SpiffeId },
+    /// `guarded`: the pod is STRICT, dial it from the node's address.
+    Local { expected: SpiffeId, guarded: bool },
     Hbone { node: SocketAddr, expected: SpiffeId },
 }
 
@@ -17,7 +18,7 @@ impl MeshPath {
     pub fn of(config: &ProxyConfig, endpoint: SocketAddr) -> Self {
         match config.mesh_destination(endpoint) {
             None => MeshPath::Plain,
-            Some(pod) if pod.on_this_node => MeshPath::Local { expected: pod.identity.clone() },
+            Some(pod) if pod.on_this_node => MeshPath::Local { expected: pod.identity.clone(), guarded: pod.guarded },
             Some(pod) => MeshPath::Hbone { node: pod.node, expected: pod.identity.clone() },
         }
     }
@@ -35,7 +36,7 @@ impl MeshPath {
     pub fn destination_identity(&self) -> Option<&SpiffeId> {
         match self {
             MeshPath::Plain => None,
-            MeshPath::Local { expected } | MeshPath::Hbone { expected, .. } => Some(expected),
+            MeshPath::Local { expected, .. } | MeshPath::Hbone { expected, .. } => Some(expected),
         }
     }
 }

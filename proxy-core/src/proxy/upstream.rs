@@ -190,7 +190,7 @@ impl Upstreams {
     async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath) -> Result<UpstreamStream, UpstreamError> {
         match path {
             MeshPath::Plain => self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Plain),
-            MeshPath::Local { .. } => {
+            MeshPath::Local { guarded, .. } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
                 let claim = StreamClaim {
                     peer: identity.clone(),
@@ -200,7 +200,10 @@ impl Upstreams {
                     tunnel: Tunnel::Local,
                 };
                 mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
-                self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Local)
+                // A guarded (STRICT) pod accepts connections only from the node's own
+                // sockets (the kernel drops SYNs forwarded from a pod's namespace).
+                let source = if *guarded { Source::Node } else { caller.source };
+                self.connect_tcp(source, endpoint).await.map(UpstreamStream::Local)
             }
             MeshPath::Hbone { node, expected } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
