@@ -1,6 +1,6 @@
 //! Finding the node-side interface of a pod: the interface of the most specific
 //! (non-gateway) route to the pod's address in this network namespace's routing table
-//! (`/proc/self/net/route`, `/proc/self/net/ipv6_route`).
+//! (`/proc/thread-self/net/route`, `/proc/thread-self/net/ipv6_route`).
 //!
 //! CNIs that route each pod through its own veth (Calico, Cilium, the ptp plugin, the
 //! test bed) install a /32 (/128) route per pod on its host-side veth. Bridge CNIs
@@ -84,8 +84,8 @@ pub struct RouteTable {
 impl RouteTable {
     /// Reads both families' tables (a missing IPv6 table means no IPv6 routes).
     pub fn read() -> std::io::Result<Self> {
-        let mut routes = parse_v4(&std::fs::read_to_string("/proc/self/net/route")?);
-        routes.extend(parse_v6(&std::fs::read_to_string("/proc/self/net/ipv6_route").unwrap_or_default()));
+        let mut routes = parse_v4(&std::fs::read_to_string("/proc/thread-self/net/route")?);
+        routes.extend(parse_v6(&std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default()));
         Ok(Self { routes })
     }
 

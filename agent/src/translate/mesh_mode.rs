@@ -107,3 +107,89 @@ pub fn guarded_pods(state: &ClusterState, node: &NodeView<'_>) -> GuardedPods {
     out.problems = namespace_problems;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::PodCgroup;
+    use crate::translate::CgroupLookup;
+
+    struct NoCgroups;
+    impl CgroupLookup for NoCgroups {
+        fn find(&self, _: &str, _: Option<&str>) -> Option<PodCgroup> {
+            None
+        }
+    }
+
+    fn state(yaml: &str) -> ClusterState {
+        let (mut state, mut errors) = (ClusterState::new(), Vec::new());
+        crate::manifests::parse_text(std::path::Path::new("pods.yaml"), yaml).load_into(&mut state, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        state
+    }
+
+    fn guarded(yaml: &str) -> GuardedPods {
+        guarded_pods(&state(yaml), &NodeView { node_name: Some("n1"), cgroups: &NoCgroups })
+    }
+
+    fn pod(name: &str, ns: &str, node: &str, ip: &str, annotation: Option<&str>) -> String {
+        let annotations = annotation.map(|a| format!(", annotations: {{ambit.dev/mesh-mode: {a}}}")).unwrap_or_default();
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, uid: {name}{annotations}}}\nspec: {{nodeName: {node}, containers: []}}\nstatus: {{podIPs: [{{ip: \"{ip}\"}}]}}\n"
+        )
+    }
+
+    fn namespace(name: &str, mode: Option<&str>) -> String {
+        let mode = mode.map(|m| format!(", ambit.dev/mesh-mode: {m}")).unwrap_or_default();
+        format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{ambit.dev/mesh: enabled{mode}}}}}\n")
+    }
+
+    fn ips(g: &GuardedPods) -> Vec<String> {
+        g.ips.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn strict_namespaces_guard_their_local_pods_and_pods_override() {
+        let yaml = [
+            namespace("locked", Some("strict")),
+            namespace("open", None),
+            pod("a", "locked", "n1", "10.244.0.2", None),
+            pod("b", "locked", "n1", "10.244.0.3", Some("permissive")),
+            pod("c", "locked", "n2", "10.244.32.2", None),
+            pod("d", "open", "n1", "fd44::4", Some("STRICT")),
+            pod("e", "open", "n1", "10.244.0.5", None),
+        ]
+        .concat();
+        let g = guarded(&yaml);
+        assert_eq!(ips(&g), ["10.244.0.2", "fd44::4"]);
+        assert!(g.problems.is_empty(), "{:?}", g.problems);
+    }
+
+    #[test]
+    fn pods_outside_the_mesh_are_never_guarded() {
+        let yaml = [
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: plain, labels: {ambit.dev/mesh-mode: strict}}\n".to_string(),
+            pod("a", "plain", "n1", "10.244.0.2", Some("strict")),
+        ]
+        .concat();
+        assert!(guarded(&yaml).ips.is_empty());
+    }
+
+    #[test]
+    fn invalid_values_fail_safe_and_are_reported() {
+        let yaml = [
+            namespace("typo", Some("strcit")),
+            namespace("open", None),
+            pod("a", "typo", "n1", "10.244.0.2", None),
+            pod("b", "typo", "n1", "10.244.0.3", None),
+            pod("c", "open", "n1", "10.244.0.4", Some("yes")),
+        ]
+        .concat();
+        let g = guarded(&yaml);
+        // A bad namespace label makes it STRICT; a bad annotation keeps the namespace's mode.
+        assert_eq!(ips(&g), ["10.244.0.2", "10.244.0.3"]);
+        assert_eq!(g.problems.len(), 2, "{:?}", g.problems);
+        assert!(g.problems.iter().any(|p| p.contains("namespace typo") && p.contains("strict")));
+        assert!(g.problems.iter().any(|p| p.contains("pod open/c")));
+    }
+}
