@@ -320,7 +320,8 @@ impl Node {
     /// Translates `state` and publishes it: the proxy's configuration first, then the
     /// eBPF maps, so that a connection redirected under the new maps always finds its
     /// Service and caller in the proxy. Returns how many enrolled pods still lack a
-    /// cgroup on this node (the caller retries while that is non-zero).
+    /// cgroup on this node, plus the STRICT addresses whose interface was not found (the
+    /// caller retries while that is non-zero).
     pub fn apply(&self, state: &ClusterState) -> anyhow::Result<usize> {
         let result = self.apply_inner(state);
         if result.is_err() {
@@ -347,6 +348,7 @@ impl Node {
         self.config.store(config);
         let maps = self.sync_maps(&translation);
         let strict = self.strict.as_ref().map(|guard| guard.sync(&guarded));
+        let unguarded = strict.as_ref().map_or(0, |s| s.unresolved);
         translation.problems.extend(strict.iter().flat_map(|s| s.problems.iter().cloned()));
         for problem in &translation.problems {
             tracing::warn!(%problem, "configuration problem");
@@ -370,7 +372,8 @@ impl Node {
             // Everything that fits is in the maps and served; the rest is reported.
             self.metrics.config().sync_failed();
         }
-        Ok(pending)
+        // STRICT pods whose interface is not there yet are retried like missing cgroups.
+        Ok(pending + unguarded)
     }
 
     /// Writes the Service and enrollment maps: every entry that can be written is, even
