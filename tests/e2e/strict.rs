@@ -159,12 +159,24 @@ fn strict_pods_accept_only_the_mesh_and_probes_and_permissive_accepts_plaintext(
     assert_eq!(r.echo_caller_ip(), Some(ambit_e2e::bed::POD_GATEWAY_V4.to_string().as_str()), "{r:?}");
     call_ok(&far, ClientRequest::http("http://echo.locked/far"), &agents);
 
+    // A STRICT pod that starts later, on the other node, is guarded there too.
+    let late = bed.add_pod(PodSpec::new("locked", "late").label("app", "late").on_node(2)).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || guarded(&agents[1], &late)).is_some(),
+        "node 2 does not guard the new STRICT pod:\n{}",
+        agents[1].log_tail(30)
+    );
+    assert_eq!(from_pod(&outsider, &late), Outcome::Dropped, "pod outside the mesh, across nodes");
+    assert_eq!(from_node(&bed, 1, None, &late), Outcome::Dropped, "hostNetwork process of node 1 to node 2's pod");
+    assert!(drops(&agents[1], "forwarded") >= 2, "node 2 counted no drop");
+
     // PERMISSIVE: the label switch takes effect, the same plaintext clients are accepted.
     bed.label_namespace("locked", MODE_LABEL, Some("permissive")).unwrap();
     let switched = wait_until(Duration::from_secs(20), || from_pod(&outsider, &server) == Outcome::Accepted);
     assert!(switched.is_some(), "PERMISSIVE not applied:\n{}", agents[0].log_tail(30));
     assert_eq!(from_node(&bed, 1, None, &server), Outcome::Accepted, "hostNetwork process of node 1");
     assert_eq!(from_node(&bed, 2, None, &server), Outcome::Accepted, "hostNetwork process of node 2");
+    assert_eq!(from_pod(&outsider, &late), Outcome::Accepted, "pod outside the mesh, across nodes");
     let r = call_ok(&near, ClientRequest::http("http://echo.locked/near"), &agents);
     assert_eq!(r.echo_caller_ip(), Some(near.ipv4.to_string().as_str()), "permissive: the caller's address is kept: {r:?}");
     call_ok(&far, ClientRequest::http("http://echo.locked/far"), &agents);
