@@ -32,6 +32,8 @@ use ambit_agent::strict::{StrictConfig, StrictGuard, Trusted};
 use ambit_ebpf_common::{StrictStat, TrustReason};
 
 const CLIENT_ENV: &str = "AMBIT_STRICT_TEST_CLIENT";
+/// Re-executed to find its own cgroup from a private cgroup namespace (as a container).
+const OWN_ENV: &str = "AMBIT_STRICT_TEST_OWN";
 const POD_V4: &str = "10.56.0.2";
 const POD_V6: &str = "fd56::2";
 const OTHER_V4: &str = "10.56.1.2";
@@ -40,6 +42,10 @@ const NODE_V4: &str = "10.56.255.1";
 fn main() {
     if let Ok(spec) = std::env::var(CLIENT_ENV) {
         client_main(&spec);
+        return;
+    }
+    if let Ok(procs) = std::env::var(OWN_ENV) {
+        own_main(&procs);
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -62,6 +68,17 @@ fn client_main(spec: &str) {
         Ok(_) => println!("ok"),
         Err(e) => println!("{:?}", e.kind()),
     }
+}
+
+/// Joins the cgroup, enters a private cgroup namespace (where its cgroup reads `/`) and
+/// prints the id of its own cgroup as the guard finds it.
+fn own_main(procs: &str) {
+    fs::write(procs, std::process::id().to_string()).expect("joining cgroup");
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).expect("unshare");
+    let unified = fs::read_to_string("/proc/self/cgroup").unwrap();
+    assert!(unified.lines().any(|l| l == "0::/"), "{unified}");
+    let mount = ambit_agent::cgroups::cgroup2_mount().unwrap();
+    println!("{}", ambit_agent::strict::trust::own(&mount).expect("own cgroup").id);
 }
 
 fn connect(cgroup: &Path, netns: &Netns, addr: &str) -> String {
@@ -188,6 +205,15 @@ fn scenario() {
         ]
     });
     let _node_listener = node.run(|| TcpListener::bind(format!("{NODE_V4}:9090")).unwrap());
+
+    // The agent finds its own cgroup even from a container's private cgroup namespace.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(OWN_ENV, trusted.join("cgroup.procs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let own_id: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(own_id, ambit_agent::strict::trust::cgroup_id(&trusted).unwrap(), "own cgroup from a cgroup namespace");
 
     let bpffs = PathBuf::from("/sys/fs/bpf");
     assert!(bpffs.exists(), "bpffs must be mounted at /sys/fs/bpf");

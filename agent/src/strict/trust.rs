@@ -27,12 +27,44 @@ pub fn cgroup_id(path: &Path) -> anyhow::Result<u64> {
     Ok(meta.ino())
 }
 
-/// The cgroup v2 path of process `pid` (`0::/path` in `/proc/<pid>/cgroup`), relative
-/// to the cgroup2 mount.
-pub fn process_cgroup(pid: &str) -> anyhow::Result<PathBuf> {
+/// The cgroup directory (under `mount`, the node's cgroup v2 hierarchy) of process `pid`.
+///
+/// `/proc/<pid>/cgroup` names it relative to the reader's cgroup namespace: from a
+/// container with its own namespace the agent's cgroup reads `/` and the kubelet's
+/// `/../..`-something, while the mounted cgroupfs is the node's. So the named path is
+/// only a hint, accepted when its `cgroup.procs` lists `pid`; otherwise the tree is
+/// searched for the cgroup whose `cgroup.procs` does (once, at start).
+pub fn process_cgroup(mount: &Path, pid: u32) -> anyhow::Result<PathBuf> {
     let file = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
-    unified_path(&text).with_context(|| format!("{file} names no cgroup v2 path"))
+    let hint = unified_path(&text).with_context(|| format!("{file} names no cgroup v2 path"))?;
+    if !hint.components().any(|c| matches!(c, std::path::Component::ParentDir)) && lists(&mount.join(&hint), pid) {
+        return Ok(mount.join(hint));
+    }
+    search(mount, pid, 0).with_context(|| format!("no cgroup under {} lists process {pid}", mount.display()))
+}
+
+/// How deep [`search`] descends (kubelet pod cgroups are about 5 levels down).
+const MAX_DEPTH: usize = 12;
+
+fn search(dir: &Path, pid: u32, depth: usize) -> Option<PathBuf> {
+    if lists(dir, pid) {
+        return Some(dir.to_path_buf());
+    }
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| search(&e.path(), pid, depth + 1))
+}
+
+/// Whether the cgroup `dir` directly holds process `pid`.
+fn lists(dir: &Path, pid: u32) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .is_ok_and(|procs| procs.lines().any(|l| l.trim().parse::<u32>() == Ok(pid)))
 }
 
 /// The path of the `0::` (cgroup v2) line, without its leading `/`.
@@ -42,10 +74,11 @@ fn unified_path(text: &str) -> Option<PathBuf> {
         .map(|p| PathBuf::from(p.trim().trim_start_matches('/')))
 }
 
-/// The agent's own cgroup, under `mount`.
+/// The agent's own cgroup, under `mount` (the node's cgroup hierarchy).
 pub fn own(mount: &Path) -> anyhow::Result<Trusted> {
-    let path = mount.join(process_cgroup("self")?);
-    Ok(Trusted { id: cgroup_id(&path)?, path, reason: TrustReason::Agent })
+    let path = process_cgroup(mount, std::process::id()).context("finding the agent's own cgroup (is the node's cgroupfs mounted?)")?;
+    let id = cgroup_id(&path)?;
+    Ok(Trusted { id, path, reason: TrustReason::Agent })
 }
 
 /// `--probe-cgroup` paths (relative to `mount`; a leading `/` is allowed).
@@ -69,12 +102,11 @@ pub fn probes(mount: &Path, relative: &[PathBuf]) -> anyhow::Result<Vec<Trusted>
 pub fn kubelet(mount: &Path) -> Option<Trusted> {
     let entries = std::fs::read_dir("/proc").ok()?;
     let pid = entries.flatten().find_map(|e| {
-        let name = e.file_name().into_string().ok()?;
-        name.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (comm.trim() == "kubelet").then_some(name)
+        (comm.trim() == "kubelet").then_some(pid)
     })?;
-    let path = mount.join(process_cgroup(&pid).ok()?);
+    let path = process_cgroup(mount, pid).ok()?;
     Some(Trusted { id: cgroup_id(&path).ok()?, path, reason: TrustReason::Probe })
 }
 
