@@ -149,6 +149,7 @@ fn install_strict(options: &NodeOptions, metrics: &mut NodeMetrics) -> anyhow::R
         pin_dir: options.bpf_pin_dir.clone(),
         capacity: options.map_capacity,
         trusted,
+        cgroup_mount: Some(mount),
     })?);
     metrics.register_collector(Box::new(crate::strict::metrics::StrictCollector(guard.clone())));
     Ok(guard)
@@ -446,6 +447,9 @@ impl Node {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let mut problems = applied.maps.problems();
         problems.extend(self.mesh.iter().flat_map(NodeMesh::problems));
+        if let Some(strict) = applied.strict.as_ref().filter(|s| s.unresolved > 0) {
+            problems.push(format!("{} STRICT pod addresses are not guarded in the kernel yet (see /config_dump problems)", strict.unresolved));
+        }
         if problems.is_empty() {
             "ready\n".to_string()
         } else {

@@ -223,7 +223,8 @@ fn scenario() {
     let guard = StrictGuard::install(&StrictConfig {
         pin_dir: pins.0.clone(),
         capacity: Default::default(),
-        trusted: vec![Trusted { id: trusted_id, path: trusted.clone(), reason: TrustReason::Probe }],
+        trusted: vec![Trusted { id: trusted_id, path: trusted.clone(), reason: TrustReason::Agent }],
+        cgroup_mount: None,
     })
     .expect("installing the guard");
 
@@ -250,6 +251,23 @@ fn scenario() {
     assert!(stat(&guard, StrictStat::DroppedForwarded) >= 1);
     // The guarded pod's own outbound connections work (the SYN-ACK passes).
     assert_eq!(connect(&untrusted, &pod_ns, &format!("{NODE_V4}:9090")), "ok", "the pod dials out");
+
+    // A second agent (surge rollout) trusting its own cgroup keeps the first agent's,
+    // whose cgroup still exists; one installed without that knowledge drops it.
+    let untrusted_id = ambit_agent::strict::trust::cgroup_id(&untrusted).unwrap();
+    let second = |mount: Option<PathBuf>, id: u64, path: &Path| StrictConfig {
+        pin_dir: pins.0.clone(),
+        capacity: Default::default(),
+        trusted: vec![Trusted { id, path: path.to_path_buf(), reason: TrustReason::Agent }],
+        cgroup_mount: mount,
+    };
+    let successor = StrictGuard::install(&second(Some(mount.clone()), untrusted_id, &untrusted)).unwrap();
+    assert_eq!(connect(&untrusted, &node, &pod_v4), "ok", "the successor's cgroup");
+    assert_eq!(connect(&trusted, &node, &pod_v4), "ok", "the first agent's cgroup is kept");
+    drop(successor);
+    let alone = StrictGuard::install(&second(None, trusted_id, &trusted)).unwrap();
+    assert_eq!(connect(&untrusted, &node, &pod_v4), "TimedOut", "the other agent's entry is removed");
+    drop(alone);
 
     // Unguarded again: the link and the entries are gone.
     let sync = node.run(|| guard.sync(&BTreeSet::new()));

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ambit_ebpf_common::{map_names, Addr, GuardedPod, TrustedCgroup, STRICT_STAT_COUNT};
+use ambit_ebpf_common::{map_names, Addr, GuardedPod, TrustReason, TrustedCgroup, STRICT_STAT_COUNT};
 use anyhow::{anyhow, Context};
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::SchedClassifier;
@@ -37,6 +37,9 @@ pub struct StrictConfig {
     pub capacity: MapCapacity,
     /// Cgroups whose sockets may open connections to guarded pods.
     pub trusted: Vec<Trusted>,
+    /// The node's cgroup v2 hierarchy: another agent's entry (a surge rollout's old or
+    /// new agent) is kept while its cgroup still exists there. None: only `trusted`.
+    pub cgroup_mount: Option<PathBuf>,
 }
 
 /// What one [`StrictGuard::sync`] did.
@@ -88,7 +91,8 @@ impl StrictGuard {
             .try_into()?;
         program.load().context("loading the STRICT classifier")?;
         let mut trusted: HashMap<MapData, u64, TrustedCgroup> = take_map(&mut ebpf, map_names::TRUSTED_CGROUPS)?.try_into()?;
-        write_trusted(&mut trusted, &cfg.trusted)?;
+        let live = cfg.cgroup_mount.as_deref().map(trust::live_cgroup_ids).unwrap_or_default();
+        write_trusted(&mut trusted, &cfg.trusted, &live)?;
         let guarded = take_map(&mut ebpf, map_names::GUARDED_PODS)?.try_into()?;
         let stats = take_map(&mut ebpf, map_names::STRICT_STATS)?.try_into()?;
         let links = links::Links::new(links_dir(&cfg.pin_dir))?;
@@ -158,10 +162,16 @@ fn interfaces(ips: &BTreeSet<IpAddr>, out: &mut StrictSync) -> std::io::Result<B
     Ok(wanted)
 }
 
-fn write_trusted(map: &mut HashMap<MapData, u64, TrustedCgroup>, trusted: &[Trusted]) -> anyhow::Result<()> {
-    let present = map.keys().collect::<Result<BTreeSet<u64>, _>>()?;
+/// Makes the map hold `trusted`, plus the entries of other agents whose cgroup is still
+/// `live` (during a surge rollout both agents dial guarded pods); the rest is removed.
+fn write_trusted(map: &mut HashMap<MapData, u64, TrustedCgroup>, trusted: &[Trusted], live: &BTreeSet<u64>) -> anyhow::Result<()> {
+    let present = map.iter().collect::<Result<Vec<(u64, TrustedCgroup)>, _>>()?;
     let ids: BTreeSet<u64> = trusted.iter().map(|t| t.id).collect();
-    for id in present.difference(&ids) {
+    let other_agent = |value: &TrustedCgroup| value.reason == TrustReason::Agent as u32;
+    for (id, value) in present.iter().filter(|(id, _)| !ids.contains(id)) {
+        if other_agent(value) && live.contains(id) {
+            continue;
+        }
         map.remove(id).with_context(|| format!("removing trusted cgroup {id}"))?;
     }
     for t in trusted {

@@ -4,6 +4,7 @@
 //! A cgroup v2 id is the inode number of its directory, which is what
 //! `bpf_skb_cgroup_id` reports for a packet's socket.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,25 @@ fn search(dir: &Path, pid: u32, depth: usize) -> Option<PathBuf> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .find_map(|e| search(&e.path(), pid, depth + 1))
+}
+
+/// The ids of every cgroup under `mount` (down to [`MAX_DEPTH`]).
+pub fn live_cgroup_ids(mount: &Path) -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    collect_ids(mount, 0, &mut ids);
+    ids
+}
+
+fn collect_ids(dir: &Path, depth: usize, ids: &mut BTreeSet<u64>) {
+    let Ok(meta) = std::fs::metadata(dir) else { return };
+    ids.insert(meta.ino());
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        collect_ids(&e.path(), depth + 1, ids);
+    }
 }
 
 /// Whether the cgroup `dir` directly holds process `pid`.
