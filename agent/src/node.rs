@@ -346,6 +346,11 @@ impl Node {
         }
         // Pods first, so that a new caller's upstream sockets find its namespace.
         self.sockets.sync_pods(translation.caller_pods.clone());
+        // Pods no longer STRICT are released before the proxy dials them from their
+        // callers' namespaces; new STRICT pods are guarded after it dials them from the node.
+        if let Some(guard) = &self.strict {
+            guard.release(&guarded);
+        }
         self.config.store(config);
         let maps = self.sync_maps(&translation);
         let strict = self.strict.as_ref().map(|guard| guard.sync(&guarded));

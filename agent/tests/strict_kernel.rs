@@ -269,8 +269,12 @@ fn scenario() {
     assert_eq!(connect(&untrusted, &node, &pod_v4), "TimedOut", "the other agent's entry is removed");
     drop(alone);
 
+    // Releasing with the same set changes nothing; releasing all unguards.
+    let kept = node.run(|| guard.release(&guarded));
+    assert_eq!(kept, Default::default(), "nothing to release");
+    assert_eq!(connect(&untrusted, &node, &pod_v4), "TimedOut", "still guarded");
     // Unguarded again: the link and the entries are gone.
-    let sync = node.run(|| guard.sync(&BTreeSet::new()));
+    let sync = node.run(|| guard.release(&BTreeSet::new()));
     assert!(sync.problems.is_empty(), "{:?}", sync.problems);
     assert!(!pins.0.join("strict/vh").exists(), "the link is unpinned");
     assert_eq!(connect(&untrusted, &other, &pod_v4), "ok", "unguarded again, other pod");

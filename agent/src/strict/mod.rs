@@ -55,6 +55,8 @@ pub struct StrictSync {
 }
 
 struct Inner {
+    /// The addresses the last sync guarded.
+    current: BTreeSet<IpAddr>,
     ebpf: Ebpf,
     guarded: HashMap<MapData, Addr, GuardedPod>,
     links: links::Links,
@@ -93,15 +95,31 @@ impl StrictGuard {
         let mut trusted: HashMap<MapData, u64, TrustedCgroup> = take_map(&mut ebpf, map_names::TRUSTED_CGROUPS)?.try_into()?;
         let live = cfg.cgroup_mount.as_deref().map(trust::live_cgroup_ids).unwrap_or_default();
         write_trusted(&mut trusted, &cfg.trusted, &live)?;
-        let guarded = take_map(&mut ebpf, map_names::GUARDED_PODS)?.try_into()?;
+        let guarded: HashMap<MapData, Addr, GuardedPod> = take_map(&mut ebpf, map_names::GUARDED_PODS)?.try_into()?;
+        // A previous agent's guarded addresses (pinned map): released like any others.
+        let current = guarded.keys().flatten().map(|k| show(&k)).collect();
         let stats = take_map(&mut ebpf, map_names::STRICT_STATS)?.try_into()?;
         let links = links::Links::new(links_dir(&cfg.pin_dir))?;
-        Ok(Self { inner: Mutex::new(Inner { ebpf, guarded, links }), stats, trusted: cfg.trusted.clone() })
+        let inner = Inner { current, ebpf, guarded, links };
+        Ok(Self { inner: Mutex::new(inner), stats, trusted: cfg.trusted.clone() })
     }
 
     /// The trusted cgroups written at install.
     pub fn trusted(&self) -> &[Trusted] {
         &self.trusted
+    }
+
+    /// Stops guarding the addresses not in `ips` (and guards none that is not guarded
+    /// yet). The node calls this before publishing a configuration in which those pods
+    /// are dialled from their callers' namespaces again, and [`StrictGuard::sync`] after
+    /// it: so the proxy never dials a pod from a namespace the guard would drop.
+    pub fn release(&self, ips: &BTreeSet<IpAddr>) -> StrictSync {
+        let current = self.inner.lock().unwrap_or_else(|p| p.into_inner()).current.clone();
+        let kept: BTreeSet<IpAddr> = current.intersection(ips).copied().collect();
+        if kept.len() == current.len() {
+            return StrictSync::default();
+        }
+        self.sync(&kept)
     }
 
     /// Makes the guarded set exactly `ips`: new addresses get their map entry before
@@ -119,13 +137,14 @@ impl StrictGuard {
         };
         let keys: BTreeSet<Addr> = ips.iter().map(|ip| addr(*ip)).collect();
         add_entries(&mut inner.guarded, &keys, &mut out);
-        let Inner { ebpf, links, guarded } = &mut *inner;
+        let Inner { ebpf, links, guarded, .. } = &mut *inner;
         match ebpf.program_mut(links::PROGRAM).map(<&mut SchedClassifier>::try_from) {
             Some(Ok(program)) => out.problems.extend(links.sync(program, &wanted)),
             _ => out.problems.push("the STRICT classifier is not loaded".to_string()),
         }
         remove_entries(guarded, &keys, &mut out);
         out.interfaces = wanted.len();
+        inner.current = ips.clone();
         out
     }
 
