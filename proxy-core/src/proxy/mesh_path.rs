@@ -40,3 +40,25 @@ impl MeshPath {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MeshDestination;
+    use crate::identity::TrustDomain;
+
+    #[test]
+    fn a_guarded_local_pod_is_dialled_from_the_node() {
+        let id = SpiffeId::new(TrustDomain::new("cluster.local").unwrap(), "shop", "catalog").unwrap();
+        let node: SocketAddr = "10.77.0.1:15008".parse().unwrap();
+        let mut config = ProxyConfig::default();
+        for (ip, guarded) in [("10.244.0.2", true), ("10.244.0.3", false)] {
+            let pod = MeshDestination { node, identity: id.clone(), on_this_node: true, guarded };
+            config.mesh.insert(ip.parse().unwrap(), pod);
+        }
+        let path = |ip: &str| MeshPath::of(&config, format!("{ip}:8080").parse().unwrap());
+        assert_eq!(path("10.244.0.2"), MeshPath::Local { expected: id.clone(), guarded: true });
+        assert_eq!(path("10.244.0.3"), MeshPath::Local { expected: id, guarded: false });
+        assert_eq!(path("10.244.0.4"), MeshPath::Plain);
+    }
+}
