@@ -7,6 +7,7 @@
 //! - [`translate`]: turning the store into proxy-core's configuration, the eBPF maps'
 //!   contents and route status.
 //! - [`redirect`]: loading, pinning and feeding the eBPF connect hooks.
+//! - [`strict`]: STRICT mesh mode in the kernel (tc egress on guarded pods' veths).
 //! - [`egress`]: upstream sockets in the caller pod's network namespace.
 //! - [`directory`]: the mesh directory (`MeshNode`s): every pod IP's identity and node.
 //! - [`authz`]: the AuthorizationPolicy resource: its CRD, validation and compilation.
@@ -46,3 +47,4 @@ pub mod metrics;
 pub mod node;
 pub mod probe;
 pub mod standalone;
+pub mod strict;

@@ -194,6 +194,11 @@ struct NodeArgs {
     /// further connects to Services fail with EPERM (0: no quota).
     #[arg(long, env = "AMBIT_MAX_TRACKED_SOCKETS_PER_POD", default_value_t = ambit_agent::redirect::DEFAULT_PER_POD_SOCKETS)]
     max_tracked_sockets_per_pod: u32,
+    /// A cgroup (relative to the cgroup v2 mount) whose processes may open connections
+    /// to STRICT pods, for kubelet probes; repeatable. Default: the cgroup of the
+    /// process named `kubelet`, when one is found.
+    #[arg(long = "probe-cgroup", env = "AMBIT_PROBE_CGROUPS", value_delimiter = ',')]
+    probe_cgroups: Vec<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -321,6 +326,7 @@ impl NodeArgs {
             drain: self.drain,
             proxy: self.limits.proxy_options(),
             per_pod_sockets: self.max_tracked_sockets_per_pod,
+            probe_cgroups: self.probe_cgroups.clone(),
             mesh,
         })
     }
@@ -428,6 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Uninstall { bpf_pin_dir } => {
+            ambit_agent::strict::StrictGuard::uninstall(&bpf_pin_dir)?;
             ambit_agent::redirect::Redirector::uninstall(&bpf_pin_dir)?;
             println!("removed Ambit's eBPF programs and maps under {}", bpf_pin_dir.display());
             Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@
 //! Kubernetes: the CertificateSigningRequest API and Ambit's signer). Without one,
 //! every call stays plaintext, as before.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -103,8 +103,9 @@ impl NodeMesh {
     }
 
     /// The proxy's mesh table: each mesh pod's HBONE address (its node's, or this
-    /// node's own address of the pod's family for local pods) and identity.
-    pub fn destinations(&self, view: &MeshView, node_ips: &[IpAddr]) -> HashMap<IpAddr, MeshDestination> {
+    /// node's own address of the pod's family for local pods) and identity; local pods
+    /// in `guarded` are marked so (the proxy dials them from the node's address).
+    pub fn destinations(&self, view: &MeshView, node_ips: &[IpAddr], guarded: &BTreeSet<IpAddr>) -> HashMap<IpAddr, MeshDestination> {
         view.destinations
             .iter()
             .filter_map(|(ip, pod)| {
@@ -116,6 +117,7 @@ impl NodeMesh {
                     node: SocketAddr::new(node, self.hbone_port),
                     identity: pod.identity.clone(),
                     on_this_node: pod.node.is_none(),
+                    guarded: pod.node.is_none() && guarded.contains(ip),
                 };
                 Some((*ip, destination))
             })

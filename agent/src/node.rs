@@ -1,6 +1,7 @@
 //! The node runtime shared by standalone and Kubernetes modes: the proxy listeners,
 //! the eBPF redirector, and publishing each new cluster view to both.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use crate::egress::{EgressCollector, PodSockets};
 use crate::mesh::{MeshOptions, NodeMesh};
 use crate::metrics::NodeMetrics;
 use crate::redirect::{MapCapacity, Redirector, RedirectorConfig, SyncOutcome};
+use crate::strict::{StrictConfig, StrictGuard, StrictSync};
 use crate::translate::{self, Translation};
 
 /// How often pods that still lack a cgroup on this node are looked for again.
@@ -75,6 +77,9 @@ pub struct NodeOptions {
     pub proxy: ProxyOptions,
     /// The eBPF per-pod quota of tracked sockets (0: none).
     pub per_pod_sockets: u32,
+    /// Cgroups (relative to the cgroup v2 mount) trusted to open connections to STRICT
+    /// pods, for kubelet probes (empty: the `kubelet` process's cgroup, if found).
+    pub probe_cgroups: Vec<PathBuf>,
     /// Workload identities and mutual TLS between nodes (None: every call plaintext).
     pub mesh: Option<MeshOptions>,
 }
@@ -84,6 +89,8 @@ pub struct NodeOptions {
 struct Applied {
     translation: Option<Translation>,
     maps: MapSync,
+    /// The last STRICT sync (None: the mesh is off, nothing is guarded).
+    strict: Option<StrictSync>,
     /// The last apply failed: retry it even if no pending cgroup appeared.
     failed: bool,
 }
@@ -126,6 +133,28 @@ fn bind_hbone(options: &NodeOptions) -> anyhow::Result<Vec<TcpListener>> {
         .collect()
 }
 
+/// Installs the STRICT guard, trusting the agent's own cgroup and the probe cgroups.
+fn install_strict(options: &NodeOptions, metrics: &mut NodeMetrics) -> anyhow::Result<Arc<StrictGuard>> {
+    let mount = crate::cgroups::cgroup2_mount()?;
+    let mut trusted = vec![crate::strict::trust::own(&mount)?];
+    if options.probe_cgroups.is_empty() {
+        trusted.extend(crate::strict::trust::kubelet(&mount));
+    } else {
+        trusted.extend(crate::strict::trust::probes(&mount, &options.probe_cgroups)?);
+    }
+    for t in &trusted {
+        tracing::info!(cgroup = %t.path.display(), id = t.id, reason = ?t.reason, "trusted to connect to STRICT pods");
+    }
+    let guard = Arc::new(StrictGuard::install(&StrictConfig {
+        pin_dir: options.bpf_pin_dir.clone(),
+        capacity: options.map_capacity,
+        trusted,
+        cgroup_mount: Some(mount),
+    })?);
+    metrics.register_collector(Box::new(crate::strict::metrics::StrictCollector(guard.clone())));
+    Ok(guard)
+}
+
 /// One node's data plane and its redirection.
 pub struct Node {
     options: NodeOptions,
@@ -135,6 +164,8 @@ pub struct Node {
     sockets: Arc<PodSockets>,
     metrics: NodeMetrics,
     mesh: Option<NodeMesh>,
+    /// The kernel guard of STRICT pods (only with the mesh on).
+    strict: Option<Arc<StrictGuard>>,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
     ready: AtomicBool,
@@ -191,6 +222,10 @@ impl Node {
         })?;
         let redirector = Arc::new(redirector);
         let mut metrics = NodeMetrics::new(redirector.clone(), options.metrics);
+        let strict = match &options.mesh {
+            Some(_) => Some(install_strict(&options, &mut metrics)?),
+            None => None,
+        };
         let sockets = PodSockets::start().map_err(|e| anyhow::anyhow!("starting the network namespace helper: {e}"))?;
         metrics.register_collector(Box::new(EgressCollector(sockets.stats())));
         let config = ConfigHandle::default();
@@ -219,6 +254,7 @@ impl Node {
             sockets,
             metrics,
             mesh,
+            strict,
             cgroups,
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
@@ -282,7 +318,8 @@ impl Node {
     /// Translates `state` and publishes it: the proxy's configuration first, then the
     /// eBPF maps, so that a connection redirected under the new maps always finds its
     /// Service and caller in the proxy. Returns how many enrolled pods still lack a
-    /// cgroup on this node (the caller retries while that is non-zero).
+    /// cgroup on this node, plus the STRICT addresses whose interface was not found (the
+    /// caller retries while that is non-zero).
     pub fn apply(&self, state: &ClusterState) -> anyhow::Result<usize> {
         let result = self.apply_inner(state);
         if result.is_err() {
@@ -297,16 +334,25 @@ impl Node {
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         let mut config = std::mem::take(&mut translation.config);
         config.version = version;
+        let guarded = self.guarded(state, &view, &translation.allow_selected, &mut translation.problems);
         if let Some(mesh) = &self.mesh {
             let mesh_view = translate::mesh::mesh_view(state, &view, mesh.trust_domain());
-            config.mesh = mesh.destinations(&mesh_view, &self.options.node_ips);
+            config.mesh = mesh.destinations(&mesh_view, &self.options.node_ips, &guarded);
             mesh.hold(&mesh_view);
             translation.problems.extend(mesh_view.problems);
         }
         // Pods first, so that a new caller's upstream sockets find its namespace.
         self.sockets.sync_pods(translation.caller_pods.clone());
+        // Pods no longer STRICT are released before the proxy dials them from their
+        // callers' namespaces; new STRICT pods are guarded after it dials them from the node.
+        if let Some(guard) = &self.strict {
+            guard.release(&guarded);
+        }
         self.config.store(config);
         let maps = self.sync_maps(&translation);
+        let strict = self.strict.as_ref().map(|guard| guard.sync(&guarded));
+        let unguarded = strict.as_ref().map_or(0, |s| s.unresolved);
+        translation.problems.extend(strict.iter().flat_map(|s| s.problems.iter().cloned()));
         for problem in &translation.problems {
             tracing::warn!(%problem, "configuration problem");
         }
@@ -321,7 +367,7 @@ impl Node {
         self.metrics.config().applied(state, &translation, version);
         let complete = maps.services.is_complete() && maps.enrolled.is_complete();
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        *applied = Applied { translation: Some(translation), maps, failed: false };
+        *applied = Applied { translation: Some(translation), maps, strict, failed: false };
         drop(applied);
         self.start_serving();
         self.ready.store(true, Ordering::Release);
@@ -329,7 +375,8 @@ impl Node {
             // Everything that fits is in the maps and served; the rest is reported.
             self.metrics.config().sync_failed();
         }
-        Ok(pending)
+        // STRICT pods whose interface is not there yet are retried like missing cgroups.
+        Ok(pending + unguarded)
     }
 
     /// Writes the Service and enrollment maps: every entry that can be written is, even
@@ -360,11 +407,37 @@ impl Node {
         maps
     }
 
-    /// Whether the cgroup retry should translate again: the last apply failed, or a pod
-    /// that lacked its cgroup has one now (checked pod by pod, without translating).
+    /// The addresses to guard (mesh on only): this node's STRICT pods, the pods an ALLOW
+    /// AuthorizationPolicy selects (a plaintext caller has no identity a rule could
+    /// allow, so they accept only mesh traffic too).
+    fn guarded(
+        &self,
+        state: &ClusterState,
+        view: &translate::NodeView<'_>,
+        allow_selected: &BTreeSet<IpAddr>,
+        problems: &mut Vec<String>,
+    ) -> BTreeSet<IpAddr> {
+        if self.strict.is_none() {
+            return BTreeSet::new();
+        }
+        let mut guarded = translate::mesh_mode::guarded_pods(state, view);
+        problems.append(&mut guarded.problems);
+        guarded.ips.extend(allow_selected.iter().copied());
+        guarded.ips
+    }
+
+    /// The STRICT guard (None when the mesh is off).
+    pub fn strict(&self) -> Option<&Arc<StrictGuard>> {
+        self.strict.as_ref()
+    }
+
+    /// Whether the cgroup retry should translate again: the last apply failed, a pod
+    /// that lacked its cgroup has one now (checked pod by pod, without translating), or
+    /// a STRICT pod's interface was not found yet.
     pub fn retry_due(&self) -> bool {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         applied.failed
+            || applied.strict.as_ref().is_some_and(|s| s.unresolved > 0)
             || applied
                 .translation
                 .as_ref()
@@ -376,6 +449,9 @@ impl Node {
         let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let mut problems = applied.maps.problems();
         problems.extend(self.mesh.iter().flat_map(NodeMesh::problems));
+        if let Some(strict) = applied.strict.as_ref().filter(|s| s.unresolved > 0) {
+            problems.push(format!("{} STRICT pod addresses are not guarded in the kernel yet (see /config_dump problems)", strict.unresolved));
+        }
         if problems.is_empty() {
             "ready\n".to_string()
         } else {
@@ -429,6 +505,12 @@ impl Node {
             "problems": problems,
             "mapSync": map_sync,
             "certificates": self.mesh.as_ref().map(NodeMesh::status),
+            "strict": applied.strict.as_ref().map(|s| json!({
+                "guardedAddresses": s.guarded,
+                "interfaces": s.interfaces,
+                "unresolved": s.unresolved,
+                "trustedCgroups": self.strict.iter().flat_map(|g| g.trusted()).map(|t| t.path.display().to_string()).collect::<Vec<_>>(),
+            })),
         })
     }
 

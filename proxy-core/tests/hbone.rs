@@ -72,7 +72,7 @@ struct CalleeNode {
 fn mesh_config(pods: &[(IpAddr, SpiffeId)], node: SocketAddr, on_this_node: bool) -> ProxyConfig {
     let mesh: HashMap<IpAddr, MeshDestination> = pods
         .iter()
-        .map(|(ip, id)| (*ip, MeshDestination { node, identity: id.clone(), on_this_node }))
+        .map(|(ip, id)| (*ip, MeshDestination { node, identity: id.clone(), on_this_node, guarded: false }))
         .collect();
     ProxyConfig { mesh, version: 1, ..ProxyConfig::default() }
 }

@@ -81,12 +81,12 @@ fn caller_id(ca: &TestCa) -> SpiffeId {
 /// node at `hbone` (`on_this_node` from the publishing node's view).
 fn publish(node: &Node, protocol: AppProtocol, endpoint: SocketAddr, identity: &SpiffeId, hbone: SocketAddr, on_this_node: bool) {
     let mut config = config_with(service_port(protocol, vec![endpoint], RouteSet::default()));
-    config.mesh = HashMap::from([(endpoint.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node })]);
+    config.mesh = HashMap::from([(endpoint.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node, guarded: false })]);
     node.config.store(config);
 }
 
 fn mesh_only(endpoint: SocketAddr, identity: &SpiffeId, hbone: SocketAddr) -> ProxyConfig {
-    let mesh = HashMap::from([(endpoint.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node: true })]);
+    let mesh = HashMap::from([(endpoint.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node: true, guarded: false })]);
     ProxyConfig { mesh, version: 1, ..ProxyConfig::default() }
 }
 

@@ -469,9 +469,16 @@ impl TestBed {
             st.next_node_proc
         };
         let cg = node.cgroup_root().join("system.slice").join(format!("ambit-node-{k}.scope"));
-        std::fs::create_dir_all(&cg).with_context(|| format!("creating {}", cg.display()))?;
+        self.node_command_in(node.index(), &cg, program)
+    }
+
+    /// A `Command` that runs `program` in node `node`'s netns, in the cgroup directory
+    /// `cgroup` (created if missing; e.g. a kubelet-style probe cgroup the agent trusts).
+    pub fn node_command_in(&self, node: usize, cgroup: &Path, program: impl AsRef<OsStr>) -> Result<Command> {
+        let node = self.node(node)?;
+        std::fs::create_dir_all(cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
         let mut c = Command::new(&self.pod_bin);
-        c.arg("--cgroup").arg(&cg).arg("--netns").arg(node.netns());
+        c.arg("--cgroup").arg(cgroup).arg("--netns").arg(node.netns());
         c.arg("exec").arg("--").arg(program);
         Ok(c)
     }

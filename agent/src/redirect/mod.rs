@@ -35,7 +35,7 @@ mod object;
 mod programs;
 mod resolver;
 mod sync;
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -53,6 +53,7 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use aya::{Ebpf, EbpfLoader};
 
 pub use capacity::MapCapacity;
+pub(crate) use object::OBJECT;
 pub use programs::PROGRAMS;
 pub use sync::SyncOutcome;
 pub use resolver::ConnsResolver;

@@ -124,7 +124,7 @@ fn identity_of(pod: &Pod, key: &ObjectKey, trust_domain: &TrustDomain) -> Result
     SpiffeId::new(trust_domain.clone(), &key.namespace, account).map_err(|e| format!("pod {key}: no workload identity: {e}"))
 }
 
-fn is_local(pod: &Pod, node: &NodeView<'_>) -> bool {
+pub(crate) fn is_local(pod: &Pod, node: &NodeView<'_>) -> bool {
     let theirs = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty());
     match (node.node_name, theirs) {
         (Some(this), Some(theirs)) => this == theirs,
@@ -132,12 +132,12 @@ fn is_local(pod: &Pod, node: &NodeView<'_>) -> bool {
     }
 }
 
-fn host_network(pod: &Pod) -> bool {
+pub(crate) fn host_network(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
 }
 
 /// The parsed IPs of a pod's status field pair (singular and plural), deduplicated.
-fn ips(
+pub(crate) fn ips(
     pod: &Pod,
     field: impl Fn(&k8s_openapi::api::core::v1::PodStatus) -> (Option<&str>, Option<Vec<&str>>),
 ) -> Vec<IpAddr> {

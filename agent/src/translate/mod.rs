@@ -21,6 +21,7 @@ pub mod authz;
 mod backends;
 mod l4;
 pub mod mesh;
+pub mod mesh_mode;
 mod owner;
 mod rules;
 mod services;

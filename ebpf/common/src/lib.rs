@@ -27,7 +27,66 @@ pub mod map_names {
     /// Per-CPU counters of refusals, indexed by `LimitStat` (a map of its own so that the
     /// pinned `AMBIT_STATS` keeps its size across upgrades).
     pub const LIMIT_STATS: &str = "AMBIT_LIMIT_STATS";
+    /// `Addr -> GuardedPod`: local pods in STRICT mode (only the node proxy may open TCP to them).
+    pub const GUARDED_PODS: &str = "AMBIT_GUARDED_PODS";
+    /// `cgroup id -> TrustedCgroup`: cgroups whose sockets may open TCP to guarded pods.
+    pub const TRUSTED_CGROUPS: &str = "AMBIT_TRUSTED_CGROUPS";
+    /// Per-CPU counters of the STRICT hook, indexed by `StrictStat`.
+    pub const STRICT_STATS: &str = "AMBIT_STRICT_STATS";
 }
+
+/// Maximum number of guarded (STRICT) pod addresses on one node.
+pub const MAX_GUARDED: u32 = 16_384;
+/// Maximum number of trusted cgroups (the agent's, the kubelet's, extra probe cgroups).
+pub const MAX_TRUSTED_CGROUPS: u32 = 64;
+
+/// Value of `AMBIT_GUARDED_PODS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardedPod {
+    /// Reserved for per-pod modes; zero (STRICT) today.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Value of `AMBIT_TRUSTED_CGROUPS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedCgroup {
+    /// Why the cgroup is trusted (`TrustReason`), for dumps; the hook ignores it.
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// Why a cgroup is in `AMBIT_TRUSTED_CGROUPS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustReason {
+    /// The agent's own cgroup (its proxy dials guarded pods).
+    Agent = 0,
+    /// A probe cgroup (the kubelet's), for health checks.
+    Probe = 1,
+}
+
+/// Indexes of `AMBIT_STRICT_STATS`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrictStat {
+    /// Dropped: a SYN to a guarded pod without a local socket (forwarded: another pod,
+    /// another node, a pod outside the mesh).
+    DroppedForwarded = 0,
+    /// Dropped: a SYN to a guarded pod from a local socket of an untrusted cgroup
+    /// (a hostNetwork process of this node).
+    DroppedUntrusted = 1,
+    /// Dropped: a packet to a guarded pod whose TCP header could not be read, or an
+    /// IPv6 packet with extension headers, from an untrusted source.
+    DroppedUnparsed = 2,
+    /// Passed: a SYN to a guarded pod from a trusted cgroup.
+    Trusted = 3,
+}
+
+/// Number of `StrictStat` slots (room to grow without resizing the pinned map).
+pub const STRICT_STAT_COUNT: u32 = 8;
 
 /// Maximum number of enrolled pod cgroups.
 pub const MAX_ENROLLED: u32 = 16_384;
@@ -183,6 +242,8 @@ mod user {
     unsafe impl aya::Pod for super::Redirect {}
     unsafe impl aya::Pod for super::ConnKey {}
     unsafe impl aya::Pod for super::Limits {}
+    unsafe impl aya::Pod for super::GuardedPod {}
+    unsafe impl aya::Pod for super::TrustedCgroup {}
 }
 
 #[cfg(test)]
@@ -199,6 +260,8 @@ mod tests {
         assert_eq!(size_of::<Redirect>(), 40);
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<Limits>(), 8);
+        assert_eq!(size_of::<GuardedPod>(), 8);
+        assert_eq!(size_of::<TrustedCgroup>(), 8);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   address pair for the proxy (`AMBIT_CONNS`); on close, removes it again.
 //! - [`release`]: `cgroup/sock_release` forgets sockets that never became established.
 //! - [`getpeername`]: `cgroup/getpeername4/6` show the application the VIP, not the proxy.
+//! - [`strict`]: tc egress on guarded (STRICT) pods' host-side veths: only trusted
+//!   local sockets (the node proxy, the kubelet) may open TCP connections to them.
 //!
 //! The maps live in [`maps`]; counters in [`stats`]; the per-pod quota in [`quota`].
 #![no_std]
@@ -22,9 +24,10 @@ mod quota;
 mod release;
 mod sockops;
 mod stats;
+mod strict;
 
-use aya_ebpf::macros::{cgroup_sock, cgroup_sock_addr, sock_ops};
-use aya_ebpf::programs::{SockAddrContext, SockContext, SockOpsContext};
+use aya_ebpf::macros::{cgroup_sock, cgroup_sock_addr, classifier, sock_ops};
+use aya_ebpf::programs::{SockAddrContext, SockContext, SockOpsContext, TcContext};
 
 #[cgroup_sock_addr(connect4)]
 pub fn ambit_connect4(ctx: SockAddrContext) -> i32 {
@@ -54,6 +57,11 @@ pub fn ambit_getpeername4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(getpeername6)]
 pub fn ambit_getpeername6(ctx: SockAddrContext) -> i32 {
     getpeername::getpeername6(&ctx)
+}
+
+#[classifier]
+pub fn ambit_strict(ctx: TcContext) -> i32 {
+    strict::handle(&ctx)
 }
 
 #[cfg(not(test))]

@@ -10,7 +10,8 @@
 //! - `AMBIT_CONNS` (`MAX_TRACKED`): cannot fill up before `AMBIT_SOCKETS` does, since
 //!   every entry has a live tracked socket; should an insert still fail, the proxy finds
 //!   no record and refuses the connection.
-//! - `AMBIT_ENROLLED` / `AMBIT_SERVICES`: user space reports the failed update.
+//! - `AMBIT_ENROLLED` / `AMBIT_SERVICES` / `AMBIT_GUARDED_PODS` / `AMBIT_TRUSTED_CGROUPS`:
+//!   user space reports the failed update.
 //!
 //! - `AMBIT_POD_SOCKETS` (`MAX_POD_COUNTS`): a pod without a count cannot get one, so
 //!   its redirected connect is refused (EPERM, `TrackingFull`). User space drops the
@@ -21,8 +22,9 @@
 //! the maximum.
 
 use ambit_ebpf_common::{
-    ConnKey, EnrolledPod, Limits, ProxyTarget, Redirect, ServiceKey, ServiceValue, LIMIT_STAT_COUNT, MAX_ENROLLED,
-    MAX_POD_COUNTS, MAX_SERVICES, MAX_TRACKED, STAT_COUNT,
+    Addr, ConnKey, EnrolledPod, GuardedPod, Limits, ProxyTarget, Redirect, ServiceKey, ServiceValue, TrustedCgroup,
+    LIMIT_STAT_COUNT, MAX_ENROLLED, MAX_GUARDED, MAX_POD_COUNTS, MAX_SERVICES, MAX_TRACKED, MAX_TRUSTED_CGROUPS,
+    STAT_COUNT, STRICT_STAT_COUNT,
 };
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
@@ -56,3 +58,12 @@ pub static AMBIT_LIMITS: Array<Limits> = Array::pinned(1, 0);
 
 #[map]
 pub static AMBIT_LIMIT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(LIMIT_STAT_COUNT, 0);
+
+#[map]
+pub static AMBIT_GUARDED_PODS: HashMap<Addr, GuardedPod> = HashMap::pinned(MAX_GUARDED, 0);
+
+#[map]
+pub static AMBIT_TRUSTED_CGROUPS: HashMap<u64, TrustedCgroup> = HashMap::pinned(MAX_TRUSTED_CGROUPS, 0);
+
+#[map]
+pub static AMBIT_STRICT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(STRICT_STAT_COUNT, 0);

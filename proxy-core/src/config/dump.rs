@@ -33,6 +33,7 @@ impl ProxyConfig {
             "mesh": mesh.iter().map(|(ip, pod)| json!({
                 "pod": ip.to_string(), "node": pod.node.to_string(), "identity": pod.identity.to_string(),
                 "onThisNode": pod.on_this_node,
+                "guarded": pod.guarded,
             })).collect::<Vec<_>>(),
         })
     }

@@ -13,4 +13,8 @@ pub struct MeshDestination {
     pub identity: SpiffeId,
     /// True when the pod runs on this node (calls to it do not leave the node).
     pub on_this_node: bool,
+    /// The pod is guarded in the kernel (STRICT): only the node's own sockets may open
+    /// connections to it, so same-node calls are dialled from the node's address, not
+    /// from the caller pod's network namespace. Meaningful only with `on_this_node`.
+    pub guarded: bool,
 }

@@ -237,7 +237,7 @@ impl Upstreams {
     async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath) -> Result<UpstreamStream, UpstreamError> {
         match path {
             MeshPath::Plain => self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Plain),
-            MeshPath::Local { .. } => {
+            MeshPath::Local { guarded, .. } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
                 let claim = StreamClaim {
                     peer: identity.clone(),
@@ -247,7 +247,10 @@ impl Upstreams {
                     tunnel: Tunnel::Local,
                 };
                 let admitted = mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
-                let pod = self.connect_tcp(caller.source, endpoint).await?;
+                // A guarded (STRICT) pod accepts connections only from the node's own
+                // sockets (the kernel drops SYNs forwarded from a pod's namespace).
+                let source = if *guarded { Source::Node } else { caller.source };
+                let pod = self.connect_tcp(source, endpoint).await?;
                 Ok(local_stream(mesh, &admitted, pod))
             }
             MeshPath::Hbone { node, expected } => {

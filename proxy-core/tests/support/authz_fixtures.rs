@@ -51,7 +51,7 @@ pub fn authorization(pod: SocketAddr, policies: Vec<Arc<Policy>>) -> Arc<Authori
 
 /// `pod` as a mesh pod of `identity` on the node whose HBONE address is `hbone`.
 pub fn with_pod(mut config: ProxyConfig, pod: SocketAddr, identity: &SpiffeId, hbone: SocketAddr, on_this_node: bool) -> ProxyConfig {
-    config.mesh.insert(pod.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node });
+    config.mesh.insert(pod.ip(), MeshDestination { node: hbone, identity: identity.clone(), on_this_node, guarded: false });
     config
 }
 
