@@ -3,7 +3,8 @@
 //! kernel whether it comes from a pod outside the mesh, a hostNetwork process of the
 //! pod's node or one of another node; a kubelet-style probe (a node process in the
 //! agent's `--probe-cgroup`) and mesh calls (same node and across nodes) still work;
-//! PERMISSIVE accepts the same plaintext clients; relabelling the namespace switches.
+//! PERMISSIVE accepts the same plaintext clients; relabelling the namespace switches; a
+//! pod an ALLOW AuthorizationPolicy selects is guarded in PERMISSIVE mode too.
 //! Needs root; fails (never skips) without it.
 
 mod support;
@@ -39,6 +40,18 @@ spec:
   selector: {app: echo}
   ports:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
+"#;
+
+/// An ALLOW policy for the echo pod: mesh callers of `mesh-a/web` only.
+const ALLOW_WEB: &str = r#"
+apiVersion: ambit.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-only, namespace: locked}
+spec:
+  targetRefs: [{group: "", kind: Pod, selector: {matchLabels: {app: echo}}}]
+  action: ALLOW
+  rules:
+  - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: web}}]
 "#;
 
 /// Each node's kubelet-style probe cgroup, relative to its cgroup root.
@@ -187,4 +200,17 @@ fn strict_pods_accept_only_the_mesh_and_probes_and_permissive_accepts_plaintext(
     assert!(locked.is_some(), "STRICT not applied again:\n{}", agents[0].log_tail(30));
     assert_eq!(from_node(&bed, 2, None, &server), Outcome::Dropped, "hostNetwork process of node 2");
     call_ok(&far, ClientRequest::http("http://echo.locked/far"), &agents);
+
+    // PERMISSIVE again, but an ALLOW policy selects the pod: a plaintext caller has no
+    // identity a rule could allow, so the kernel guards it as if it were STRICT.
+    bed.label_namespace("locked", MODE_LABEL, Some("permissive")).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || from_pod(&outsider, &server) == Outcome::Accepted).is_some());
+    bed.apply_yaml(ALLOW_WEB).unwrap();
+    let guarded_by_policy = wait_until(Duration::from_secs(20), || from_pod(&outsider, &server) == Outcome::Dropped);
+    assert!(guarded_by_policy.is_some(), "the ALLOW-selected pod still takes plaintext:\n{}", agents[0].log_tail(30));
+    assert_eq!(from_node(&bed, 2, None, &server), Outcome::Dropped, "hostNetwork process of node 2, policy-guarded pod");
+    call_ok(&near, ClientRequest::http("http://echo.locked/near"), &agents);
+    call_ok(&far, ClientRequest::http("http://echo.locked/far"), &agents);
+    // The late pod (app: late) is not selected: PERMISSIVE still takes plaintext there.
+    assert_eq!(from_pod(&outsider, &late), Outcome::Accepted, "an unselected pod of a PERMISSIVE namespace");
 }
