@@ -143,6 +143,11 @@ struct NodeArgs {
     /// The proxy's listening port.
     #[arg(long, env = "AMBIT_PROXY_PORT", default_value_t = 15001)]
     proxy_port: u16,
+    /// Data-path worker threads. Default: the CPUs this process may use (its affinity
+    /// and cgroup CPU quota). Set it to the agent container's CPU limit when that is
+    /// lower; more workers than cores only add context switches.
+    #[arg(long, env = "AMBIT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     /// The HBONE port: where this node accepts mutual-TLS tunnels from other nodes, and
     /// where it tunnels to them (every node uses the same; Istio ambient: 15008).
     #[arg(long, env = "AMBIT_HBONE_PORT", default_value_t = ambit_proxy_core::hbone::DEFAULT_PORT)]
@@ -348,7 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone { manifests, node } => {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             let options = node.options(node.standalone_mesh()?)?;
-            let data_path = data_path_runtime()?;
+            let data_path = data_path_runtime(node.workers)?;
             control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -360,7 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 false => None,
             };
             let options = node.options(None)?;
-            let data_path = data_path_runtime()?;
+            let data_path = data_path_runtime(node.workers)?;
             control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, mesh, logs, data_path.handle().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -442,9 +447,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The proxy listeners and their connections: one worker per CPU.
-fn data_path_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().thread_name("ambit-data").enable_all().build()?)
+/// The proxy listeners and their connections: `workers` threads, or one per usable CPU.
+fn data_path_runtime(workers: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(usize::from(workers));
+    }
+    Ok(builder.thread_name("ambit-data").enable_all().build()?)
 }
 
 /// Watches, translation, status writes and the admin API, on the main thread, so that

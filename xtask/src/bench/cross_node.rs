@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::cross_world::{CrossWorld, Wire};
 use super::loadgen::{ambit_load_in, h2load_in};
+use super::profile::Profile;
 use super::report::{median, Better, Figure, Report};
 use super::Plan;
 
@@ -49,9 +50,11 @@ fn latency(world: &CrossWorld, plan: &Plan, s: &mut Sample) -> Result<()> {
 fn cpu(world: &CrossWorld, plan: &Plan, s: &mut Sample) -> Result<()> {
     let url = format!("http://{}/", world.service(80)?);
     let requests = plan.requests / 2;
+    let profile = Profile::start(&format!("cross-node-{}", world.wire.map(|w| format!("{w:?}")).unwrap_or_default()), &world.agent_pids)?;
     let cpu0 = world.agents_cpu_seconds()?;
     let r = h2load_in(&world.client, world.client_cpu(), &url, requests, 64, &["--h1"])?;
     let cpu = world.agents_cpu_seconds()? - cpu0;
+    profile.stop()?;
     if r.failed > 0 || r.succeeded == 0 {
         bail!("{url}: {} of {requests} requests failed", r.failed);
     }

@@ -79,10 +79,11 @@ impl CrossWorld {
     pub fn start_agents(&mut self, wire: Wire) -> Result<()> {
         self.agents.clear();
         self.agent_pids.clear();
-        let extra_args = match wire {
-            Wire::Plaintext => vec![],
-            Wire::Mtls => self.ca.agent_args(),
-        };
+        // Each agent has one core: one data-path worker.
+        let mut extra_args = vec!["--workers".to_string(), "1".to_string()];
+        if wire == Wire::Mtls {
+            extra_args.extend(self.ca.agent_args());
+        }
         let options = AgentOptions { log_level: "warn".into(), extra_args, ..AgentOptions::default() };
         let agents = RunningAgent::start_all(&self.bed, &options)?;
         agents[0].wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;

@@ -19,6 +19,7 @@ mod latency;
 mod loadgen;
 mod memory;
 mod procs;
+mod profile;
 mod report;
 mod scale_cluster;
 mod soak;

@@ -182,7 +182,9 @@ impl World {
         self.agent = None;
         let options = AgentOptions {
             log_level: "warn".into(),
-            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            // One core for the proxy: one worker (HAProxy, started under taskset, sizes
+            // its threads to the same single CPU).
+            extra_args: ["--workers", "1"].iter().chain(extra).map(|a| a.to_string()).collect(),
             ..AgentOptions::default()
         };
         let agent = RunningAgent::start(&self.bed, &options)?;
