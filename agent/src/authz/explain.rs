@@ -1,12 +1,12 @@
 //! `ambit-agent explain authz`: may this caller call this pod on this port (with this
 //! method and path)? Answered as the callee's node decides: first per connection
-//! ([`ambit_proxy_core::authz::decide_stream`]), then, for a pod whose policies have
-//! HTTP rules, per request ([`ambit_proxy_core::authz::decide`], on the normalised
+//! ([`ambit_proxy_core::authz::decide_stream`]), then, when an HTTP rule could apply
+//! to the caller and port ([`ambit_proxy_core::authz::stream_needs_http`]), per request ([`ambit_proxy_core::authz::decide`], on the normalised
 //! path), naming the policy and rule that decide.
 
 use std::fmt;
 
-use ambit_proxy_core::authz::{decide, decide_stream, normalize, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
+use ambit_proxy_core::authz::{decide, decide_stream, normalize, stream_needs_http, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
 use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 use anyhow::{anyhow, Context};
 
