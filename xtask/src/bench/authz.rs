@@ -23,21 +23,36 @@ const CONNECTIONS: u32 = 64;
 struct Sample {
     requests_per_s: f64,
     cpu_us_per_request: f64,
+    /// The agent's CPU time per second while no load runs (background work).
+    idle_cpu_ms_per_s: f64,
 }
+
+/// How long the agent's idle CPU time is sampled.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Applies `kind`, warms up, and measures one h2load run with the agent's CPU time.
 fn sample(world: &mut AuthzWorld, kind: Policies, plan: &Plan) -> Result<Sample> {
     world.set_policies(kind)?;
+    let idle0 = cpu_seconds(world.agent_pid)?;
+    std::thread::sleep(IDLE);
+    let idle_cpu_ms_per_s = (cpu_seconds(world.agent_pid)? - idle0) * 1e3 / IDLE.as_secs_f64();
     let url = format!("http://{}{PATH}", world.service()?);
     h2load_in(&world.client, LOAD_CPU, &url, plan.requests / 10, CONNECTIONS, &["--h1"])?;
+    let streams0 = world.stream_decisions()?;
     let cpu0 = cpu_seconds(world.agent_pid)?;
     let r = h2load_in(&world.client, LOAD_CPU, &url, plan.requests, CONNECTIONS, &["--h1"])?;
     let cpu = cpu_seconds(world.agent_pid)? - cpu0;
     if r.failed > 0 || r.succeeded == 0 {
         bail!("{}: {} of {} requests failed", kind.label(), r.failed, plan.requests);
     }
-    println!("    {}: {:.0} req/s, {:.1} µs agent CPU per request", kind.label(), r.requests_per_s, cpu / r.succeeded as f64 * 1e6);
-    Ok(Sample { requests_per_s: r.requests_per_s, cpu_us_per_request: cpu / r.succeeded as f64 * 1e6 })
+    let cpu_us_per_request = cpu / r.succeeded as f64 * 1e6;
+    let streams = world.stream_decisions()? - streams0;
+    println!(
+        "    {}: {:.0} req/s, {cpu_us_per_request:.1} µs agent CPU per request, idle {idle_cpu_ms_per_s:.1} ms CPU/s, {streams} stream decisions",
+        kind.label(),
+        r.requests_per_s
+    );
+    Ok(Sample { requests_per_s: r.requests_per_s, cpu_us_per_request, idle_cpu_ms_per_s })
 }
 
 pub fn run(world: &mut AuthzWorld, plan: &Plan, report: &mut Report) -> Result<()> {
@@ -62,5 +77,9 @@ pub fn run(world: &mut AuthzWorld, plan: &Plan, report: &mut Report) -> Result<(
         cpu.direct = none.iter().map(|s| s.cpu_us_per_request).collect();
         report.push(cpu.note("utime+stime of the agent (/proc) over the measured h2load run, per request"));
     }
+    let mut idle = Figure::new(SCENARIO, "agent CPU without load, HTTP rules", "ms per s", Better::Lower);
+    idle.ambit = http.iter().map(|s| s.idle_cpu_ms_per_s).collect();
+    idle.direct = none.iter().map(|s| s.idle_cpu_ms_per_s).collect();
+    report.push(idle.note(format!("the agent's CPU time over {} s without load, once the configuration is enforced", IDLE.as_secs())));
     Ok(())
 }

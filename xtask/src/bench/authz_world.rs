@@ -90,7 +90,7 @@ pub fn policies_yaml(kind: Policies) -> String {
 
 pub struct AuthzWorld {
     /// Declared first: the agent stops (and detaches) before the bed goes.
-    _agent: RunningAgent,
+    agent: RunningAgent,
     pub agent_pid: i32,
     pub client: Pod,
     stranger: Pod,
@@ -125,9 +125,21 @@ impl AuthzWorld {
         let agent_pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find the agent's pid")?;
         procs::pin(agent_pid, PROXY_CPU)?;
         procs::raise_nofile(agent_pid)?;
-        let world = AuthzWorld { _agent: agent, agent_pid, client, stranger, policies: Policies::None, _ca: ca, bed };
+        let world = AuthzWorld { agent, agent_pid, client, stranger, policies: Policies::None, _ca: ca, bed };
         world.wait_until("the mesh serves the client (certificates issued)", |w| Ok(w.status(&w.client, "GET")? == Some(200)))?;
         Ok(world)
+    }
+
+    /// How many stream (connection-level) decisions the agent has counted: one per new
+    /// connection to a pod that policies select.
+    pub fn stream_decisions(&self) -> Result<u64> {
+        let (status, metrics) = self.agent.admin("GET", "/metrics")?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}");
+        Ok(metrics
+            .lines()
+            .filter(|l| l.starts_with("ambit_authz_decisions_total{") && l.contains("level=\"connection\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
     }
 
     /// The echo Service's HTTP address.
