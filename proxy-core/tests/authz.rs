@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambit_proxy_core::authz::Action;
+use ambit_proxy_core::authz::{Action, Rule};
 use ambit_proxy_core::config::ProxyConfig;
 use ambit_proxy_core::hbone::{CallContext, HboneMetrics, HbonePool, PoolOptions, TunnelError, TunnelKey, TunnelStream};
 use ambit_proxy_core::identity::SpiffeId;
@@ -67,12 +67,17 @@ impl World {
 
     /// Opens a tunnel to the pod as `namespace/account`.
     async fn open(&self, namespace: &str, account: &str) -> Result<TunnelStream, TunnelError> {
+        self.open_to(namespace, account, self.pod).await
+    }
+
+    /// Opens a tunnel to `target` (the pod's address, any port) as `namespace/account`.
+    async fn open_to(&self, namespace: &str, account: &str, target: SocketAddr) -> Result<TunnelStream, TunnelError> {
         let caller = self.ca.id(namespace, account);
         let tls = TestMeshTls::new(&self.ca, &[&caller]);
         let pool = HbonePool::new(tls, Arc::new(NodeSockets), PoolOptions::default(), Arc::new(HboneMetrics::default()));
         self.pools.lock().unwrap().push(pool.clone());
         let key = TunnelKey { source: Source::Node, identity: caller, node: self.callee.hbone, expected: self.server.clone() };
-        tokio::time::timeout(WAIT, pool.open(&key, self.pod, &CallContext::default())).await.expect("tunnel timed out")
+        tokio::time::timeout(WAIT, pool.open(&key, target, &CallContext::default())).await.expect("tunnel timed out")
     }
 
     fn authz_metrics(&self) -> &ambit_proxy_core::metrics::AuthzMetrics {
@@ -302,4 +307,25 @@ async fn an_unparsed_stream_is_closed_when_the_pod_gets_http_rules() {
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await, "a byte-copied stream outlived the new HTTP rules");
     let mut again = w.open("web", "frontend").await.unwrap();
     assert_eq!(http_request(&mut again, "POST", "/admin").await.0, 403);
+}
+
+#[tokio::test]
+async fn raw_tcp_to_a_port_with_only_l4_rules_is_copied_while_another_port_has_http_rules() {
+    // One pod (127.0.0.1) with an HTTP server on one port and a raw echo on another.
+    let w = world(http_backend("pod").await).await;
+    let raw = echo_pod("127.0.0.1").await;
+    let http_rule = Rule { ports: vec![w.pod.port()], ..get_api(service_account("web", "frontend")) };
+    let l4_rule = Rule { ports: vec![raw.port()], ..from(vec![service_account("web", "frontend")]) };
+    w.publish(Some(authorization(w.pod, vec![policy("mixed", Action::Allow, vec![http_rule, l4_rule])])));
+    // Not HTTP at all: it would get a 400 if the stream were parsed.
+    let mut stream = w.open_to("web", "frontend", raw).await.expect("the L4 rule's port was refused");
+    round_trip(&mut stream, b"\x00\x01 not http \r\n\r\n").await;
+    assert_forbidden(w.open_to("web", "other", raw).await);
+    // The HTTP port still decides per request.
+    let mut http = w.open("web", "frontend").await.expect("the HTTP rule's port was refused");
+    assert_eq!(http_request(&mut http, "GET", "/api/x").await.0, 200);
+    assert_eq!(http_request(&mut http, "POST", "/api/x").await.0, 403);
+    let m = w.authz_metrics();
+    assert_eq!(m.decisions(&decision("mixed", "1", "allow", "allowed_by_rule", "connection")), 1);
+    assert_eq!(m.decisions(&decision("mixed", "0", "allow", "allowed_by_rule", "request")), 1);
 }

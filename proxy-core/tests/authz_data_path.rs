@@ -147,3 +147,26 @@ async fn a_new_policy_closes_an_open_same_node_tcp_connection_it_refuses() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert_eq!(only.metrics.authz().revoked(), 1);
 }
+
+#[tokio::test]
+async fn same_node_http_requests_are_decided_by_the_callers_proxy_on_normalised_paths() {
+    let ca = TestCa::new("cluster.local");
+    let server = ca.id("server-ns", "echo");
+    let backend = http_backend("local").await;
+    let only = node("127.0.0.1", TestMeshTls::new(&ca, &[&caller_id(&ca), &server])).await;
+    let rules = || Some(vec![policy("allow-api", Action::Allow, vec![get_api(service_account(CALLER_NAMESPACE, "default"))])]);
+    publish(&only, AppProtocol::Http, backend, &server, only.hbone, true, rules());
+    // Normalised before matching, and forwarded normalised (the query kept).
+    let answer = raw_exchange(only.addr, &request("GET", "/x/../api//items?q=1"), WAIT).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\npath=/api/items?q=1\n"), "{answer}");
+    assert_eq!(status_of(only.addr, "GET", "/api/%2e%2e/admin").await, "HTTP/1.1 403 Forbidden");
+    assert_eq!(status_of(only.addr, "GET", "/api%2Fadmin").await, "HTTP/1.1 400 Bad Request");
+    let labels = decision("allow-api", "0", "allow", "allowed_by_rule", "request");
+    assert_eq!(only.metrics.authz().decisions(&labels), 1);
+    // The same pod behind an opaque TCP Service: its stream is served as HTTP by the gate.
+    publish(&only, AppProtocol::Tcp, backend, &server, only.hbone, true, rules());
+    assert_eq!(status_of(only.addr, "POST", "/api/items").await, "HTTP/1.1 403 Forbidden");
+    assert_eq!(status_of(only.addr, "GET", "/api/items").await, "HTTP/1.1 200 OK");
+    assert_eq!(only.metrics.authz().decisions(&labels), 2);
+}

@@ -56,9 +56,9 @@ spec:
     networkAttributes: {ports: [9090, 8080]}
 "#;
 
-/// The same policy with an HTTP rule: `mesh-a/web` anything on the HTTP port, every
-/// account of mesh-a only GET under /public. (A pod with HTTP rules has every stream
-/// served as HTTP by the data plane, so its raw TCP port is not used then.)
+/// The same policy with an HTTP rule: `mesh-a/web` anything on both ports, every
+/// account of mesh-a only GET under /public on the HTTP port. Only streams to the HTTP
+/// port are parsed as HTTP; the raw TCP port is still decided per connection.
 const ECHO_HTTP: &str = r#"
 apiVersion: ambit.dev/v1alpha1
 kind: AuthorizationPolicy
@@ -68,7 +68,7 @@ spec:
   action: ALLOW
   rules:
   - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: web}}]
-    networkAttributes: {ports: [8080]}
+    networkAttributes: {ports: [9090, 8080]}
   - sources: [{type: ServiceAccount, serviceAccount: {namespace: mesh-a, name: "*"}}]
     networkAttributes: {ports: [8080]}
     httpAttributes: {methods: [GET], paths: [{type: PathPrefix, value: /public}]}
@@ -152,6 +152,9 @@ fn named_callers_get_through_and_others_are_refused_by_l4_and_http_rules() {
     assert_eq!(http_status(&m.other, "GET", "/x/../public/page"), Some(200), "matched after normalisation\n{}", m.logs());
     assert_eq!(http_status(&m.web, "POST", "/private"), Some(200), "{}", m.logs());
     assert_eq!(http_status(&m.foreign, "GET", "/public/page"), Some(403), "mesh-b/web got through on HTTP\n{}", m.logs());
+    // The raw TCP port of the same pod is not parsed as HTTP: L4 rules decide it.
+    assert!(tcp_ok(&m.web), "mesh-a/web's raw TCP was refused while the pod has HTTP rules\n{}", m.logs());
+    assert!(!tcp_ok(&m.other), "mesh-a/other got through on TCP\n{}", m.logs());
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! `ambit-agent explain authz`: may this caller call this pod on this port (with this
 //! method and path)? Answered as the callee's node decides: first per connection
-//! ([`ambit_proxy_core::authz::decide_stream`]), then, for a pod whose policies have
-//! HTTP rules, per request ([`ambit_proxy_core::authz::decide`], on the normalised
+//! ([`ambit_proxy_core::authz::decide_stream`]), then, when an HTTP rule could apply
+//! to the caller and port ([`ambit_proxy_core::authz::stream_needs_http`]), per request ([`ambit_proxy_core::authz::decide`], on the normalised
 //! path), naming the policy and rule that decide.
 
 use std::fmt;
 
-use ambit_proxy_core::authz::{decide, decide_stream, normalize, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
+use ambit_proxy_core::authz::{decide, decide_stream, normalize, stream_needs_http, Action, Attempt, Decision, HttpAttempt, WorkloadPolicies};
 use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 use anyhow::{anyhow, Context};
 
@@ -87,11 +87,11 @@ pub fn explain_authz(state: &ClusterState, question: &AuthzQuestion<'_>, trust_d
     Ok(AuthzExplanation { caller, pod: key, port: question.port, request, pod_in_mesh: pod_in_mesh(state, pod), policies, level, decision, invalid })
 }
 
-/// As the inbound side decides: the connection first; then, for a pod with HTTP
-/// rules, each request.
+/// As the inbound side decides: the connection first; then, when an HTTP rule could
+/// apply to this caller and port (the stream is then parsed as HTTP), each request.
 fn decision(policies: &WorkloadPolicies, caller: &SpiffeId, port: u16, request: Option<&(String, String)>) -> (Level, Decision) {
     let stream = decide_stream(policies, caller, port);
-    let Some((method, path)) = request.filter(|_| stream.is_allowed() && policies.needs_http()) else {
+    let Some((method, path)) = request.filter(|_| stream.is_allowed() && stream_needs_http(policies, caller, port)) else {
         return (Level::Connection, stream);
     };
     let http = Some(HttpAttempt { method, path });
@@ -99,10 +99,10 @@ fn decision(policies: &WorkloadPolicies, caller: &SpiffeId, port: u16, request: 
 }
 
 impl AuthzExplanation {
-    /// Whether the pod's policies hold HTTP rules, the connection is admitted, and no
-    /// request was given.
+    /// Whether an HTTP rule could apply to this caller and port, the connection is
+    /// admitted, and no request was given.
     fn http_rules_unasked(&self) -> bool {
-        self.request.is_none() && self.policies.needs_http() && self.decision.is_allowed()
+        self.request.is_none() && stream_needs_http(&self.policies, &self.caller, self.port) && self.decision.is_allowed()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::model::{Action, NamePattern, PathMatch, Policy, PolicyName, Rule, Source, WorkloadPolicies};
+use super::model::{Action, NamePattern, PathMatch, PolicyName, Rule, Source, WorkloadPolicies};
 use crate::identity::SpiffeId;
 
 /// What is being decided: a connection (no `http`) or one HTTP request on it.
@@ -60,7 +60,7 @@ impl Decision {
 
 /// Decides `attempt` against the policies selecting the destination pod. A connection
 /// attempt (no HTTP attributes) never matches a rule with HTTP conditions: callers
-/// decide per request when [`WorkloadPolicies::needs_http`].
+/// decide per request when [`stream_needs_http`].
 pub fn decide(policies: &WorkloadPolicies, attempt: &Attempt<'_>) -> Decision {
     if policies.policies.is_empty() {
         return Decision::Open;
@@ -68,13 +68,12 @@ pub fn decide(policies: &WorkloadPolicies, attempt: &Attempt<'_>) -> Decision {
     if let Some(decider) = first_match(policies, Action::Deny, attempt) {
         return Decision::Denied(decider);
     }
-    let allow: Vec<&Policy> = policies.policies.iter().map(|p| p.as_ref()).filter(|p| p.action == Action::Allow).collect();
-    if allow.is_empty() {
+    if !has_allow(policies) {
         return Decision::Open;
     }
     match first_match(policies, Action::Allow, attempt) {
         Some(decider) => Decision::Allowed(decider),
-        None => Decision::NotAllowed { policies: allow.iter().map(|p| p.name.clone()).collect() },
+        None => not_allowed(policies),
     }
 }
 
@@ -92,15 +91,32 @@ pub fn decide_stream(policies: &WorkloadPolicies, peer: &SpiffeId, port: u16) ->
     if let Some(decider) = first_match_by(policies, Action::Deny, l4) {
         return Decision::Denied(decider);
     }
-    let allow: Vec<PolicyName> =
-        policies.policies.iter().filter(|p| p.action == Action::Allow).map(|p| p.name.clone()).collect();
-    if allow.is_empty() {
+    if !has_allow(policies) {
         return Decision::Open;
     }
     match first_match_by(policies, Action::Allow, |rule| l4_matches(rule, peer, port)) {
         Some(decider) => Decision::Allowed(decider),
-        None => Decision::NotAllowed { policies: allow },
+        None => not_allowed(policies),
     }
+}
+
+/// True when a stream from `peer` to the pod's `port` must be parsed as HTTP: some rule
+/// with HTTP conditions (ALLOW or DENY) could apply to it, i.e. its ports and sources
+/// match. Otherwise no request on the stream can match an HTTP rule, so the stream's
+/// [`decide_stream`] decision holds for all of its requests and its bytes are copied.
+pub fn stream_needs_http(policies: &WorkloadPolicies, peer: &SpiffeId, port: u16) -> bool {
+    policies.policies.iter().flat_map(|policy| policy.rules.iter()).any(|rule| rule.http.is_some() && l4_matches(rule, peer, port))
+}
+
+fn has_allow(policies: &WorkloadPolicies) -> bool {
+    policies.policies.iter().any(|p| p.action == Action::Allow)
+}
+
+/// The refusal when ALLOW policies select the pod and none of their rules matched
+/// (names cloned only here, off the path of allowed requests).
+fn not_allowed(policies: &WorkloadPolicies) -> Decision {
+    let names = policies.policies.iter().filter(|p| p.action == Action::Allow).map(|p| p.name.clone()).collect();
+    Decision::NotAllowed { policies: names }
 }
 
 fn first_match(policies: &WorkloadPolicies, action: Action, attempt: &Attempt<'_>) -> Option<Decider> {

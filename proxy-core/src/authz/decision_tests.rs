@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::authz::HttpConditions;
+use crate::authz::{HttpConditions, Policy};
 
 fn id(text: &str) -> SpiffeId {
     text.parse().unwrap()
@@ -162,6 +162,32 @@ fn a_stream_is_admitted_when_some_request_could_be_allowed() {
     assert_eq!(decide_stream(&q, &peer("ops", "a"), 1), Decision::Denied(decider("deny-ops", 0)));
     assert!(!http(&q, &peer("web", "a"), "POST", "/").is_allowed());
     assert!(http(&q, &peer("web", "a"), "GET", "/").is_allowed());
+}
+
+#[test]
+fn http_is_parsed_only_where_an_http_rule_could_apply() {
+    let get = HttpConditions { methods: vec!["GET".into()], paths: vec![] };
+    let web = Some(vec![Source::Namespace(exact("web"))]);
+    let p = pod(vec![policy(
+        "mixed",
+        Action::Allow,
+        vec![
+            Rule { sources: web.clone(), ports: vec![8080], http: Some(get.clone()) },
+            Rule { sources: web, ports: vec![9090], http: None },
+        ],
+    )]);
+    let (a, other) = (peer("web", "a"), peer("ops", "a"));
+    // Port 8080 has an HTTP rule for web callers: parsed. Port 9090 only an L4 one.
+    assert!(stream_needs_http(&p, &a, 8080));
+    assert!(!stream_needs_http(&p, &a, 9090));
+    assert_eq!(decide_stream(&p, &a, 9090), Decision::Allowed(decider("mixed", 1)));
+    // A caller the HTTP rule's sources cannot match is decided at L4 (here: refused).
+    assert!(!stream_needs_http(&p, &other, 8080));
+    assert!(!decide_stream(&p, &other, 8080).is_allowed());
+    // An HTTP rule with no ports applies to every port; a DENY one counts too.
+    let q = pod(vec![policy("deny-get", Action::Deny, vec![Rule { sources: None, ports: vec![], http: Some(get) }])]);
+    assert!(stream_needs_http(&q, &a, 1));
+    assert!(!stream_needs_http(&pod(vec![]), &a, 1));
 }
 
 #[test]

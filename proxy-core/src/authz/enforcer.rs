@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decision::{decide, decide_stream, Attempt, Decision, HttpAttempt};
+use super::decision::{decide, decide_stream, stream_needs_http, Attempt, Decision, HttpAttempt};
 use super::model::{Authorization, WorkloadPolicies};
 use crate::identity::{canonical, SpiffeId};
 use crate::metrics::{AuthzMetrics, DecisionLabels};
@@ -35,8 +35,9 @@ impl Level {
 pub enum StreamVerdict {
     /// No policy selects the pod: bytes are copied, nothing is parsed.
     Open,
-    /// Admitted by `decision`; `http`: the pod's policies have HTTP rules, so each
-    /// request on the stream is decided (the stream is parsed as HTTP).
+    /// Admitted by `decision`; `http`: a rule with HTTP conditions could apply to this
+    /// caller and port ([`stream_needs_http`]), so each request on the stream is
+    /// decided (the stream is parsed as HTTP); otherwise its bytes are copied.
     Admitted { decision: Decision, http: bool },
     /// Every request on the stream would be refused: reset (L4) / 403 on the CONNECT.
     Refused(Decision),
@@ -74,7 +75,7 @@ impl Enforcer {
         let decision = decide_stream(policies, peer, destination.port());
         self.record(&decision, Level::Connection, peer, destination, None);
         if decision.is_allowed() {
-            StreamVerdict::Admitted { http: policies.needs_http(), decision }
+            StreamVerdict::Admitted { http: stream_needs_http(policies, peer, destination.port()), decision }
         } else {
             StreamVerdict::Refused(decision)
         }

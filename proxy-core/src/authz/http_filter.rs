@@ -173,7 +173,7 @@ async fn handshake(stream: TcpStream, http2: bool) -> Result<PodConnection, hype
 
 /// `request` with its path replaced by the normalised `path` (the query kept): the pod
 /// sees exactly what was authorized.
-fn request_with_path(mut request: Request<Incoming>, path: &str) -> Request<Incoming> {
+pub fn request_with_path<B>(mut request: Request<B>, path: &str) -> Request<B> {
     if request.uri().path() == path {
         return request;
     }

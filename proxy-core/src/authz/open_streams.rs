@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio_util::sync::CancellationToken;
 
-use super::decision::decide_stream;
+use super::decision::{decide_stream, stream_needs_http};
 use super::enforcer::Enforcer;
 use crate::config::{ConfigHandle, ProxyConfig};
 use crate::identity::SpiffeId;
@@ -94,8 +94,8 @@ impl OpenStreams {
     }
 
     /// Closes (and forgets) every stream that `config` refuses: its pod's policies now
-    /// refuse every request of its caller on its port, or they now have HTTP rules and
-    /// the stream is copied unparsed. Returns how many were closed.
+    /// refuse every request of its caller on its port, or an HTTP rule now applies to
+    /// its caller and port and the stream is copied unparsed. Returns how many were closed.
     pub fn revoke(&self, config: &ProxyConfig, enforcer: &Enforcer) -> usize {
         let mut closed = Vec::new();
         self.lock().retain(|_, (entry, closer)| {
@@ -103,7 +103,7 @@ impl OpenStreams {
                 return true;
             };
             let decision = decide_stream(policies, &entry.peer, entry.destination.port());
-            let unparsed = !entry.filtered && policies.needs_http();
+            let unparsed = !entry.filtered && stream_needs_http(policies, &entry.peer, entry.destination.port());
             if decision.is_allowed() && !unparsed {
                 return true;
             }

@@ -395,6 +395,8 @@ async fn forward(
             tracing::info!(%error, backend = %target.label, "upstream request failed");
             if error.is_forbidden() {
                 LocalReply::Forbidden.response(grpc)
+            } else if error.is_invalid_path() {
+                LocalReply::InvalidPath.response(grpc)
             } else if error.is_connect() {
                 LocalReply::ConnectFailed.response(grpc)
             } else {

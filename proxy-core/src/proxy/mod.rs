@@ -16,6 +16,7 @@ pub(crate) mod idle;
 mod in_flight;
 mod l4_route;
 mod limits;
+mod local_authz;
 mod local_reply;
 mod mesh_path;
 mod mirror_body;

@@ -50,6 +50,9 @@ pub enum UpstreamError {
     /// plaintext to a mesh pod.
     #[error("{0} is a mesh pod and the caller has no mesh identity")]
     NoIdentity(SocketAddr),
+    /// A same-node pod with HTTP rules, and a request path that cannot be normalised.
+    #[error("the request path to {0} cannot be normalised for its HTTP authorization rules")]
+    InvalidPath(SocketAddr),
 }
 
 impl UpstreamError {
@@ -61,6 +64,12 @@ impl UpstreamError {
             UpstreamError::Tunnel(_, TunnelError::Status(_, status)) => *status == http::StatusCode::FORBIDDEN,
             _ => false,
         }
+    }
+
+    /// True when a same-node pod's HTTP rules could not be checked: the path does not
+    /// normalise (the caller gets 400).
+    pub fn is_invalid_path(&self) -> bool {
+        matches!(self, UpstreamError::InvalidPath(_))
     }
 
     /// True when the request never reached the backend.
@@ -90,11 +99,12 @@ struct IdleHttp1 {
 const FILTER_BUFFER: usize = 64 * 1024;
 
 /// The stream to an admitted same-node pod: the pod connection itself (registered so
-/// a new policy can shut it down), or, when the pod's policies have HTTP rules, one
-/// end of an in-process pipe whose other end is served by the HTTP enforcement.
-fn local_stream(mesh: &MeshUpstreams, admitted: &crate::hbone::InboundRequest, pod: TcpStream) -> UpstreamStream {
+/// a new policy can shut it down), or, when HTTP rules apply to it and its requests are
+/// not `decided_by_caller` (see [`super::local_authz`]), one end of an in-process pipe
+/// whose other end is served by the HTTP enforcement.
+fn local_stream(mesh: &MeshUpstreams, admitted: &crate::hbone::InboundRequest, pod: TcpStream, decided_by_caller: bool) -> UpstreamStream {
     use crate::authz::Closer;
-    if !admitted.filtered {
+    if !admitted.filtered || decided_by_caller {
         let closer = match std::os::fd::AsFd::as_fd(&pod).try_clone_to_owned() {
             Ok(fd) => Closer::Shutdown(fd),
             // Without a duplicate a policy change cannot close this stream (logged).
@@ -231,10 +241,13 @@ impl Upstreams {
     /// inbound gate for mesh pods on this node, through an HBONE tunnel otherwise.
     pub async fn connect(&self, caller: &Caller, endpoint: SocketAddr) -> Result<UpstreamStream, UpstreamError> {
         let path = self.path(endpoint);
-        self.connect_via(caller, endpoint, &path).await
+        self.connect_via(caller, endpoint, &path, false).await
     }
 
-    async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath) -> Result<UpstreamStream, UpstreamError> {
+    /// `decided_by_caller`: every request on the stream goes through [`Self::send`],
+    /// which decides it for a same-node pod with HTTP rules; such a stream is then a
+    /// plain pod connection, not served as HTTP by the inbound gate's filter.
+    async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath, decided_by_caller: bool) -> Result<UpstreamStream, UpstreamError> {
         match path {
             MeshPath::Plain => self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Plain),
             MeshPath::Local { guarded, .. } => {
@@ -251,7 +264,7 @@ impl Upstreams {
                 // sockets (the kernel drops SYNs forwarded from a pod's namespace).
                 let source = if *guarded { Source::Node } else { caller.source };
                 let pod = self.connect_tcp(source, endpoint).await?;
-                Ok(local_stream(mesh, &admitted, pod))
+                Ok(local_stream(mesh, &admitted, pod, decided_by_caller))
             }
             MeshPath::Hbone { node, expected } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
@@ -316,10 +329,20 @@ impl Upstreams {
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let key = (caller.key(), endpoint, self.path(endpoint));
+        let request = self.decide_local(caller, endpoint, &key.2, request)?;
         match version {
             UpstreamVersion::Http1 => self.send_http1(caller, key, request).await,
             UpstreamVersion::Http2 => self.send_http2(caller, key, request).await,
         }
+    }
+
+    /// Decides a request to a same-node mesh pod whose HTTP rules apply to the caller
+    /// ([`super::local_authz`]); other requests pass unchanged.
+    fn decide_local(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath, request: Request<Body>) -> Result<Request<Body>, UpstreamError> {
+        let (MeshPath::Local { .. }, Some(mesh), Some(identity)) = (path, &self.mesh, &caller.identity) else {
+            return Ok(request);
+        };
+        super::local_authz::decide(&mesh.gate, &self.config.load().authorization, identity, endpoint, request)
     }
 
     fn take_idle_http1(&self, key: &PoolKey) -> Option<http1::SendRequest<Body>> {
@@ -335,7 +358,7 @@ impl Upstreams {
 
     async fn new_http1(&self, caller: &Caller, key: &PoolKey) -> Result<http1::SendRequest<Body>, UpstreamError> {
         let endpoint = key.1;
-        let stream = self.connect_via(caller, endpoint, &key.2).await?;
+        let stream = self.connect_via(caller, endpoint, &key.2, true).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -403,7 +426,7 @@ impl Upstreams {
                 map.remove(&key);
             }
         }
-        let stream = self.connect_via(caller, endpoint, &key.2).await?;
+        let stream = self.connect_via(caller, endpoint, &key.2, true).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .keep_alive_interval(self.http2_keep_alive_interval)

@@ -7,6 +7,8 @@
 //! "Benchmarks" section explains each scenario and how to read the report.
 
 mod alloc_count;
+mod authz;
+mod authz_world;
 mod change;
 mod connect;
 pub mod control_plane;
@@ -65,6 +67,8 @@ pub enum Part {
     CrossNode,
     /// Scenario 9: one agent against a simulated 5,000-node cluster.
     Scale,
+    /// Scenario 10: authorization, 100 policies (L4, HTTP) vs none, on a one-node mesh.
+    Authz,
 }
 
 impl Args {
@@ -195,6 +199,17 @@ pub fn run(args: &Args) -> Result<()> {
         if let Err(e) = mesh_scale::run(&plan, &mut report) {
             println!("    failed: {e:#}");
             report.fail("9 mesh scale", format!("{e:#}"));
+        }
+    }
+    if args.runs(Part::Authz) {
+        println!("==> 10 authorization: 100 policies (L4, HTTP) vs none (one-node bed, mesh on)");
+        let authz = (|| -> Result<()> {
+            let mut world = authz_world::AuthzWorld::start()?;
+            authz::run(&mut world, &plan, &mut report)
+        })();
+        if let Err(e) = authz {
+            println!("    failed: {e:#}");
+            report.fail("10 authorization", format!("{e:#}"));
         }
     }
 
