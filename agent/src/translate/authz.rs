@@ -48,7 +48,7 @@ pub fn compile_all(state: &ClusterState) -> (BTreeMap<&str, Vec<CompiledPolicy>>
     let mut by_namespace: BTreeMap<&str, Vec<CompiledPolicy>> = BTreeMap::new();
     let mut statuses = Vec::new();
     for (key, object) in &state.authorization_policies {
-        let name = PolicyName { namespace: key.namespace.clone(), name: key.name.clone() };
+        let name = PolicyName::new(&key.namespace, &key.name);
         let compiled = match object.unknown_field() {
             Some(field) => Err(format!("{field}: unknown field")),
             None if object.spec.is_null() => Err("spec: required".to_string()),
@@ -97,7 +97,7 @@ pub fn pod_policies(key: &ObjectKey, pod: &Pod, by_namespace: &BTreeMap<&str, Ve
         .filter(|c| c.selector.matches(labels))
         .map(|c| c.policy.clone())
         .collect();
-    (!policies.is_empty()).then(|| Arc::new(WorkloadPolicies { policies }))
+    (!policies.is_empty()).then(|| Arc::new(WorkloadPolicies::new(policies)))
 }
 
 /// A pod of the mesh on this node with its own IPs (not host-network).

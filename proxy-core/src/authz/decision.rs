@@ -114,7 +114,7 @@ fn has_allow(policies: &WorkloadPolicies) -> bool {
 
 /// The refusal when ALLOW policies select the pod and none of their rules matched
 /// (names cloned only here, off the path of allowed requests).
-fn not_allowed(policies: &WorkloadPolicies) -> Decision {
+pub(super) fn not_allowed(policies: &WorkloadPolicies) -> Decision {
     let names = policies.policies.iter().filter(|p| p.action == Action::Allow).map(|p| p.name.clone()).collect();
     Decision::NotAllowed { policies: names }
 }
@@ -131,7 +131,7 @@ fn first_match_by(policies: &WorkloadPolicies, action: Action, matches: impl Fn(
 }
 
 /// The rule's source and port conditions (not its HTTP ones).
-fn l4_matches(rule: &Rule, peer: &SpiffeId, port: u16) -> bool {
+pub(super) fn l4_matches(rule: &Rule, peer: &SpiffeId, port: u16) -> bool {
     let sources = match &rule.sources {
         None => true,
         Some(sources) => sources.iter().any(|source| source_matches(source, peer)),
@@ -140,8 +140,12 @@ fn l4_matches(rule: &Rule, peer: &SpiffeId, port: u16) -> bool {
 }
 
 fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
-    let l4 = l4_matches(rule, attempt.peer, attempt.port);
-    let http = match (&rule.http, &attempt.http) {
+    l4_matches(rule, attempt.peer, attempt.port) && http_matches(rule, attempt.http)
+}
+
+/// The rule's HTTP conditions (a connection, `None`, matches only rules without any).
+pub(super) fn http_matches(rule: &Rule, http: Option<HttpAttempt<'_>>) -> bool {
+    match (&rule.http, http) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(conditions), Some(request)) => {
@@ -149,8 +153,7 @@ fn rule_matches(rule: &Rule, attempt: &Attempt<'_>) -> bool {
             let path = conditions.paths.is_empty() || conditions.paths.iter().any(|p| path_matches(p, request.path));
             method && path
         }
-    };
-    l4 && http
+    }
 }
 
 /// Service-account and namespace sources name identities of the trust domain of the

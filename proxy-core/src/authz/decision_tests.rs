@@ -30,7 +30,7 @@ fn sa(ns: &str, name: NamePattern) -> Source {
 }
 
 fn pod(policies: Vec<Arc<Policy>>) -> WorkloadPolicies {
-    WorkloadPolicies { policies }
+    WorkloadPolicies::new(policies)
 }
 
 fn l4(policies: &WorkloadPolicies, peer: &SpiffeId, port: u16) -> Decision {

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::decision::{decide, decide_stream, stream_needs_http, Attempt, Decision, HttpAttempt};
+use super::decision::{Decision, HttpAttempt};
+use super::index::{CallerView, Verdict};
 use super::model::{Authorization, WorkloadPolicies};
 use crate::identity::{canonical, SpiffeId};
 use crate::metrics::{AuthzMetrics, DecisionLabels};
@@ -36,7 +37,7 @@ pub enum StreamVerdict {
     /// No policy selects the pod: bytes are copied, nothing is parsed.
     Open,
     /// Admitted by `decision`; `http`: a rule with HTTP conditions could apply to this
-    /// caller and port ([`stream_needs_http`]), so each request on the stream is
+    /// caller and port ([`super::stream_needs_http`]), so each request on the stream is
     /// decided (the stream is parsed as HTTP); otherwise its bytes are copied.
     Admitted { decision: Decision, http: bool },
     /// Every request on the stream would be refused: reset (L4) / 403 on the CONNECT.
@@ -72,10 +73,12 @@ impl Enforcer {
         let Some(policies) = Self::policies(authorization, destination) else {
             return StreamVerdict::Open;
         };
-        let decision = decide_stream(policies, peer, destination.port());
-        self.record(&decision, Level::Connection, peer, destination, None);
+        let view = policies.view(peer, destination.port());
+        let verdict = view.decide_stream(policies);
+        self.record(policies, &verdict, Level::Connection, peer, destination, None);
+        let (decision, _) = verdict;
         if decision.is_allowed() {
-            StreamVerdict::Admitted { http: stream_needs_http(policies, peer, destination.port()), decision }
+            StreamVerdict::Admitted { http: view.needs_http(), decision }
         } else {
             StreamVerdict::Refused(decision)
         }
@@ -86,14 +89,30 @@ impl Enforcer {
         let Some(policies) = Self::policies(authorization, destination) else {
             return Decision::Open;
         };
-        let http = Some(HttpAttempt { method, path });
-        let decision = decide(policies, &Attempt { peer, port: destination.port(), http });
-        self.record(&decision, Level::Request, peer, destination, http);
-        decision
+        let view = policies.view(peer, destination.port());
+        self.request_in(policies, &view, peer, destination, method, path)
     }
 
-    fn record(&self, decision: &Decision, level: Level, peer: &SpiffeId, destination: SocketAddr, http: Option<HttpAttempt<'_>>) {
-        let labels = labels(decision, level);
+    /// [`Enforcer::request`] with the pod's `policies` and the caller's `view` of them
+    /// ([`WorkloadPolicies::view`]) already looked up.
+    pub fn request_in(
+        &self,
+        policies: &WorkloadPolicies,
+        view: &CallerView,
+        peer: &SpiffeId,
+        destination: SocketAddr,
+        method: &str,
+        path: &str,
+    ) -> Decision {
+        let http = Some(HttpAttempt { method, path });
+        let verdict = view.decide(policies, http);
+        self.record(policies, &verdict, Level::Request, peer, destination, http);
+        verdict.0
+    }
+
+    fn record(&self, policies: &WorkloadPolicies, verdict: &Verdict, level: Level, peer: &SpiffeId, destination: SocketAddr, http: Option<HttpAttempt<'_>>) {
+        let (decision, at) = verdict;
+        let labels = labels(decision, level, policies.index().labels(*at));
         self.metrics.decided(&labels);
         let Some(reason) = decision.reason() else { return };
         let policy = deciding_policies(decision);
@@ -114,12 +133,14 @@ impl Enforcer {
     }
 }
 
-fn labels(decision: &Decision, level: Level) -> DecisionLabels {
-    let (policy, rule, verdict, reason): (Arc<str>, Arc<str>, _, _) = match decision {
-        Decision::Open => (Arc::from(""), Arc::from(""), "allow", "open"),
-        Decision::Allowed(d) => (d.policy.to_string().into(), d.rule.to_string().into(), "allow", "allowed_by_rule"),
-        Decision::Denied(d) => (d.policy.to_string().into(), d.rule.to_string().into(), "deny", "denied_by_rule"),
-        Decision::NotAllowed { .. } => (Arc::from(""), Arc::from(""), "deny", "not_allowed"),
+/// The metric labels of `decision`; `policy` and `rule` are those of the deciding
+/// rule (precomputed by the pod's index, empty when no rule decided).
+fn labels(decision: &Decision, level: Level, (policy, rule): (Arc<str>, Arc<str>)) -> DecisionLabels {
+    let (verdict, reason) = match decision {
+        Decision::Open => ("allow", "open"),
+        Decision::Allowed(_) => ("allow", "allowed_by_rule"),
+        Decision::Denied(_) => ("deny", "denied_by_rule"),
+        Decision::NotAllowed { .. } => ("deny", "not_allowed"),
     };
     DecisionLabels { policy, rule, decision: verdict, reason, level: level.label() }
 }

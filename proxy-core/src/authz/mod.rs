@@ -8,12 +8,14 @@
 mod decision;
 mod enforcer;
 mod http_filter;
+mod index;
 mod model;
 mod open_streams;
 mod path;
 
 pub use decision::{decide, decide_stream, stream_needs_http, Attempt, Decider, Decision, HttpAttempt};
 pub use enforcer::{describe, Enforcer, Level, StreamVerdict};
+pub use index::CallerView;
 pub use http_filter::{request_with_path, serve_filtered, FilterTarget};
 pub use open_streams::{Closer, OpenStreams, Registration, StreamEntry};
 pub use path::{normalize, PathRejection};

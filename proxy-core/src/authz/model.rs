@@ -11,13 +11,22 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use super::index::PolicyIndex;
 
 /// `namespace/name` of an AuthorizationPolicy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct PolicyName {
-    pub namespace: String,
-    pub name: String,
+    /// Shared strings: decisions clone names on every allowed request.
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl PolicyName {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self { namespace: Arc::from(namespace), name: Arc::from(name) }
+    }
 }
 
 impl fmt::Display for PolicyName {
@@ -104,12 +113,39 @@ pub enum PathMatch {
 }
 
 /// The policies selecting one pod of this node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct WorkloadPolicies {
     pub policies: Vec<Arc<Policy>>,
+    /// The per-request index of `policies`, built on first use (see [`super::index`]).
+    #[serde(skip)]
+    index: OnceLock<PolicyIndex>,
 }
 
+/// A clone builds its own index when first used.
+impl Clone for WorkloadPolicies {
+    fn clone(&self) -> Self {
+        Self::new(self.policies.clone())
+    }
+}
+
+impl PartialEq for WorkloadPolicies {
+    fn eq(&self, other: &Self) -> bool {
+        self.policies == other.policies
+    }
+}
+
+impl Eq for WorkloadPolicies {}
+
 impl WorkloadPolicies {
+    pub fn new(policies: Vec<Arc<Policy>>) -> Self {
+        Self { policies, index: OnceLock::new() }
+    }
+
+    /// The index of `policies` (built once; `policies` must not change afterwards).
+    pub(crate) fn index(&self) -> &PolicyIndex {
+        self.index.get_or_init(|| PolicyIndex::new(&self.policies))
+    }
+
     pub fn needs_http(&self) -> bool {
         self.policies.iter().any(|policy| policy.needs_http())
     }

@@ -10,7 +10,7 @@ use http::Request;
 
 use super::body::Body;
 use super::upstream::UpstreamError;
-use crate::authz::{normalize, request_with_path, stream_needs_http, Authorization, Enforcer};
+use crate::authz::{normalize, request_with_path, Authorization, Enforcer};
 use crate::hbone::{Denial, InboundGate};
 use crate::identity::SpiffeId;
 
@@ -27,11 +27,12 @@ pub(super) fn decide(
     let Some(policies) = Enforcer::policies(authorization, endpoint) else {
         return Ok(request);
     };
-    if !stream_needs_http(policies, peer, endpoint.port()) {
+    let view = policies.view(peer, endpoint.port());
+    if !view.needs_http() {
         return Ok(request);
     }
     let path = normalize(request.uri().path()).map_err(|_| UpstreamError::InvalidPath(endpoint))?;
-    let decision = gate.enforcer().request(authorization, peer, endpoint, request.method().as_str(), &path);
+    let decision = gate.enforcer().request_in(policies, &view, peer, endpoint, request.method().as_str(), &path);
     if !decision.is_allowed() {
         return Err(UpstreamError::Denied(endpoint, Box::new(Denial::Authorization(decision))));
     }

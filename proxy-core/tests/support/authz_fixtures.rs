@@ -46,7 +46,7 @@ pub fn get_api(source: Source) -> Rule {
 
 /// The policies of one pod.
 pub fn authorization(pod: SocketAddr, policies: Vec<Arc<Policy>>) -> Arc<Authorization> {
-    Arc::new(Authorization { by_pod: HashMap::from([(pod.ip(), Arc::new(WorkloadPolicies { policies }))]) })
+    Arc::new(Authorization { by_pod: HashMap::from([(pod.ip(), Arc::new(WorkloadPolicies::new(policies)))]) })
 }
 
 /// `pod` as a mesh pod of `identity` on the node whose HBONE address is `hbone`.
