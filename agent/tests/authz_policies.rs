@@ -187,7 +187,7 @@ fn explain_names_the_policy_and_rule_that_decide() {
     let (d, text) = ask(&state, "ops/admin", "shop/checkout-1", 9090, Some("POST"), Some("/api/orders"));
     assert!(matches!(d, Decision::NotAllowed { .. }), "{text}");
     let (d, text) = ask(&state, "web/frontend", "shop/cart-1", 80, Some("GET"), Some("/x/../debug/vars"));
-    assert!(matches!(d, Decision::Denied(ref by) if by.policy.name == "deny-debug"), "{text}");
+    assert!(matches!(d, Decision::Denied(ref by) if &*by.policy.name == "deny-debug"), "{text}");
     assert!(text.contains("(GET /debug/vars)"), "the path is normalised: {text}");
     assert!(text.contains("DENIED by shop/deny-debug rule 0 (DENY)"), "{text}");
 
@@ -333,7 +333,7 @@ proptest! {
                 prop_assert_eq!(outcomes(&both), outcomes(&b_only));
                 prop_assert_eq!(with_a.allow_selected.contains(&pod_ip), without_a.allow_selected.contains(&pod_ip));
             } else {
-                prop_assert!(both.policies.iter().all(|p| p.name.namespace == "a"));
+                prop_assert!(both.policies.iter().all(|p| &*p.name.namespace == "a"));
             }
         }
         let b_status = |t: &Translation| t.policy_status.iter().filter(|s| s.namespace == "b").cloned().collect::<Vec<_>>();
