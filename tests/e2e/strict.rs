@@ -107,13 +107,13 @@ fn drops(agent: &RunningAgent, reason: &str) -> u64 {
     metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Whether the agent guards `pod` in the kernel (its addresses and interface) and marks
-/// it guarded in the mesh table.
+/// Whether the agent guards `pod` in the kernel (its addresses and interface, with no
+/// guarded address left unresolved) and marks it guarded in the mesh table.
 fn guarded(agent: &RunningAgent, pod: &Pod) -> bool {
     let Ok(dump) = agent.config_dump() else { return false };
     let ip = pod.ipv4.to_string();
     let in_mesh = dump["config"]["mesh"].as_array().into_iter().flatten().any(|e| e["pod"] == ip.as_str() && e["guarded"] == true);
-    in_mesh && dump["strict"]["interfaces"].as_u64() >= Some(1)
+    in_mesh && dump["strict"]["interfaces"].as_u64() >= Some(1) && dump["strict"]["unresolved"].as_u64() == Some(0)
 }
 
 fn probe_cgroups(bed: &TestBed) -> Vec<PathBuf> {
