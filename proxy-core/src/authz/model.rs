@@ -52,13 +52,6 @@ pub struct Policy {
     pub rules: Vec<Rule>,
 }
 
-impl Policy {
-    /// True when some rule needs HTTP attributes (the inbound side then parses HTTP).
-    pub fn needs_http(&self) -> bool {
-        self.rules.iter().any(|rule| rule.http.is_some())
-    }
-}
-
 /// One rule: all of its conditions must match.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rule {
@@ -144,10 +137,6 @@ impl WorkloadPolicies {
     /// The index of `policies` (built once; `policies` must not change afterwards).
     pub(crate) fn index(&self) -> &PolicyIndex {
         self.index.get_or_init(|| PolicyIndex::new(&self.policies))
-    }
-
-    pub fn needs_http(&self) -> bool {
-        self.policies.iter().any(|policy| policy.needs_http())
     }
 }
 
