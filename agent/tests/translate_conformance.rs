@@ -95,9 +95,8 @@ fn state_for(case: &str) -> ClusterState {
     }
     for (key, ip, ip6) in [("echo", "10.96.0.10", "fd00::10"), ("echo-v1", "10.96.0.11", "fd00::11"), ("echo-v2", "10.96.0.12", "fd00::12")] {
         let svc = state.services.get_mut(&ambit_agent::cluster::ObjectKey::new(MESH, key)).unwrap();
-        let spec = std::sync::Arc::make_mut(svc).spec.as_mut().unwrap();
-        spec.cluster_ip = Some(ip.into());
-        spec.cluster_ips = Some(vec![ip.into(), ip6.into()]);
+        let ips = [ip.parse().unwrap(), ip6.parse().unwrap()];
+        std::sync::Arc::make_mut(svc).cluster_ips = ambit_agent::cluster::ClusterIps::Assigned(ips.into());
     }
     state
 }

@@ -80,19 +80,19 @@ impl ClusterFeed {
         let mut streams: SelectAll<BoxStream<'static, KindEvent>> = SelectAll::new();
         streams.push(watch_kind::<Namespace>(&client, watcher::Config::default(), ObjectKind::Namespace, rbac::NAMESPACES, ClusterObject::Namespace));
         streams.push(watch_kind::<Pod>(&client, pods, ObjectKind::Pod, rbac::PODS, ClusterObject::Pod));
-        streams.push(watch_kind::<Service>(&client, watcher::Config::default(), ObjectKind::Service, rbac::SERVICES, ClusterObject::Service));
+        streams.push(watch_kind::<Service>(&client, watcher::Config::default(), ObjectKind::Service, rbac::SERVICES, ClusterObject::service));
         streams.push(watch_kind::<EndpointSlice>(
             &client,
             watcher::Config::default(),
             ObjectKind::EndpointSlice,
             rbac::ENDPOINT_SLICES,
-            ClusterObject::EndpointSlice,
+            ClusterObject::endpoint_slice,
         ));
         streams.push(watch_kind::<HttpRoute>(&client, watcher::Config::default(), ObjectKind::HttpRoute, rbac::HTTP_ROUTES, ClusterObject::HttpRoute));
         streams.push(watch_kind::<GrpcRoute>(&client, watcher::Config::default(), ObjectKind::GrpcRoute, rbac::GRPC_ROUTES, ClusterObject::GrpcRoute));
         streams.push(watch_kind::<TlsRoute>(&client, watcher::Config::default(), ObjectKind::TlsRoute, rbac::TLS_ROUTES, ClusterObject::TlsRoute));
         streams.push(watch_kind::<TcpRoute>(&client, watcher::Config::default(), ObjectKind::TcpRoute, rbac::TCP_ROUTES, ClusterObject::TcpRoute));
-        streams.push(watch_kind::<MeshNode>(&client, watcher::Config::default(), ObjectKind::MeshNode, rbac::MESH_NODES, ClusterObject::MeshNode));
+        streams.push(watch_kind::<MeshNode>(&client, watcher::Config::default(), ObjectKind::MeshNode, rbac::MESH_NODES, ClusterObject::mesh_node));
         streams.push(watch_kind::<PolicyObject>(
             &client,
             watcher::Config::default(),
@@ -172,8 +172,9 @@ fn resource_missing(error: &watcher::Error) -> bool {
 #[derive(Default)]
 struct Progress {
     synced: bool,
-    /// Objects of a (re-)list in progress; they replace the kind's objects at InitDone.
-    relisting: Option<Vec<ClusterObject>>,
+    /// Objects of a (re-)list in progress, stored as they arrive (only this kind's map
+    /// is filled); they replace the kind's objects at InitDone.
+    relisting: Option<ClusterState>,
 }
 
 const KINDS: usize = 10;
@@ -194,7 +195,7 @@ async fn run(mut streams: SelectAll<BoxStream<'static, KindEvent>>, debounce: Du
                         // No CRD: none of this kind exist. Retried with backoff.
                         tracing::debug!(%kind, error = %failure.message, "resource not served; treating it as empty");
                         let had = !kind_fingerprint(&state, kind).is_empty();
-                        clear_kind(&mut state, kind);
+                        state.replace_kind(kind, ClusterState::new());
                         let was_synced = std::mem::replace(&mut p.synced, true);
                         !was_synced || had
                     }
@@ -231,22 +232,19 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 fn handle(state: &mut ClusterState, kind: ObjectKind, progress: &mut Progress, event: watcher::Event<ClusterObject>) -> bool {
     match event {
         watcher::Event::Init => {
-            progress.relisting = Some(Vec::new());
+            progress.relisting = Some(ClusterState::new());
             false
         }
         watcher::Event::InitApply(object) => {
-            progress.relisting.get_or_insert_with(Vec::new).push(object);
+            if let Err(error) = progress.relisting.get_or_insert_with(ClusterState::new).insert(object) {
+                tracing::warn!(%kind, %error, "ignoring object");
+            }
             false
         }
         watcher::Event::InitDone => {
-            let objects = progress.relisting.take().unwrap_or_default();
+            let listed = progress.relisting.take().unwrap_or_default();
             let before = kind_fingerprint(state, kind);
-            clear_kind(state, kind);
-            for object in objects {
-                if let Err(error) = state.insert(object) {
-                    tracing::warn!(%kind, %error, "ignoring object");
-                }
-            }
+            state.replace_kind(kind, listed);
             let was_synced = std::mem::replace(&mut progress.synced, true);
             tracing::debug!(%kind, "initial list complete");
             !was_synced || before != kind_fingerprint(state, kind)
@@ -262,37 +260,28 @@ fn handle(state: &mut ClusterState, kind: ObjectKind, progress: &mut Progress, e
     }
 }
 
-fn clear_kind(state: &mut ClusterState, kind: ObjectKind) {
-    match kind {
-        ObjectKind::Namespace => state.namespaces.clear(),
-        ObjectKind::Pod => state.pods.clear(),
-        ObjectKind::Service => state.services.clear(),
-        ObjectKind::EndpointSlice => state.endpoint_slices.clear(),
-        ObjectKind::HttpRoute => state.http_routes.clear(),
-        ObjectKind::GrpcRoute => state.grpc_routes.clear(),
-        ObjectKind::TlsRoute => state.tls_routes.clear(),
-        ObjectKind::TcpRoute => state.tcp_routes.clear(),
-        ObjectKind::MeshNode => state.mesh_nodes.clear(),
-        ObjectKind::AuthorizationPolicy => state.authorization_policies.clear(),
-    }
-}
-
 /// (key, resourceVersion) of every stored object of `kind`: equal before and after a
 /// re-list when nothing changed meanwhile.
 fn kind_fingerprint(state: &ClusterState, kind: ObjectKind) -> Vec<(String, Option<String>)> {
-    fn fp<'a, K: std::fmt::Display + 'a, V: Resource + 'a>(m: impl Iterator<Item = (&'a K, &'a Arc<V>)>) -> Vec<(String, Option<String>)> {
-        m.map(|(k, v)| (k.to_string(), v.meta().resource_version.clone())).collect()
+    fn fp<'a, K: std::fmt::Display + 'a, V: 'a>(
+        m: impl Iterator<Item = (&'a K, &'a Arc<V>)>,
+        version: impl Fn(&V) -> Option<&str>,
+    ) -> Vec<(String, Option<String>)> {
+        m.map(|(k, v)| (k.to_string(), version(v).map(str::to_owned))).collect()
+    }
+    fn meta<V: Resource>(v: &V) -> Option<&str> {
+        v.meta().resource_version.as_deref()
     }
     match kind {
-        ObjectKind::Namespace => fp(state.namespaces.iter()),
-        ObjectKind::Pod => fp(state.pods.iter()),
-        ObjectKind::Service => fp(state.services.iter()),
-        ObjectKind::EndpointSlice => fp(state.endpoint_slices.iter()),
-        ObjectKind::HttpRoute => fp(state.http_routes.iter()),
-        ObjectKind::GrpcRoute => fp(state.grpc_routes.iter()),
-        ObjectKind::TlsRoute => fp(state.tls_routes.iter()),
-        ObjectKind::TcpRoute => fp(state.tcp_routes.iter()),
-        ObjectKind::MeshNode => fp(state.mesh_nodes.iter()),
-        ObjectKind::AuthorizationPolicy => fp(state.authorization_policies.iter()),
+        ObjectKind::Namespace => fp(state.namespaces.iter(), meta),
+        ObjectKind::Pod => fp(state.pods.iter(), meta),
+        ObjectKind::Service => fp(state.services.iter(), |s| s.resource_version.as_deref()),
+        ObjectKind::EndpointSlice => fp(state.endpoint_slices.iter(), |s| s.resource_version.as_deref()),
+        ObjectKind::HttpRoute => fp(state.http_routes.iter(), meta),
+        ObjectKind::GrpcRoute => fp(state.grpc_routes.iter(), meta),
+        ObjectKind::TlsRoute => fp(state.tls_routes.iter(), meta),
+        ObjectKind::TcpRoute => fp(state.tcp_routes.iter(), meta),
+        ObjectKind::MeshNode => fp(state.mesh_nodes.iter(), |n| n.resource_version.as_deref()),
+        ObjectKind::AuthorizationPolicy => fp(state.authorization_policies.iter(), meta),
     }
 }

@@ -16,17 +16,20 @@
 //!
 //! # What is cached per object
 //!
-//! Objects are trimmed ([`strip`]) before they are stored. For every kind, metadata keeps
-//! name, namespace, uid, generation, resourceVersion, labels and `ambit.dev/*`
+//! Objects are trimmed ([`strip`]) before they are stored. For most kinds, metadata
+//! keeps name, namespace, uid, generation, resourceVersion, labels and `ambit.dev/*`
 //! annotations (managedFields, ownerReferences, finalizers, other annotations and
-//! timestamps are dropped). Beyond metadata:
+//! timestamps are dropped). Services, EndpointSlices and `MeshNode`s, the kinds a large
+//! cluster has many of, are converted to compact forms instead (see
+//! [`crate::cluster`]): of their metadata only the key and resourceVersion remain.
 //!
 //! | kind | kept |
 //! |---|---|
 //! | Namespace | nothing (labels decide enrollment) |
 //! | Pod (this node only) | `spec.nodeName`, `spec.serviceAccountName`, `spec.hostNetwork`, `status.phase`, `status.qosClass`, `status.podIP(s)` |
-//! | Service | `spec` (status dropped) |
-//! | EndpointSlice | addressType, endpoints (without hints), ports |
+//! | Service | cluster IPs parsed (or unset, or headless); valid ports (number, name, appProtocol, whether TCP); the invalid values, to report them |
+//! | EndpointSlice | the `kubernetes.io/service-name` label; ports (name, number); the IPs of ready endpoints |
+//! | MeshNode | addresses and workloads (namespace, service account, IPs), parsed |
 //! | HTTPRoute, GRPCRoute | `spec` (status dropped: the status writer reads it fresh) |
 //! | AuthorizationPolicy | `spec` as JSON, checked at translation (status dropped) |
 //!

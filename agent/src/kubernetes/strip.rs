@@ -1,8 +1,7 @@
 //! Trimming watched objects to what translation reads before they are stored (see the
 //! module documentation of [`super`] for what is kept per kind).
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodStatus, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cluster::ClusterObject;
@@ -58,31 +57,14 @@ pub fn pod(mut pod: Pod) -> Pod {
     pod
 }
 
-/// Service: metadata and spec (status dropped).
-pub fn service(mut svc: Service) -> Service {
-    strip_meta(&mut svc.metadata);
-    svc.status = None;
-    svc
-}
-
-/// EndpointSlice: metadata, addressType, endpoints (without hints), ports.
-pub fn endpoint_slice(mut slice: EndpointSlice) -> EndpointSlice {
-    strip_meta(&mut slice.metadata);
-    for endpoint in slice.endpoints.iter_mut().flatten() {
-        endpoint.hints = None;
-        endpoint.deprecated_topology = None;
-    }
-    slice
-}
-
 /// Strips any stored kind; routes keep metadata and spec (their status is read fresh by
-/// the status writer, never from the store).
+/// the status writer, never from the store). Services, EndpointSlices and `MeshNode`s
+/// are already in their compact stored form (see [`crate::cluster`]).
 pub fn object(object: ClusterObject) -> ClusterObject {
     match object {
         ClusterObject::Namespace(o) => ClusterObject::Namespace(namespace(o)),
         ClusterObject::Pod(o) => ClusterObject::Pod(pod(o)),
-        ClusterObject::Service(o) => ClusterObject::Service(service(o)),
-        ClusterObject::EndpointSlice(o) => ClusterObject::EndpointSlice(endpoint_slice(o)),
+        compact @ (ClusterObject::Service(_) | ClusterObject::EndpointSlice(_) | ClusterObject::MeshNode(_)) => compact,
         ClusterObject::HttpRoute(mut o) => {
             strip_meta(&mut o.metadata);
             o.status = None;
@@ -97,10 +79,6 @@ pub fn object(object: ClusterObject) -> ClusterObject {
             strip_meta(&mut o.metadata);
             o.status = None;
             ClusterObject::TlsRoute(o)
-        }
-        ClusterObject::MeshNode(mut o) => {
-            strip_meta(&mut o.metadata);
-            ClusterObject::MeshNode(o)
         }
         ClusterObject::AuthorizationPolicy(mut o) => {
             strip_meta(&mut o.metadata);

@@ -7,31 +7,22 @@
 //! Services (`clusterIP: None`) keep none. The running agent never does this: there, a
 //! Service without an address is not redirected and is reported.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterIps, ClusterState};
 
 /// First placeholder address.
 const PLACEHOLDER_BASE: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
 
-/// Gives every non-headless Service without a cluster IP a placeholder one; returns the
-/// `namespace/name = address` assignments made.
+/// Gives every Service without a cluster IP written (not headless) a placeholder one;
+/// returns the `namespace/name = address` assignments made.
 pub fn allocate_missing_cluster_ips(state: &mut ClusterState) -> Vec<String> {
-    let mut next = u32::from(PLACEHOLDER_BASE);
     let mut assigned = Vec::new();
-    for (key, service) in state.services.iter_mut() {
-        let has_ip = service.spec.as_ref().is_some_and(|spec| {
-            spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty())
-                || spec.cluster_ips.as_ref().is_some_and(|ips| ips.iter().any(|ip| !ip.is_empty()))
-        });
-        if has_ip {
-            continue;
-        }
-        let spec = std::sync::Arc::make_mut(service).spec.get_or_insert_with(Default::default);
-        let ip = Ipv4Addr::from(next).to_string();
-        next += 1;
-        spec.cluster_ip = Some(ip.clone());
-        spec.cluster_ips = Some(vec![ip.clone()]);
+    let unset = state.services.iter_mut().filter(|(_, s)| s.cluster_ips == ClusterIps::Unset);
+    for (next, (key, service)) in (u32::from(PLACEHOLDER_BASE)..).zip(unset) {
+        let ip = Ipv4Addr::from(next);
+        Arc::make_mut(service).cluster_ips = ClusterIps::Assigned([IpAddr::V4(ip)].into());
         assigned.push(format!("{key} = {ip}"));
     }
     assigned
@@ -40,7 +31,7 @@ pub fn allocate_missing_cluster_ips(state: &mut ClusterState) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::ClusterObject;
+    use crate::cluster::{ClusterObject, ObjectKey};
     use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 
     fn service(name: &str, cluster_ip: Option<&str>) -> ClusterObject {
@@ -48,7 +39,7 @@ mod tests {
         s.metadata.name = Some(name.into());
         s.metadata.namespace = Some("ns".into());
         s.spec = Some(ServiceSpec { cluster_ip: cluster_ip.map(Into::into), ..Default::default() });
-        ClusterObject::Service(s)
+        ClusterObject::service(s)
     }
 
     #[test]
@@ -59,10 +50,9 @@ mod tests {
         state.insert(service("set", Some("10.96.0.1"))).unwrap();
         let assigned = allocate_missing_cluster_ips(&mut state);
         assert_eq!(assigned, vec!["ns/unset = 240.0.0.1".to_string()]);
-        let ip = |name: &str| {
-            state.services.values().find(|s| s.metadata.name.as_deref() == Some(name)).unwrap().spec.as_ref().unwrap().cluster_ip.clone()
-        };
-        assert_eq!(ip("headless").as_deref(), Some("None"));
-        assert_eq!(ip("set").as_deref(), Some("10.96.0.1"));
+        let ips = |name: &str| state.services[&ObjectKey::new("ns", name)].cluster_ips.clone();
+        assert_eq!(ips("unset").addresses(), ["240.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(ips("headless"), ClusterIps::Headless);
+        assert_eq!(ips("set").addresses(), ["10.96.0.1".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -110,8 +110,8 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
     let object = match kind_str.as_str() {
         "Namespace" => ClusterObject::Namespace(serde_json::from_value(value).map_err(de)?),
         "Pod" => ClusterObject::Pod(serde_json::from_value(value).map_err(de)?),
-        "Service" => ClusterObject::Service(serde_json::from_value(value).map_err(de)?),
-        "EndpointSlice" => ClusterObject::EndpointSlice(serde_json::from_value(value).map_err(de)?),
+        "Service" => ClusterObject::service(serde_json::from_value(value).map_err(de)?),
+        "EndpointSlice" => ClusterObject::endpoint_slice(serde_json::from_value(value).map_err(de)?),
         "HTTPRoute" => {
             // v1beta1 has the same schema as v1 for everything we read.
             value["apiVersion"] = Value::String("gateway.networking.k8s.io/v1".into());
@@ -131,7 +131,7 @@ pub fn parse_object(mut value: Value) -> Result<Parsed, ParseError> {
             ClusterObject::TlsRoute(serde_json::from_value(value).map_err(de)?)
         }
         "TCPRoute" => ClusterObject::TcpRoute(serde_json::from_value(value).map_err(de)?),
-        "MeshNode" => ClusterObject::MeshNode(serde_json::from_value(value).map_err(de)?),
+        "MeshNode" => ClusterObject::mesh_node(serde_json::from_value(value).map_err(de)?),
         "AuthorizationPolicy" => ClusterObject::AuthorizationPolicy(serde_json::from_value(value).map_err(de)?),
         _ => unreachable!("kinds are checked above"),
     };

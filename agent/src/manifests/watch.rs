@@ -170,7 +170,7 @@ mod tests {
         std::fs::rename(&tmp, dir.path().join("svc.yaml")).unwrap();
         let rewritten = cache.refresh(dir.path()).expect("rewritten file");
         let svc = rewritten.state.services.values().next().unwrap();
-        assert_eq!(svc.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
+        assert_eq!(svc.cluster_ips.addresses(), ["10.96.0.2".parse::<std::net::IpAddr>().unwrap()]);
 
         // Removed file.
         std::fs::remove_file(dir.path().join("svc.yaml")).unwrap();

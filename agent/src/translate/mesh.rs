@@ -16,8 +16,7 @@ use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{pod_in_mesh, NodeView};
-use crate::directory::MeshNodeSpec;
-use crate::cluster::{ClusterState, ObjectKey};
+use crate::cluster::{ClusterState, ObjectKey, StoredMeshNode};
 
 /// One pod a tunnel can reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +62,7 @@ pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &Trust
     }
     if let Some(this) = node.node_name {
         for (name, mesh_node) in state.mesh_nodes.iter().filter(|(name, _)| name.as_str() != this) {
-            add_directory(&mut view, state, name, &mesh_node.spec, trust_domain);
+            add_directory(&mut view, state, name, mesh_node, trust_domain);
         }
     }
     view
@@ -71,10 +70,9 @@ pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &Trust
 
 /// The pods of another node from the mesh directory (Kubernetes mode), unless this
 /// node's own Pod watch already placed the address.
-fn add_directory(view: &mut MeshView, state: &ClusterState, node: &str, spec: &MeshNodeSpec, trust_domain: &TrustDomain) {
-    let addresses: Vec<IpAddr> = spec.addresses.iter().filter_map(|a| a.parse().ok()).collect();
-    for entry in spec.workloads.iter().filter(|w| state.namespace_enrolled(&w.namespace)) {
-        let key = ObjectKey::new(entry.namespace.clone(), format!("(on node {node})"));
+fn add_directory(view: &mut MeshView, state: &ClusterState, node: &str, mesh_node: &StoredMeshNode, trust_domain: &TrustDomain) {
+    for entry in mesh_node.workloads.iter().filter(|w| state.namespace_enrolled(&w.namespace)) {
+        let key = ObjectKey::new(&*entry.namespace, format!("(on node {node})"));
         let identity = match SpiffeId::new(trust_domain.clone(), &entry.namespace, &entry.service_account) {
             Ok(id) => id,
             Err(e) => {
@@ -82,9 +80,9 @@ fn add_directory(view: &mut MeshView, state: &ClusterState, node: &str, spec: &M
                 continue;
             }
         };
-        for ip in entry.ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
-            let Some(host) = addresses.iter().find(|a| a.is_ipv4() == ip.is_ipv4()) else { continue };
-            view.destinations.entry(ip).or_insert_with(|| MeshPod { pod: key.clone(), identity: identity.clone(), node: Some(*host) });
+        for ip in entry.ips.iter().copied() {
+            let Some(host) = mesh_node.address_for(ip) else { continue };
+            view.destinations.entry(ip).or_insert_with(|| MeshPod { pod: key.clone(), identity: identity.clone(), node: Some(host) });
         }
     }
 }

@@ -270,14 +270,8 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
     }
 
     for (key, info) in &index.services {
-        let headless = state
-            .services
-            .get(key)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.cluster_ip.as_deref())
-            .is_some_and(|ip| ip.eq_ignore_ascii_case("none"));
         if info.ips.is_empty() {
-            if !headless {
+            if !info.headless {
                 out.problems.push(format!("Service {key} has no cluster IP: its traffic is not redirected"));
             }
             continue;

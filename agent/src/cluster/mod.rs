@@ -1,7 +1,23 @@
 //! The Kubernetes objects the agent reads, held in one store keyed by namespace/name.
 //!
-//! Standalone mode fills it from a manifests directory; Kubernetes mode will fill it from
+//! Standalone mode fills it from a manifests directory; Kubernetes mode fills it from
 //! watches. Translation reads it and nothing else.
+//!
+//! Services, EndpointSlices and `MeshNode`s, the kinds a large cluster has many of, are
+//! stored in a compact form holding only what is read ([`service`], [`endpoint_slice`],
+//! [`mesh_node`]): addresses parsed, names repeated across objects shared ([`intern`]).
+//! They are converted when they enter the store ([`ClusterObject::service`] and its
+//! siblings), so a whole object is never held longer than its conversion.
+
+mod endpoint_slice;
+mod intern;
+mod mesh_node;
+mod service;
+
+pub use endpoint_slice::{SlicePort, StoredSlice};
+pub use intern::intern;
+pub use mesh_node::{MeshWorkload, StoredMeshNode};
+pub use service::{ClusterIps, InvalidValue, StoredService, StoredServicePort};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -88,18 +104,36 @@ impl fmt::Display for ObjectKind {
 }
 
 /// One object of a kind the store holds.
+///
+/// Only in passing, from a watch event or a manifest to the store (which holds each
+/// kind in its own map): the size of its largest variant is not multiplied.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ClusterObject {
     Namespace(Namespace),
     Pod(Pod),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
+    Service(Named<StoredService>),
+    EndpointSlice(Named<StoredSlice>),
     HttpRoute(HttpRoute),
     GrpcRoute(GrpcRoute),
     TlsRoute(TlsRoute),
     TcpRoute(TcpRoute),
-    MeshNode(MeshNode),
+    MeshNode(Named<StoredMeshNode>),
     AuthorizationPolicy(PolicyObject),
+}
+
+/// A stored form with the name and namespace it came with (they become its key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Named<T> {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub object: T,
+}
+
+impl<T> Named<T> {
+    fn new(meta: &mut ObjectMeta, object: T) -> Self {
+        Self { namespace: meta.namespace.take(), name: meta.name.take(), object }
+    }
 }
 
 /// Why an object cannot be stored.
@@ -110,6 +144,24 @@ pub enum ObjectError {
 }
 
 impl ClusterObject {
+    /// A Service, converted to its stored form.
+    pub fn service(mut svc: Service) -> Self {
+        let object = StoredService::from(&svc);
+        ClusterObject::Service(Named::new(&mut svc.metadata, object))
+    }
+
+    /// An EndpointSlice, converted to its stored form.
+    pub fn endpoint_slice(mut slice: EndpointSlice) -> Self {
+        let object = StoredSlice::from(&slice);
+        ClusterObject::EndpointSlice(Named::new(&mut slice.metadata, object))
+    }
+
+    /// A `MeshNode`, converted to its stored form.
+    pub fn mesh_node(mut node: MeshNode) -> Self {
+        let object = StoredMeshNode::from(&node);
+        ClusterObject::MeshNode(Named::new(&mut node.metadata, object))
+    }
+
     pub fn kind(&self) -> ObjectKind {
         match self {
             ClusterObject::Namespace(_) => ObjectKind::Namespace,
@@ -125,49 +177,53 @@ impl ClusterObject {
         }
     }
 
-    pub fn metadata(&self) -> &ObjectMeta {
+    /// The namespace and name it came with.
+    fn names(&self) -> (Option<&str>, Option<&str>) {
+        fn of(meta: &ObjectMeta) -> (Option<&str>, Option<&str>) {
+            (meta.namespace.as_deref(), meta.name.as_deref())
+        }
+        fn named<T>(n: &Named<T>) -> (Option<&str>, Option<&str>) {
+            (n.namespace.as_deref(), n.name.as_deref())
+        }
         match self {
-            ClusterObject::Namespace(o) => &o.metadata,
-            ClusterObject::Pod(o) => &o.metadata,
-            ClusterObject::Service(o) => &o.metadata,
-            ClusterObject::EndpointSlice(o) => &o.metadata,
-            ClusterObject::HttpRoute(o) => &o.metadata,
-            ClusterObject::GrpcRoute(o) => &o.metadata,
-            ClusterObject::TlsRoute(o) => &o.metadata,
-            ClusterObject::TcpRoute(o) => &o.metadata,
-            ClusterObject::MeshNode(o) => &o.metadata,
-            ClusterObject::AuthorizationPolicy(o) => &o.metadata,
+            ClusterObject::Namespace(o) => of(&o.metadata),
+            ClusterObject::Pod(o) => of(&o.metadata),
+            ClusterObject::Service(o) => named(o),
+            ClusterObject::EndpointSlice(o) => named(o),
+            ClusterObject::HttpRoute(o) => of(&o.metadata),
+            ClusterObject::GrpcRoute(o) => of(&o.metadata),
+            ClusterObject::TlsRoute(o) => of(&o.metadata),
+            ClusterObject::TcpRoute(o) => of(&o.metadata),
+            ClusterObject::MeshNode(o) => named(o),
+            ClusterObject::AuthorizationPolicy(o) => of(&o.metadata),
         }
     }
 
     /// The store key: `namespace/name`, the namespace defaulting to `default` for
     /// namespaced kinds and empty for Namespaces.
     pub fn key(&self) -> Result<ObjectKey, ObjectError> {
-        let meta = self.metadata();
-        let name = meta.name.as_deref().filter(|n| !n.is_empty()).ok_or(ObjectError::MissingName(self.kind()))?;
+        let (namespace, name) = self.names();
+        let name = name.filter(|n| !n.is_empty()).ok_or(ObjectError::MissingName(self.kind()))?;
         let namespace = match self.kind() {
-            ObjectKind::Namespace | ObjectKind::MeshNode => String::new(),
-            _ => meta.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+            ObjectKind::Namespace | ObjectKind::MeshNode => "",
+            _ => namespace.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE),
         };
         Ok(ObjectKey::new(namespace, name))
     }
 
-    /// Fills in the defaulted namespace so that stored objects always carry one.
+    /// Fills in the defaulted namespace so that stored objects with metadata always
+    /// carry one (the compact forms keep theirs in the key only).
     fn normalise(&mut self, key: &ObjectKey) {
-        if matches!(self.kind(), ObjectKind::Namespace | ObjectKind::MeshNode) {
-            return;
-        }
         let meta = match self {
-            ClusterObject::Namespace(o) => &mut o.metadata,
             ClusterObject::Pod(o) => &mut o.metadata,
-            ClusterObject::Service(o) => &mut o.metadata,
-            ClusterObject::EndpointSlice(o) => &mut o.metadata,
             ClusterObject::HttpRoute(o) => &mut o.metadata,
             ClusterObject::GrpcRoute(o) => &mut o.metadata,
             ClusterObject::TlsRoute(o) => &mut o.metadata,
             ClusterObject::TcpRoute(o) => &mut o.metadata,
-            ClusterObject::MeshNode(o) => &mut o.metadata,
             ClusterObject::AuthorizationPolicy(o) => &mut o.metadata,
+            ClusterObject::Namespace(_) | ClusterObject::Service(_) | ClusterObject::EndpointSlice(_) | ClusterObject::MeshNode(_) => {
+                return
+            }
         };
         meta.namespace = Some(key.namespace.clone());
     }
@@ -182,14 +238,14 @@ impl ClusterObject {
 pub struct ClusterState {
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub pods: BTreeMap<ObjectKey, Arc<Pod>>,
-    pub services: BTreeMap<ObjectKey, Arc<Service>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<EndpointSlice>>,
+    pub services: BTreeMap<ObjectKey, Arc<StoredService>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Arc<StoredSlice>>,
     pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
     pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
     pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
     pub tcp_routes: BTreeMap<ObjectKey, Arc<TcpRoute>>,
     /// The mesh directory, by node name (Kubernetes mode; see [`crate::directory`]).
-    pub mesh_nodes: BTreeMap<String, Arc<MeshNode>>,
+    pub mesh_nodes: BTreeMap<String, Arc<StoredMeshNode>>,
     /// AuthorizationPolicies, their specs unchecked (see [`crate::authz`]).
     pub authorization_policies: BTreeMap<ObjectKey, Arc<PolicyObject>>,
 }
@@ -211,10 +267,10 @@ impl ClusterState {
                 self.pods.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::Service(o) => {
-                self.services.insert(key.clone(), Arc::new(o));
+                self.services.insert(key.clone(), Arc::new(o.object));
             }
             ClusterObject::EndpointSlice(o) => {
-                self.endpoint_slices.insert(key.clone(), Arc::new(o));
+                self.endpoint_slices.insert(key.clone(), Arc::new(o.object));
             }
             ClusterObject::HttpRoute(o) => {
                 self.http_routes.insert(key.clone(), Arc::new(o));
@@ -229,7 +285,7 @@ impl ClusterState {
                 self.tcp_routes.insert(key.clone(), Arc::new(o));
             }
             ClusterObject::MeshNode(o) => {
-                self.mesh_nodes.insert(key.name.clone(), Arc::new(o));
+                self.mesh_nodes.insert(key.name.clone(), Arc::new(o.object));
             }
             ClusterObject::AuthorizationPolicy(o) => {
                 self.authorization_policies.insert(key.clone(), Arc::new(o));
@@ -260,6 +316,22 @@ impl ClusterState {
         }
     }
 
+    /// Replaces every object of `kind` with those `from` holds of it.
+    pub fn replace_kind(&mut self, kind: ObjectKind, from: ClusterState) {
+        match kind {
+            ObjectKind::Namespace => self.namespaces = from.namespaces,
+            ObjectKind::Pod => self.pods = from.pods,
+            ObjectKind::Service => self.services = from.services,
+            ObjectKind::EndpointSlice => self.endpoint_slices = from.endpoint_slices,
+            ObjectKind::HttpRoute => self.http_routes = from.http_routes,
+            ObjectKind::GrpcRoute => self.grpc_routes = from.grpc_routes,
+            ObjectKind::TlsRoute => self.tls_routes = from.tls_routes,
+            ObjectKind::TcpRoute => self.tcp_routes = from.tcp_routes,
+            ObjectKind::MeshNode => self.mesh_nodes = from.mesh_nodes,
+            ObjectKind::AuthorizationPolicy => self.authorization_policies = from.authorization_policies,
+        }
+    }
+
     /// Number of stored objects of every kind.
     pub fn len(&self) -> usize {
         self.namespaces.len()
@@ -287,7 +359,7 @@ impl ClusterState {
             .is_some_and(|v| v == MESH_ENABLED)
     }
 
-    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&StoredService> {
         self.services.get(&ObjectKey::new(namespace, name)).map(|s| &**s)
     }
 }
