@@ -5,7 +5,7 @@
 //! Kubernetes: the CertificateSigningRequest API and Ambit's signer). Without one,
 //! every call stays plaintext, as before.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use ambit_proxy_core::proxy::MeshSetup;
 use ambit_proxy_core::tls::{CertLifetime, CertStore, CertStoreOptions, CertificateSource, TrustBundle};
 use prometheus_client::registry::Registry;
 
-use crate::translate::mesh::MeshView;
+use crate::translate::mesh::{MeshPod, MeshView};
 
 /// How this node takes part in the mesh.
 #[derive(Clone)]
@@ -98,30 +98,32 @@ impl NodeMesh {
 
     /// Fetches certificates for identities new on this node and drops those gone.
     /// Must run inside the control plane's runtime (renewals are spawned on it).
-    pub fn hold(&self, view: &MeshView) {
+    pub fn hold<T>(&self, view: &MeshView<T>) {
         self.certs.ensure(view.local_identities.iter().cloned());
     }
 
-    /// The proxy's mesh table: each mesh pod's HBONE address (its node's, or this
-    /// node's own address of the pod's family for local pods) and identity; local pods
-    /// in `guarded` are marked so (the proxy dials them from the node's address).
-    pub fn destinations(&self, view: &MeshView, node_ips: &[IpAddr], guarded: &BTreeSet<IpAddr>) -> HashMap<IpAddr, MeshDestination> {
-        view.destinations
-            .iter()
-            .filter_map(|(ip, pod)| {
-                let node = match pod.node {
-                    Some(node) => node,
-                    None => *node_ips.iter().find(|n| n.is_ipv4() == ip.is_ipv4()).or(node_ips.first())?,
-                };
-                let destination = MeshDestination {
-                    node: SocketAddr::new(node, self.hbone_port),
-                    identity: pod.identity.clone(),
-                    on_this_node: pod.node.is_none(),
-                    guarded: pod.node.is_none() && guarded.contains(ip),
-                };
-                Some((*ip, destination))
+    /// The proxy's mesh table entry of a mesh pod (for [`crate::translate::mesh::mesh_view`]):
+    /// its HBONE address (its node's, or this node's own address of the pod's family for
+    /// local pods) and identity; local pods in `guarded` are marked so (the proxy dials
+    /// them from the node's address). None for a local pod when this node has no address.
+    pub fn destination<'a>(
+        &self,
+        node_ips: &'a [IpAddr],
+        guarded: &'a BTreeSet<IpAddr>,
+    ) -> impl FnMut(IpAddr, MeshPod) -> Option<MeshDestination> + 'a {
+        let hbone_port = self.hbone_port;
+        move |ip, pod| {
+            let node = match pod.node {
+                Some(node) => node,
+                None => *node_ips.iter().find(|n| n.is_ipv4() == ip.is_ipv4()).or(node_ips.first())?,
+            };
+            Some(MeshDestination {
+                node: SocketAddr::new(node, hbone_port),
+                identity: pod.identity,
+                on_this_node: pod.node.is_none(),
+                guarded: pod.node.is_none() && guarded.contains(&ip),
             })
-            .collect()
+        }
     }
 
     /// `/config_dump`'s certificates (identity, serial, validity, state; never keys).

@@ -336,9 +336,10 @@ impl Node {
         config.version = version;
         let guarded = self.guarded(state, &view, &translation.allow_selected, &mut translation.problems);
         if let Some(mesh) = &self.mesh {
-            let mesh_view = translate::mesh::mesh_view(state, &view, mesh.trust_domain());
-            config.mesh = mesh.destinations(&mesh_view, &self.options.node_ips, &guarded);
+            let destination = mesh.destination(&self.options.node_ips, &guarded);
+            let mesh_view = translate::mesh::mesh_view(state, &view, mesh.trust_domain(), destination);
             mesh.hold(&mesh_view);
+            config.mesh = mesh_view.destinations;
             translation.problems.extend(mesh_view.problems);
         }
         // Pods first, so that a new caller's upstream sockets find its namespace.

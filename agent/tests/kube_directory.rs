@@ -30,7 +30,7 @@ fn mesh_pod(name: &str, node: &str, account: &str, ip: &str, host: &str) -> Valu
 /// node-a's view of `ip`: (node address, service account), if it is a mesh destination.
 fn destination(state: &ambit_agent::cluster::ClusterState, ip: &str) -> Option<(Option<IpAddr>, String)> {
     let none = |_: &str, _: Option<&str>| None;
-    let view = mesh_view(state, &NodeView { node_name: Some(NODE), cgroups: &none }, &TrustDomain::new("cluster.local").unwrap());
+    let view = mesh_view(state, &NodeView { node_name: Some(NODE), cgroups: &none }, &TrustDomain::new("cluster.local").unwrap(), |_, pod| Some(pod));
     view.destinations.get(&ip.parse::<IpAddr>().unwrap()).map(|d| (d.node, d.identity.service_account().to_string()))
 }
 

@@ -39,7 +39,7 @@ fn rendered(t: &Translation) -> Value {
 /// The mesh destinations as node n1 sees them: `ip → node (or "this node"), identity`.
 fn mesh(state: &ClusterState) -> Value {
     let none = |_: &str, _: Option<&str>| None;
-    let view = mesh_view(state, &NodeView { node_name: Some("n1"), cgroups: &none }, &TrustDomain::new("td").unwrap());
+    let view = mesh_view(state, &NodeView { node_name: Some("n1"), cgroups: &none }, &TrustDomain::new("td").unwrap(), |_, pod| Some(pod));
     let mut destinations: Vec<String> = view
         .destinations
         .iter()

@@ -37,7 +37,7 @@ pub struct EndpointWire {
 pub fn wires(state: &ClusterState, caller: &ObjectKey, endpoints: &[SocketAddr], trust_domain: &TrustDomain) -> Vec<EndpointWire> {
     let caller_node = state.pods.get(caller).and_then(|p| p.spec.as_ref()).and_then(|s| s.node_name.as_deref());
     let no_cgroups = |_: &str, _: Option<&str>| None;
-    let view = mesh_view(state, &NodeView { node_name: caller_node, cgroups: &no_cgroups }, trust_domain);
+    let view = mesh_view(state, &NodeView { node_name: caller_node, cgroups: &no_cgroups }, trust_domain, |_, pod| Some(pod));
     endpoints
         .iter()
         .map(|endpoint| {

@@ -9,37 +9,46 @@
 //! This node holds one certificate per identity of its own mesh pods (host-network pods
 //! included: they call out too).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use ambit_proxy_core::identity::{SpiffeId, TrustDomain};
+use ambit_proxy_core::identity::{SpiffeId, SpiffeIdError, TrustDomain};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{pod_in_mesh, NodeView};
 use crate::cluster::{ClusterState, ObjectKey, StoredMeshNode};
 
-/// One pod a tunnel can reach.
+/// One pod a tunnel can reach, as [`mesh_view`] hands it to the caller's table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeshPod {
-    pub pod: ObjectKey,
     pub identity: SpiffeId,
     /// Its node's address of the pod IP's family (None: this node).
     pub node: Option<IpAddr>,
 }
 
-/// The mesh seen from one node.
-#[derive(Debug, Default)]
-pub struct MeshView {
-    /// Every mesh pod's IPs (both families) → the pod.
-    pub destinations: BTreeMap<IpAddr, MeshPod>,
+/// The mesh seen from one node, each destination made into the caller's `T`.
+#[derive(Debug)]
+pub struct MeshView<T> {
+    /// Every mesh pod's IPs (both families) → its entry.
+    pub destinations: HashMap<IpAddr, T>,
     /// The identities of this node's mesh pods.
     pub local_identities: BTreeSet<SpiffeId>,
     pub problems: Vec<String>,
 }
 
-/// Builds the view for `node` (None node name: every pod is local).
-pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &TrustDomain) -> MeshView {
-    let mut view = MeshView::default();
+/// Builds the view for `node` (None node name: every pod is local). Each destination
+/// goes straight into the view's table as `entry(ip, pod)` makes it (None: left out),
+/// so that at mesh scale (100,000 pods) no second table is built and copied.
+/// Identities are shared between the pods that have the same one.
+pub fn mesh_view<T>(
+    state: &ClusterState,
+    node: &NodeView<'_>,
+    trust_domain: &TrustDomain,
+    mut entry: impl FnMut(IpAddr, MeshPod) -> Option<T>,
+) -> MeshView<T> {
+    let mut view = MeshView { destinations: HashMap::with_capacity(directory_ips(state)), local_identities: BTreeSet::new(), problems: Vec::new() };
+    // The IPs pods hold, and which pod holds each (the first one; a later one is reported).
+    let mut claimed: HashMap<IpAddr, &ObjectKey> = HashMap::new();
     for (key, pod) in &state.pods {
         if !pod_in_mesh(state, pod) {
             continue;
@@ -58,58 +67,104 @@ pub fn mesh_view(state: &ClusterState, node: &NodeView<'_>, trust_domain: &Trust
         if host_network(pod) {
             continue;
         }
-        add_destinations(&mut view, key, pod, identity, local);
+        for (ip, pod_node) in pod_destinations(key, pod, local, &mut view.problems) {
+            if let Some(first) = claimed.get(&ip) {
+                view.problems.push(format!("pods {first} and {key} both claim IP {ip}: keeping {first}"));
+                continue;
+            }
+            claimed.insert(ip, key);
+            if let Some(made) = entry(ip, MeshPod { identity: identity.clone(), node: pod_node }) {
+                view.destinations.insert(ip, made);
+            }
+        }
     }
     if let Some(this) = node.node_name {
+        let mut identities = Identities::new(state, trust_domain);
         for (name, mesh_node) in state.mesh_nodes.iter().filter(|(name, _)| name.as_str() != this) {
-            add_directory(&mut view, state, name, mesh_node, trust_domain);
+            add_directory(&mut view, &claimed, &mut identities, name, mesh_node, &mut entry);
         }
     }
     view
 }
 
+/// How many IPs the directory lists (the table's size, give or take this node's pods).
+fn directory_ips(state: &ClusterState) -> usize {
+    state.mesh_nodes.values().flat_map(|n| n.workloads.iter()).map(|w| w.ips.len()).sum()
+}
+
+/// The identities of directory entries by (namespace, service account), made once
+/// each; None for namespaces outside the mesh.
+struct Identities<'a> {
+    state: &'a ClusterState,
+    trust_domain: &'a TrustDomain,
+    made: HashMap<(&'a str, &'a str), Option<Result<SpiffeId, SpiffeIdError>>>,
+}
+
+impl<'a> Identities<'a> {
+    fn new(state: &'a ClusterState, trust_domain: &'a TrustDomain) -> Self {
+        Self { state, trust_domain, made: HashMap::new() }
+    }
+
+    fn get(&mut self, namespace: &'a str, service_account: &'a str) -> Option<&Result<SpiffeId, SpiffeIdError>> {
+        let (state, trust_domain) = (self.state, self.trust_domain);
+        self.made
+            .entry((namespace, service_account))
+            .or_insert_with(|| {
+                state.namespace_enrolled(namespace).then(|| SpiffeId::new(trust_domain.clone(), namespace, service_account))
+            })
+            .as_ref()
+    }
+}
+
 /// The pods of another node from the mesh directory (Kubernetes mode), unless this
 /// node's own Pod watch already placed the address.
-fn add_directory(view: &mut MeshView, state: &ClusterState, node: &str, mesh_node: &StoredMeshNode, trust_domain: &TrustDomain) {
-    for entry in mesh_node.workloads.iter().filter(|w| state.namespace_enrolled(&w.namespace)) {
-        let key = ObjectKey::new(&*entry.namespace, format!("(on node {node})"));
-        let identity = match SpiffeId::new(trust_domain.clone(), &entry.namespace, &entry.service_account) {
-            Ok(id) => id,
-            Err(e) => {
+fn add_directory<'a, T>(
+    view: &mut MeshView<T>,
+    claimed: &HashMap<IpAddr, &ObjectKey>,
+    identities: &mut Identities<'a>,
+    node: &str,
+    mesh_node: &'a StoredMeshNode,
+    entry: &mut impl FnMut(IpAddr, MeshPod) -> Option<T>,
+) {
+    for workload in mesh_node.workloads.iter() {
+        let identity = match identities.get(&workload.namespace, &workload.service_account) {
+            None => continue,
+            Some(Ok(id)) => id,
+            Some(Err(e)) => {
                 view.problems.push(format!("mesh directory of node {node}: {e}"));
                 continue;
             }
         };
-        for ip in entry.ips.iter().copied() {
+        for ip in workload.ips.iter().copied() {
             let Some(host) = mesh_node.address_for(ip) else { continue };
-            view.destinations.entry(ip).or_insert_with(|| MeshPod { pod: key.clone(), identity: identity.clone(), node: Some(host) });
+            if claimed.contains_key(&ip) || view.destinations.contains_key(&ip) {
+                continue;
+            }
+            if let Some(made) = entry(ip, MeshPod { identity: identity.clone(), node: Some(host) }) {
+                view.destinations.insert(ip, made);
+            }
         }
     }
 }
 
-fn add_destinations(view: &mut MeshView, key: &ObjectKey, pod: &Pod, identity: SpiffeId, local: bool) {
+/// A mesh pod's IPs with its node's address of each one's family (None: this node);
+/// a remote pod's IP without a node address of its family is reported and left out.
+fn pod_destinations(key: &ObjectKey, pod: &Pod, local: bool, problems: &mut Vec<String>) -> Vec<(IpAddr, Option<IpAddr>)> {
     let hosts = ips(pod, |s| (s.host_ip.as_deref(), s.host_ips.as_ref().map(|v| v.iter().map(|h| h.ip.as_str()).collect())));
+    let mut out = Vec::new();
     for ip in ips(pod, |s| (s.pod_ip.as_deref(), s.pod_ips.as_ref().map(|v| v.iter().map(|p| p.ip.as_str()).collect()))) {
-        let node = if local {
-            None
-        } else {
-            match hosts.iter().find(|h| h.is_ipv4() == ip.is_ipv4()) {
-                Some(host) => Some(*host),
-                None => {
-                    view.problems.push(format!(
-                        "pod {key} is on another node but has no status.hostIP of its address family: calls to {ip} are not tunnelled"
-                    ));
-                    continue;
-                }
-            }
-        };
-        let entry = MeshPod { pod: key.clone(), identity: identity.clone(), node };
-        if let Some(first) = view.destinations.get(&ip) {
-            view.problems.push(format!("pods {} and {key} both claim IP {ip}: keeping {}", first.pod, first.pod));
+        if local {
+            out.push((ip, None));
             continue;
         }
-        view.destinations.insert(ip, entry);
+        match hosts.iter().find(|h| h.is_ipv4() == ip.is_ipv4()) {
+            Some(host) => out.push((ip, Some(*host))),
+            None => problems.push(format!(
+                "pod {key} is on another node but has no status.hostIP of its address family: calls to {ip} are not tunnelled"
+            )),
+        }
     }
+    out
 }
 
 fn identity_of(pod: &Pod, key: &ObjectKey, trust_domain: &TrustDomain) -> Result<SpiffeId, String> {
@@ -209,7 +264,7 @@ spec:
     fn remote_pods_are_reached_through_their_node() {
         let state = state(PODS);
         let none = |_: &str, _: Option<&str>| None;
-        let view = mesh_view(&state, &NodeView { node_name: Some("n1"), cgroups: &none }, &TrustDomain::new("td").unwrap());
+        let view = mesh_view(&state, &NodeView { node_name: Some("n1"), cgroups: &none }, &TrustDomain::new("td").unwrap(), |_, pod| Some(pod));
         let at = |ip: &str| view.destinations.get(&ip.parse::<IpAddr>().unwrap()).cloned();
         let here = at("10.244.1.2").unwrap();
         assert_eq!((here.node, here.identity.to_string()), (None, "spiffe://td/ns/shop/sa/catalog".to_string()));
