@@ -90,11 +90,11 @@ fn state_for(case: &str) -> ClusterState {
     std::fs::write(dir.path().join("20-fixtures.yaml"), FIXTURES).unwrap();
     let (mut state, errors) = load_dir(dir.path());
     assert!(errors.is_empty(), "{errors:?}");
-    for ns in state.namespaces.values_mut() {
+    for ns in state.namespaces.make_mut().values_mut() {
         std::sync::Arc::make_mut(ns).metadata.labels.get_or_insert_default().insert("ambit.dev/mesh".into(), "enabled".into());
     }
     for (key, ip, ip6) in [("echo", "10.96.0.10", "fd00::10"), ("echo-v1", "10.96.0.11", "fd00::11"), ("echo-v2", "10.96.0.12", "fd00::12")] {
-        let svc = state.services.get_mut(&ambit_agent::cluster::ObjectKey::new(MESH, key)).unwrap();
+        let svc = state.services.make_mut().get_mut(&ambit_agent::cluster::ObjectKey::new(MESH, key)).unwrap();
         let ips = [ip.parse().unwrap(), ip6.parse().unwrap()];
         std::sync::Arc::make_mut(svc).cluster_ips = ambit_agent::cluster::ClusterIps::Assigned(ips.into());
     }
@@ -202,7 +202,7 @@ fn services_workloads_and_endpoints() {
 #[test]
 fn namespace_without_label_is_not_enrolled() {
     let mut state = state_for("MeshBasic");
-    std::sync::Arc::make_mut(state.namespaces.get_mut(CONSUMER).unwrap()).metadata.labels = None;
+    std::sync::Arc::make_mut(state.namespaces.make_mut().get_mut(CONSUMER).unwrap()).metadata.labels = None;
     let t = run(&state);
     assert!(!t.enrolled_cgroups.contains(&103));
     // Its Services are still redirected targets for enrolled callers.

@@ -12,16 +12,16 @@
 mod endpoint_slice;
 mod intern;
 mod mesh_node;
+mod objects;
 mod service;
 
 pub use endpoint_slice::{SlicePort, StoredSlice};
 pub use intern::intern;
 pub use mesh_node::{MeshWorkload, StoredMeshNode};
+pub use objects::Objects;
 pub use service::{ClusterIps, InvalidValue, StoredService, StoredServicePort};
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use gateway_api::apis::experimental::tcproutes::TcpRoute;
 use gateway_api::apis::experimental::tlsroutes::TlsRoute;
@@ -231,23 +231,24 @@ impl ClusterObject {
 
 /// Every object translation needs, keyed by namespace/name (Namespaces by name).
 ///
-/// Objects are reference-counted: a clone of the state (the feed publishes one per
-/// change) copies the maps' keys and pointers and shares every object, so a published
-/// snapshot costs no second copy of the objects. Mutate one with [`Arc::make_mut`].
+/// Each kind's map and each object are reference-counted: a clone of the state (the
+/// feed publishes one per change) copies ten pointers, and a change to one kind copies
+/// that kind's map (its keys and pointers, no object) only while a published snapshot
+/// still shares it. Mutate with [`Objects::make_mut`], then [`std::sync::Arc::make_mut`] on the object.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
-    pub namespaces: BTreeMap<String, Arc<Namespace>>,
-    pub pods: BTreeMap<ObjectKey, Arc<Pod>>,
-    pub services: BTreeMap<ObjectKey, Arc<StoredService>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Arc<StoredSlice>>,
-    pub http_routes: BTreeMap<ObjectKey, Arc<HttpRoute>>,
-    pub grpc_routes: BTreeMap<ObjectKey, Arc<GrpcRoute>>,
-    pub tls_routes: BTreeMap<ObjectKey, Arc<TlsRoute>>,
-    pub tcp_routes: BTreeMap<ObjectKey, Arc<TcpRoute>>,
+    pub namespaces: Objects<String, Namespace>,
+    pub pods: Objects<ObjectKey, Pod>,
+    pub services: Objects<ObjectKey, StoredService>,
+    pub endpoint_slices: Objects<ObjectKey, StoredSlice>,
+    pub http_routes: Objects<ObjectKey, HttpRoute>,
+    pub grpc_routes: Objects<ObjectKey, GrpcRoute>,
+    pub tls_routes: Objects<ObjectKey, TlsRoute>,
+    pub tcp_routes: Objects<ObjectKey, TcpRoute>,
     /// The mesh directory, by node name (Kubernetes mode; see [`crate::directory`]).
-    pub mesh_nodes: BTreeMap<String, Arc<StoredMeshNode>>,
+    pub mesh_nodes: Objects<String, StoredMeshNode>,
     /// AuthorizationPolicies, their specs unchecked (see [`crate::authz`]).
-    pub authorization_policies: BTreeMap<ObjectKey, Arc<PolicyObject>>,
+    pub authorization_policies: Objects<ObjectKey, PolicyObject>,
 }
 
 impl ClusterState {
@@ -261,34 +262,34 @@ impl ClusterState {
         object.normalise(&key);
         match object {
             ClusterObject::Namespace(o) => {
-                self.namespaces.insert(key.name.clone(), Arc::new(o));
+                self.namespaces.put(key.name.clone(), o);
             }
             ClusterObject::Pod(o) => {
-                self.pods.insert(key.clone(), Arc::new(o));
+                self.pods.put(key.clone(), o);
             }
             ClusterObject::Service(o) => {
-                self.services.insert(key.clone(), Arc::new(o.object));
+                self.services.put(key.clone(), o.object);
             }
             ClusterObject::EndpointSlice(o) => {
-                self.endpoint_slices.insert(key.clone(), Arc::new(o.object));
+                self.endpoint_slices.put(key.clone(), o.object);
             }
             ClusterObject::HttpRoute(o) => {
-                self.http_routes.insert(key.clone(), Arc::new(o));
+                self.http_routes.put(key.clone(), o);
             }
             ClusterObject::GrpcRoute(o) => {
-                self.grpc_routes.insert(key.clone(), Arc::new(o));
+                self.grpc_routes.put(key.clone(), o);
             }
             ClusterObject::TlsRoute(o) => {
-                self.tls_routes.insert(key.clone(), Arc::new(o));
+                self.tls_routes.put(key.clone(), o);
             }
             ClusterObject::TcpRoute(o) => {
-                self.tcp_routes.insert(key.clone(), Arc::new(o));
+                self.tcp_routes.put(key.clone(), o);
             }
             ClusterObject::MeshNode(o) => {
-                self.mesh_nodes.insert(key.name.clone(), Arc::new(o.object));
+                self.mesh_nodes.put(key.name.clone(), o.object);
             }
             ClusterObject::AuthorizationPolicy(o) => {
-                self.authorization_policies.insert(key.clone(), Arc::new(o));
+                self.authorization_policies.put(key.clone(), o);
             }
         }
         Ok(key)
@@ -303,16 +304,16 @@ impl ClusterState {
     /// Removes the object of `kind` at `key`; true if one was stored.
     pub fn remove_key(&mut self, kind: ObjectKind, key: &ObjectKey) -> bool {
         match kind {
-            ObjectKind::Namespace => self.namespaces.remove(&key.name).is_some(),
-            ObjectKind::Pod => self.pods.remove(key).is_some(),
-            ObjectKind::Service => self.services.remove(key).is_some(),
-            ObjectKind::EndpointSlice => self.endpoint_slices.remove(key).is_some(),
-            ObjectKind::HttpRoute => self.http_routes.remove(key).is_some(),
-            ObjectKind::GrpcRoute => self.grpc_routes.remove(key).is_some(),
-            ObjectKind::TlsRoute => self.tls_routes.remove(key).is_some(),
-            ObjectKind::TcpRoute => self.tcp_routes.remove(key).is_some(),
-            ObjectKind::MeshNode => self.mesh_nodes.remove(&key.name).is_some(),
-            ObjectKind::AuthorizationPolicy => self.authorization_policies.remove(key).is_some(),
+            ObjectKind::Namespace => self.namespaces.take(&key.name),
+            ObjectKind::Pod => self.pods.take(key),
+            ObjectKind::Service => self.services.take(key),
+            ObjectKind::EndpointSlice => self.endpoint_slices.take(key),
+            ObjectKind::HttpRoute => self.http_routes.take(key),
+            ObjectKind::GrpcRoute => self.grpc_routes.take(key),
+            ObjectKind::TlsRoute => self.tls_routes.take(key),
+            ObjectKind::TcpRoute => self.tcp_routes.take(key),
+            ObjectKind::MeshNode => self.mesh_nodes.take(&key.name),
+            ObjectKind::AuthorizationPolicy => self.authorization_policies.take(key),
         }
     }
 

@@ -19,7 +19,7 @@ const PLACEHOLDER_BASE: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
 /// returns the `namespace/name = address` assignments made.
 pub fn allocate_missing_cluster_ips(state: &mut ClusterState) -> Vec<String> {
     let mut assigned = Vec::new();
-    let unset = state.services.iter_mut().filter(|(_, s)| s.cluster_ips == ClusterIps::Unset);
+    let unset = state.services.make_mut().iter_mut().filter(|(_, s)| s.cluster_ips == ClusterIps::Unset);
     for (next, (key, service)) in (u32::from(PLACEHOLDER_BASE)..).zip(unset) {
         let ip = Ipv4Addr::from(next);
         Arc::make_mut(service).cluster_ips = ClusterIps::Assigned([IpAddr::V4(ip)].into());
