@@ -170,7 +170,10 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the benchmark pins the proxy and the load generator to separate CPUs; this machine has one");
     }
     let plan = Plan::new(args);
-    procs::raise_own_nofile(NOFILE)?;
+    let nofile = procs::raise_own_nofile(NOFILE)?;
+    if nofile < NOFILE {
+        println!("note: open-file limit {nofile} (raising it to {NOFILE} is not permitted here)");
+    }
     let root = crate::ebpf::repo_root();
     install::prerequisites()?;
     build(&root)?;

@@ -133,15 +133,29 @@ pub fn threads_named(pid: i32, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Raises this process's open-file limits (soft and hard, as root) to `n`, which the
-/// proxies and load generators it starts inherit.
-pub fn raise_own_nofile(n: u64) -> Result<()> {
-    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
-    // SAFETY: setrlimit reads the struct passed.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        bail!("raising the open-file limit to {n}: {}", std::io::Error::last_os_error());
+/// This process's open-file limit (soft, hard).
+pub fn own_nofile() -> Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        bail!("getrlimit: {}", std::io::Error::last_os_error());
     }
-    Ok(())
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises this process's open-file limit to `n` (soft and hard), which the proxies and
+/// load generators it starts inherit; where raising the hard limit is not permitted
+/// (no CAP_SYS_RESOURCE), the soft limit goes up to the hard one. Returns the limit
+/// now in force.
+pub fn raise_own_nofile(n: u64) -> Result<u64> {
+    let (_, hard) = own_nofile()?;
+    for lim in [libc::rlimit { rlim_cur: n, rlim_max: n.max(hard) }, libc::rlimit { rlim_cur: hard, rlim_max: hard }] {
+        // SAFETY: setrlimit reads the struct passed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            return Ok(lim.rlim_cur);
+        }
+    }
+    bail!("raising the open-file limit: {}", std::io::Error::last_os_error())
 }
 
 /// Raises the open-file soft limit of `pid` to this process's hard limit (`prlimit`),

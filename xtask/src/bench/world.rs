@@ -334,18 +334,29 @@ impl Drop for World {
     }
 }
 
-/// HAProxy's connection limit: above the memory scenario's 10,000 idle connections
-/// (HAProxy does not accept past it, so at 9,900 the scenario once opened none), with
-/// two descriptors per connection within the open-file limit the bench raises first.
+/// HAProxy's connection limit where the open-file limit allows: above the memory
+/// scenario's 10,000 idle connections (HAProxy does not accept past it; at 9,900 the
+/// scenario once opened none).
 pub const HAPROXY_MAXCONN: u64 = 40_000;
+
+/// `maxconn` within this process's open-file limit (HAProxy inherits it). HAProxy
+/// reserves two descriptors per connection and by default refuses to start when the
+/// limit is lower (`strict-limits`); the config turns that off, because idle client
+/// connections hold one descriptor each (servers are shared: `http-reuse always`).
+fn haproxy_maxconn() -> u64 {
+    let hard = super::procs::own_nofile().map_or(20_000, |(_, hard)| hard);
+    HAPROXY_MAXCONN.min(hard.saturating_sub(200))
+}
 
 /// HAProxy doing what the HTTPRoute does: `x-bench: yes` → set the generation header
 /// → two servers weighted 50/50; anything else gets 404.
 fn haproxy_config(node: Ipv4Addr, a: Ipv4Addr, b: Ipv4Addr, threads: usize) -> String {
+    let maxconn = haproxy_maxconn();
     format!(
         r#"global
     nbthread {threads}
-    maxconn {HAPROXY_MAXCONN}
+    maxconn {maxconn}
+    no strict-limits
 
 defaults
     mode http
