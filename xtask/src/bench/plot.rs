@@ -115,6 +115,9 @@ fn latency_plot(path: &Path, points: &[LatencyPoint]) -> Result<()> {
             .configure_mesh()
             .x_desc("offered rate (req/s)")
             .y_desc(format!("{name} (µs)"))
+            .x_labels(4)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(draw_err)?;
         for system in System::ALL {
@@ -166,6 +169,7 @@ fn cores_plot(path: &Path, points: &[CorePoint]) -> Result<()> {
             .y_desc(unit)
             .x_labels(max_cores + 1)
             .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(draw_err)?;
         for system in System::ALL {
