@@ -16,6 +16,7 @@
 pub mod authz;
 pub mod ca;
 pub mod cgroups;
+pub mod cpus;
 pub mod check;
 pub mod cluster;
 pub mod directory;

@@ -192,6 +192,11 @@ struct NodeArgs {
     /// eBPF and configuration metrics. For measuring the metrics' cost.
     #[arg(long, env = "AMBIT_NO_METRICS")]
     no_metrics: bool,
+    /// Leave the kernel's BPF run-time statistics off (run count and time per eBPF
+    /// program, in `/redirect` and `/metrics`). On, every BPF program run on the host
+    /// reads the clock twice.
+    #[arg(long, env = "AMBIT_NO_BPF_STATS")]
+    no_bpf_stats: bool,
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = ambit_agent::duration::parse_duration)]
     drain: Duration,
@@ -328,6 +333,7 @@ impl NodeArgs {
             admin_socket: self.admin_socket.clone(),
             access_log: self.access_log,
             metrics: !self.no_metrics,
+            bpf_stats: !self.no_bpf_stats,
             drain: self.drain,
             proxy: self.limits.proxy_options(),
             per_pod_sockets: self.max_tracked_sockets_per_pod,
@@ -447,12 +453,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The proxy listeners and their connections: `workers` threads, or one per usable CPU.
+/// The proxy listeners and their connections: `workers` threads, or one per CPU this
+/// process may use (affinity mask and cgroup CPU quota: [`ambit_agent::cpus`]).
 fn data_path_runtime(workers: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = workers.map_or_else(|| ambit_agent::cpus::usable_cpus().get(), usize::from);
+    tracing::info!(workers, "data-path runtime");
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(usize::from(workers));
-    }
+    builder.worker_threads(workers);
     Ok(builder.thread_name("ambit-data").enable_all().build()?)
 }
 

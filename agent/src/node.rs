@@ -20,7 +20,7 @@ use crate::cluster::ClusterState;
 use crate::egress::{EgressCollector, PodSockets};
 use crate::mesh::{MeshOptions, NodeMesh};
 use crate::metrics::NodeMetrics;
-use crate::redirect::{MapCapacity, Redirector, RedirectorConfig, SyncOutcome};
+use crate::redirect::{MapCapacity, ProgramRuns, Redirector, RedirectorConfig, RunStatsSwitch, SyncOutcome};
 use crate::strict::{StrictConfig, StrictGuard, StrictSync};
 use crate::translate::{self, Translation};
 
@@ -72,6 +72,8 @@ pub struct NodeOptions {
     pub access_log: bool,
     /// Record data-path metrics (`--no-metrics` turns them off, e.g. to measure their cost).
     pub metrics: bool,
+    /// Keep the kernel's BPF run-time statistics on (`--no-bpf-stats` turns them off).
+    pub bpf_stats: bool,
     pub drain: Duration,
     /// The data path's timeouts and limits.
     pub proxy: ProxyOptions,
@@ -155,6 +157,43 @@ fn install_strict(options: &NodeOptions, metrics: &mut NodeMetrics) -> anyhow::R
     Ok(guard)
 }
 
+/// Turns the kernel's BPF run-time statistics on; a kernel that refuses only costs the
+/// figures (logged).
+fn enable_run_stats() -> Option<RunStatsSwitch> {
+    RunStatsSwitch::enable()
+        .inspect_err(|error| tracing::warn!(error = %format!("{error:#}"), "BPF run-time statistics stay off"))
+        .ok()
+}
+
+/// The kernel's run statistics of every program this agent loaded (redirection, and
+/// the STRICT classifier with the mesh on); programs that cannot be read are left out.
+fn program_runs(redirector: &Redirector, strict: Option<&StrictGuard>) -> Vec<ProgramRuns> {
+    let mut runs = redirector.program_runs().unwrap_or_else(|error| {
+        tracing::warn!(error = %format!("{error:#}"), "reading the eBPF programs' run statistics failed");
+        Vec::new()
+    });
+    runs.extend(strict.and_then(|s| s.program_runs().ok()).unwrap_or_default());
+    runs
+}
+
+/// `ambit_ebpf_program_runs_total` and `ambit_ebpf_program_run_seconds_total`, read at scrape time.
+struct ProgramRunsCollector {
+    redirector: Arc<Redirector>,
+    strict: Option<Arc<StrictGuard>>,
+}
+
+impl std::fmt::Debug for ProgramRunsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgramRunsCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for ProgramRunsCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        crate::redirect::encode_program_runs(&mut encoder, &program_runs(&self.redirector, self.strict.as_deref()))
+    }
+}
+
 /// One node's data plane and its redirection.
 pub struct Node {
     options: NodeOptions,
@@ -166,6 +205,8 @@ pub struct Node {
     mesh: Option<NodeMesh>,
     /// The kernel guard of STRICT pods (only with the mesh on).
     strict: Option<Arc<StrictGuard>>,
+    /// Holds the kernel's BPF run-time statistics on (None: off, or the kernel refused).
+    run_stats: Option<RunStatsSwitch>,
     cgroups: PodCgroupResolver,
     version: AtomicU64,
     ready: AtomicBool,
@@ -226,6 +267,8 @@ impl Node {
             Some(_) => Some(install_strict(&options, &mut metrics)?),
             None => None,
         };
+        metrics.register_collector(Box::new(ProgramRunsCollector { redirector: redirector.clone(), strict: strict.clone() }));
+        let run_stats = options.bpf_stats.then(enable_run_stats).flatten();
         let sockets = PodSockets::start().map_err(|e| anyhow::anyhow!("starting the network namespace helper: {e}"))?;
         metrics.register_collector(Box::new(EgressCollector(sockets.stats())));
         let config = ConfigHandle::default();
@@ -255,6 +298,7 @@ impl Node {
             metrics,
             mesh,
             strict,
+            run_stats,
             cgroups,
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
@@ -541,6 +585,8 @@ impl Node {
             "podSockets": pod_sockets,
             "trackedSockets": tracked.as_ref().map(|t| t.sockets),
             "trackedConnections": tracked.as_ref().map(|t| t.connections),
+            "runStatsEnabled": self.run_stats.is_some(),
+            "programs": program_runs(&self.redirector, self.strict.as_deref()).iter().map(ProgramRuns::to_json).collect::<Vec<_>>(),
         })
     }
 }

@@ -583,6 +583,8 @@ fn scenario() {
     r.sync_enrolled(&BTreeSet::from([pod, pod2])).unwrap();
     println!("socket counts follow enrollment");
 
+    check_run_stats(&env, &r, &listener4);
+
     // Many short connections: tracking returns to its baseline, counts are exact.
     wait_tracked(&r, Tracked::default());
     let before = r.stats().unwrap();
@@ -630,6 +632,52 @@ fn scenario() {
     check_full_maps(&env, &cfg, &listener4, pod);
     Redirector::uninstall(&pin_dir).expect("uninstall after the full-map check");
     drop(env);
+}
+
+/// Connects from the enrolled pod's container to `dial`, `n` times, accepting each.
+fn many_accepted(env: &Env, listener: &TcpListener, dial: SocketAddr, n: usize) {
+    let acceptor = {
+        let l = listener.try_clone().unwrap();
+        thread::spawn(move || {
+            for _ in 0..n {
+                drop(accept(&l));
+            }
+        })
+    };
+    let client = run_client(env, &env.cgroups.root.join("pod/ctr"), "many", dial, n);
+    assert_eq!(client.line, format!("ok {n}"));
+    client.finish();
+    acceptor.join().expect("acceptor");
+}
+
+/// The kernel's run count and time of `program` (from `Redirector::program_runs`).
+fn runs(r: &Redirector, program: &str) -> (u64, u64) {
+    let all = r.program_runs().expect("reading program runs");
+    assert_eq!(all.len(), redirect::PROGRAMS.len(), "{all:?}");
+    let p = all.iter().find(|p| p.program == program).unwrap_or_else(|| panic!("{program} not in {all:?}"));
+    (p.run_count, p.run_time_ns)
+}
+
+/// With BPF run-time statistics on, the kernel counts each program's runs and time:
+/// connect4 runs once per connect() (redirected, or let through as no Service), sockops
+/// at least once per connection. Prints the mean time per connect4 run of each path.
+fn check_run_stats(env: &Env, r: &Redirector, listener4: &TcpListener) {
+    const N: usize = 2_000;
+    let _on = redirect::RunStatsSwitch::enable().expect("enabling BPF run-time statistics (kernel >= 5.8)");
+    let not_service = SocketAddr::new(PROXY_V4.into(), PROXY_PORT);
+    for (what, dial) in [("redirected", vip4()), ("not a Service", not_service)] {
+        wait_tracked(r, Tracked::default());
+        let (c0, t0) = runs(r, "ambit_connect4");
+        let (s0, _) = runs(r, "ambit_sockops");
+        many_accepted(env, listener4, dial, N);
+        let (c1, t1) = runs(r, "ambit_connect4");
+        let (s1, _) = runs(r, "ambit_sockops");
+        assert!(c1 - c0 >= N as u64, "{what}: connect4 ran {} times for {N} connects", c1 - c0);
+        assert!(t1 > t0, "{what}: connect4's run time did not grow");
+        assert!(s1 - s0 >= N as u64, "{what}: sockops ran {} times for {N} connections", s1 - s0);
+        println!("connect4, {what}: {:.0} ns per run (kernel BPF statistics, {} runs)", (t1 - t0) as f64 / (c1 - c0) as f64, c1 - c0);
+    }
+    wait_tracked(r, Tracked::default());
 }
 
 /// With maps created tiny, a sync writes every entry that fits, reports the rest, and

@@ -166,6 +166,12 @@ fn metrics_dashboard_config_dump_access_logs_and_trace_headers() {
     // The eBPF programs counted one redirect per connection made.
     let redirected = value(&after, "ambit_redirect_redirected_total", &[]).unwrap();
     assert_eq!(redirected - redirected_before, 16.0, "{text}");
+    // The kernel counted the connect hook's runs and time (BPF run-time statistics, held
+    // on by the agent): at least one run per connection made.
+    let connect4 = [("program", "ambit_connect4")];
+    let runs = value(&after, "ambit_ebpf_program_runs_total", &connect4).unwrap();
+    assert!(runs - value(&before, "ambit_ebpf_program_runs_total", &connect4).unwrap() >= 16.0, "{text}");
+    assert!(value(&after, "ambit_ebpf_program_run_seconds_total", &connect4).is_some_and(|s| s > 0.0), "{text}");
     assert!(value(&after, "ambit_redirect_skipped_total", &[("reason", "not_enrolled")]).is_some(), "{text}");
     // Configuration state.
     check("ambit_config_resources", &[("kind", "HTTPRoute")], 1.0);

@@ -34,6 +34,7 @@ mod capacity;
 mod object;
 mod programs;
 mod resolver;
+mod runs;
 mod sync;
 pub(crate) mod sys;
 
@@ -57,6 +58,9 @@ pub(crate) use object::OBJECT;
 pub use programs::PROGRAMS;
 pub use sync::SyncOutcome;
 pub use resolver::ConnsResolver;
+pub use runs::{ProgramRuns, RunStatsSwitch};
+pub(crate) use runs::read as read_program_runs;
+pub use runs::encode as encode_program_runs;
 
 /// Where and how to install the redirection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +105,8 @@ pub struct Redirector {
     limit_stats: PerCpuArray<MapData, u64>,
     pod_sockets: Mutex<HashMap<MapData, u64, u64>>,
     resolver: Arc<ConnsResolver>,
+    /// The loaded programs (their maps taken above), for the kernel's run statistics.
+    programs: Ebpf,
 }
 
 fn maps_dir(pin_dir: &Path) -> PathBuf {
@@ -169,6 +175,7 @@ impl Redirector {
             limit_stats: take_map(&mut ebpf, map_names::LIMIT_STATS)?.try_into()?,
             pod_sockets: Mutex::new(take_map(&mut ebpf, map_names::POD_SOCKETS)?.try_into()?),
             resolver,
+            programs: ebpf,
         })
     }
 
@@ -283,6 +290,12 @@ impl Redirector {
         (0..STAT_COUNT)
             .map(|i| Ok(self.stats.get(&i, 0)?.iter().sum()))
             .collect()
+    }
+
+    /// The kernel's run count and run time of each attached program ([`PROGRAMS`]);
+    /// zeros while BPF run-time statistics are off ([`RunStatsSwitch`]).
+    pub fn program_runs(&self) -> anyhow::Result<Vec<ProgramRuns>> {
+        runs::read(&self.programs, PROGRAMS.iter().map(|p| p.name))
     }
 
     /// Summed per-CPU refusal counters, indexed like `ambit_ebpf_common::LimitStat`.

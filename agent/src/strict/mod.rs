@@ -104,6 +104,12 @@ impl StrictGuard {
         Ok(Self { inner: Mutex::new(inner), stats, trusted: cfg.trusted.clone() })
     }
 
+    /// The kernel's run statistics of the classifier (zeros while they are off).
+    pub fn program_runs(&self) -> anyhow::Result<Vec<crate::redirect::ProgramRuns>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        crate::redirect::read_program_runs(&inner.ebpf, [links::PROGRAM])
+    }
+
     /// The trusted cgroups written at install.
     pub fn trusted(&self) -> &[Trusted] {
         &self.trusted

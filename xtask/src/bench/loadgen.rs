@@ -9,31 +9,41 @@ use ambit_e2e::Pod;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::world::{World, LOAD_CPU};
+use super::world::{cpu_list, World};
 
 /// Wall-clock bound of any one load run, on top of its request bound.
 pub const RUN_LIMIT_SECS: u64 = 90;
 
+/// A command in the client pod, pinned to the load CPUs of the world's phase.
 fn pod_command(world: &World, program: &str, args: &[&str]) -> std::process::Command {
-    pod_command_in(&world.client, LOAD_CPU, program, args)
+    pod_command_on(&world.client, &cpu_list(world.cores.load_cpus()), program, args)
 }
 
 fn pod_command_in(pod: &Pod, cpu: usize, program: &str, args: &[&str]) -> std::process::Command {
+    pod_command_on(pod, &cpu.to_string(), program, args)
+}
+
+/// `program args...` in `pod`, pinned to `cpus` (a taskset list), bounded in time.
+fn pod_command_on(pod: &Pod, cpus: &str, program: &str, args: &[&str]) -> std::process::Command {
     let mut c = pod.command("timeout");
-    c.args(["--signal=KILL", &format!("{RUN_LIMIT_SECS}s"), "taskset", "-c", &cpu.to_string(), program]);
+    c.args(["--signal=KILL", &format!("{RUN_LIMIT_SECS}s"), "taskset", "-c", cpus, program]);
     c.args(args);
     c
 }
 
 /// Runs `ambit-load args...` in the client pod; its JSON report.
 pub fn ambit_load(world: &World, args: &[&str]) -> Result<Value> {
-    ambit_load_in(&world.client, LOAD_CPU, &world.load_bin, args)
+    run_ambit_load(pod_command(world, world.load_bin.to_str().context("non-UTF-8 path")?, args), args)
 }
 
 /// Runs `load_bin args...` (ambit-load) in `pod`, pinned to `cpu`; its JSON report.
 pub fn ambit_load_in(pod: &Pod, cpu: usize, load_bin: &Path, args: &[&str]) -> Result<Value> {
     let load = load_bin.to_str().context("non-UTF-8 path")?.to_owned();
-    let out = pod_command_in(pod, cpu, &load, args)
+    run_ambit_load(pod_command_in(pod, cpu, &load, args), args)
+}
+
+fn run_ambit_load(mut command: std::process::Command, args: &[&str]) -> Result<Value> {
+    let out = command
         .stdin(Stdio::null())
         .output()
         .context("running ambit-load in the client pod")?;
@@ -63,18 +73,23 @@ pub struct H2loadResult {
 }
 
 /// Runs h2load (`extra` selects --h1 or h2c streams) against `url` with `requests`.
+/// One h2load thread per load CPU of the world's phase.
 pub fn h2load(world: &World, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
-    h2load_in(&world.client, LOAD_CPU, url, requests, clients, extra)
+    let cpus = world.cores.load_cpus();
+    h2load_on(&world.client, &cpu_list(cpus), cpus.len(), url, requests, clients, extra)
 }
 
-/// Runs h2load in `pod`, pinned to `cpu` (see [`h2load`]).
+/// Runs h2load in `pod`, one thread pinned to `cpu` (see [`h2load`]).
 pub fn h2load_in(pod: &Pod, cpu: usize, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
-    let n = requests.to_string();
-    let c = clients.to_string();
-    let mut args = vec!["-n", &n, "-c", &c, "-t", "1", "-H", "x-bench: yes"];
+    h2load_on(pod, &cpu.to_string(), 1, url, requests, clients, extra)
+}
+
+fn h2load_on(pod: &Pod, cpus: &str, threads: usize, url: &str, requests: u64, clients: u32, extra: &[&str]) -> Result<H2loadResult> {
+    let (n, c, t) = (requests.to_string(), clients.to_string(), threads.to_string());
+    let mut args = vec!["-n", &n, "-c", &c, "-t", &t, "-H", "x-bench: yes"];
     args.extend_from_slice(extra);
     args.push(url);
-    let out = pod_command_in(pod, cpu, "h2load", &args).stdin(Stdio::null()).output().context("running h2load")?;
+    let out = pod_command_on(pod, cpus, "h2load", &args).stdin(Stdio::null()).output().context("running h2load")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!("h2load {url} failed: {}{}", text, String::from_utf8_lossy(&out.stderr));

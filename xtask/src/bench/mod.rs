@@ -20,6 +20,7 @@ mod install;
 mod latency;
 mod loadgen;
 mod memory;
+mod plot;
 mod procs;
 mod profile;
 mod report;
@@ -37,6 +38,10 @@ use anyhow::{bail, Context, Result};
 
 use report::{Better, Figure, Report};
 use world::{World, LOAD_CPU, PROXY_CPU};
+
+/// The open-file limit the bench gives itself and so the proxies and load generators
+/// it starts (10,000 idle connections take two descriptors each in a proxy).
+const NOFILE: u64 = 200_000;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -165,6 +170,10 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the benchmark pins the proxy and the load generator to separate CPUs; this machine has one");
     }
     let plan = Plan::new(args);
+    let nofile = procs::raise_own_nofile(NOFILE)?;
+    if nofile < NOFILE {
+        println!("note: open-file limit {nofile} (raising it to {NOFILE} is not permitted here)");
+    }
     let root = crate::ebpf::repo_root();
     install::prerequisites()?;
     build(&root)?;
@@ -180,8 +189,14 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut report = Report::default();
     environment(&mut report, &plan);
+    let dir = target_dir(root.as_path()).join("bench");
     if args.runs(Part::Node) {
-        single_node(&root, &plan, &mut report)?;
+        let mut plots = plot::PlotData::default();
+        single_node(&root, &plan, &mut report, &mut plots)?;
+        match plot::write(&dir, &plots) {
+            Ok(paths) => paths.iter().for_each(|p| println!("plot: {}", p.display())),
+            Err(e) => report.fail("plots", format!("{e:#}")),
+        }
     }
     if args.runs(Part::CrossNode) {
         println!("==> 8 cross-node: plaintext vs mTLS (two-node bed, agents restarted per wire)");
@@ -213,15 +228,14 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
 
-    let dir = target_dir(root.as_path()).join("bench");
     report.write(&dir)?;
     println!("\n{}", report.markdown());
     println!("written: {} and {}", dir.join("report.md").display(), dir.join("report.json").display());
     Ok(())
 }
 
-/// Scenarios 1-7 on the one-node bed.
-fn single_node(root: &Path, plan: &Plan, report: &mut Report) -> Result<()> {
+/// Scenarios 1-7 on the one-node bed; scenarios 1 and 2 also fill `plots`.
+fn single_node(root: &Path, plan: &Plan, report: &mut Report, plots: &mut plot::PlotData) -> Result<()> {
     println!("==> 7 control plane, in process ({} Services, {} HTTPRoutes)", plan.services, plan.services * 2);
     if let Err(e) = control_plane_in_process(root, plan, report) {
         report.fail("7 control plane (in process)", format!("{e:#}"));
@@ -231,18 +245,19 @@ fn single_node(root: &Path, plan: &Plan, report: &mut Report) -> Result<()> {
     let mut world = World::start(release_bin(root, "ambit-load"))?;
     let haproxy_pid = world.start_haproxy()?;
 
-    type Step<'a> = (&'a str, Box<dyn Fn(&World, &mut Report) -> Result<()> + 'a>);
+    type Step<'a> = (&'a str, Box<dyn FnMut(&World, &mut Report) -> Result<()> + 'a>);
     let plan_ref = plan;
+    let (core_points, latency_points) = (&mut plots.cores, &mut plots.latency);
     let steps: Vec<Step> = vec![
-        ("1 HTTP/1.1 max throughput", Box::new(move |w, r| throughput::run(w, haproxy_pid, plan_ref, r))),
-        ("2 fixed-rate latency", Box::new(move |w, r| latency::run(w, haproxy_pid, plan_ref, r))),
+        ("1 HTTP/1.1 max throughput", Box::new(move |w, r| throughput::run(w, haproxy_pid, plan_ref, r, core_points))),
+        ("2 fixed-rate latency", Box::new(move |w, r| latency::run(w, haproxy_pid, plan_ref, r, latency_points))),
         ("3 new connection per request", Box::new(move |w, r| connect::run_rates(w, plan_ref, r))),
         ("4 h2c", Box::new(move |w, r| h2::run(w, plan_ref, r))),
         ("5 TCP passthrough", Box::new(move |w, r| tcp::run(w, plan_ref, r))),
         ("6 memory", Box::new(move |w, r| memory::run(w, haproxy_pid, plan_ref, r))),
         ("7 manifest change → effect", Box::new(move |w, r| change::run(w, plan_ref, r))),
     ];
-    for (name, step) in steps {
+    for (name, mut step) in steps {
         println!("==> {name}");
         if let Err(e) = step(&world, report) {
             println!("    failed: {e:#}");
@@ -256,16 +271,15 @@ fn single_node(root: &Path, plan: &Plan, report: &mut Report) -> Result<()> {
         report.fail("1 metrics overhead", format!("{e:#}"));
     }
 
-    println!("==> 3 connect hook cost (attached, then detached)");
-    let hook = (|| -> Result<()> {
-        let attached = connect::hook_sample(&world, plan)?;
-        let agent = world.agent.take().context("no agent")?;
-        drop(agent); // stops the agent and runs `ambit-agent uninstall` (programs detached)
-        let detached = connect::hook_sample(&world, plan)?;
-        connect::report_hook(attached, detached, report);
-        Ok(())
-    })();
-    if let Err(e) = hook {
+    println!("==> 1 max throughput, proxy on 2 cores (agent and HAProxy restarted)");
+    if let Err(e) = throughput::run_two_cores(&mut world, plan, report, &mut plots.cores) {
+        println!("    failed: {e:#}");
+        report.fail("1 max throughput, 2 cores", format!("{e:#}"));
+    }
+
+    println!("==> 3 connect hook cost (attached and detached rounds alternating)");
+    if let Err(e) = connect::hook_cost(&mut world, plan, report) {
+        println!("    failed: {e:#}");
         report.fail("3 connect hook cost", format!("{e:#}"));
     }
     drop(world);
@@ -279,8 +293,9 @@ fn environment(report: &mut Report, plan: &Plan) {
     env.push((
         "pinning".into(),
         format!(
-            "proxy under test (ambit-agent, all threads; HAProxy with nbthread 1) on CPU {PROXY_CPU}; \
-             load generator and echo backends on CPU {LOAD_CPU} (taskset)"
+            "proxy under test started pinned (ambit-agent --workers 1, all threads; HAProxy nbthread 1) on CPU {PROXY_CPU}; \
+             load generator and echo backends on CPU {LOAD_CPU} (taskset). Two-core runs: ambit-agent --workers 2 and \
+             HAProxy nbthread 2 on CPUs {PROXY_CPU},{LOAD_CPU}, shared with h2load (-t 2) and the echo backends"
         ),
     ));
     env.push((

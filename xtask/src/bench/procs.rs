@@ -42,6 +42,122 @@ pub fn pin(pid: i32, cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Pins every thread of `pid` to `cpus`.
+pub fn pin_to(pid: i32, cpus: &[usize]) -> Result<()> {
+    let list = super::world::cpu_list(cpus);
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", &list, &pid.to_string()])
+        .output()
+        .context("running taskset (util-linux)")?;
+    if !out.status.success() {
+        bail!("taskset -a -p -c {list} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it (cpus < CPU_SETSIZE).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    set
+}
+
+/// Runs `f` with this thread pinned to `cpus`, so that processes it starts begin
+/// there (a child inherits its parent thread's affinity); restores the mask after.
+pub fn with_affinity<T>(cpus: &[usize], f: impl FnOnce() -> T) -> Result<T> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: plain data, filled by the kernel below.
+    let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the sets are valid for `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut saved) } != 0 {
+        bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+    }
+    let set = cpu_set(cpus);
+    if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
+        bail!("sched_setaffinity to CPUs {cpus:?}: {}", std::io::Error::last_os_error());
+    }
+    let out = f();
+    if unsafe { libc::sched_setaffinity(0, size, &saved) } != 0 {
+        bail!("restoring this thread's affinity: {}", std::io::Error::last_os_error());
+    }
+    Ok(out)
+}
+
+/// Fails unless every thread of `pid` may run on exactly `cpus` (sorted), as /proc's
+/// `Cpus_allowed_list` says.
+pub fn check_pinned(pid: i32, cpus: &[usize]) -> Result<()> {
+    let want = super::world::cpu_list(cpus);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let Some(allowed) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else { continue };
+        let parsed = parse_cpu_list(allowed.trim());
+        if parsed.as_deref() != Some(cpus) {
+            bail!("thread {:?} of {pid} may run on CPUs {}, expected {want}", task.file_name(), allowed.trim());
+        }
+    }
+    Ok(())
+}
+
+/// Parses a kernel CPU list (`0-2,5`) into sorted CPUs; None if malformed.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// How many threads of `pid` are named `name` (the first 15 bytes, as `comm` keeps).
+pub fn threads_named(pid: i32, name: &str) -> usize {
+    let short = &name[..name.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == short))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// This process's open-file limit (soft, hard).
+pub fn own_nofile() -> Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        bail!("getrlimit: {}", std::io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises this process's open-file limit to `n` (soft and hard), which the proxies and
+/// load generators it starts inherit; where raising the hard limit is not permitted
+/// (no CAP_SYS_RESOURCE), the soft limit goes up to the hard one. Returns the limit
+/// now in force.
+pub fn raise_own_nofile(n: u64) -> Result<u64> {
+    let (_, hard) = own_nofile()?;
+    for lim in [libc::rlimit { rlim_cur: n, rlim_max: n.max(hard) }, libc::rlimit { rlim_cur: hard, rlim_max: hard }] {
+        // SAFETY: setrlimit reads the struct passed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            return Ok(lim.rlim_cur);
+        }
+    }
+    bail!("raising the open-file limit: {}", std::io::Error::last_os_error())
+}
+
 /// Raises the open-file soft limit of `pid` to this process's hard limit (`prlimit`),
 /// for the many-connections scenario.
 pub fn raise_nofile(pid: i32) -> Result<()> {
@@ -80,4 +196,29 @@ pub fn rss_bytes(pid: i32) -> Result<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
     let kib: u64 = line.split_whitespace().nth(1).context("malformed VmRSS")?.parse()?;
     Ok(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists_parse_ranges_and_singles() {
+        assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+        assert_eq!(parse_cpu_list("0-1"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0-2,5,4"), Some(vec![0, 1, 2, 4, 5]));
+        for bad in ["", "a", "2-1", "0,", "-1"] {
+            assert_eq!(parse_cpu_list(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_started_under_with_affinity_begins_pinned() {
+        let mut child = super::with_affinity(&[0], || std::process::Command::new("sleep").arg("5").spawn()).unwrap().unwrap();
+        let pid = child.id() as i32;
+        let pinned = super::check_pinned(pid, &[0]);
+        let _ = child.kill();
+        let _ = child.wait();
+        pinned.unwrap();
+    }
 }

@@ -1,22 +1,73 @@
 //! Scenario 1: HTTP/1.1 keep-alive, 64 connections, maximum throughput (h2load --h1),
-//! direct vs Ambit vs HAProxy, with the proxy's throughput per core of CPU time.
+//! direct vs Ambit vs HAProxy, with the proxy's throughput per core of CPU time; with
+//! the proxy on one core, then on two (agent `--workers 2`, HAProxy `nbthread 2`).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::loadgen::h2load;
+use super::plot::{CorePoint, System};
 use super::procs::cpu_seconds;
 use super::report::{median, Better, Figure, Report};
 use super::Plan;
-use super::world::World;
+use super::world::{Cores, World};
 
 const SCENARIO: &str = "1 HTTP/1.1 max throughput (64 conns)";
+const SCENARIO_TWO: &str = "1 HTTP/1.1 max throughput, proxy on 2 cores (64 conns)";
 
-pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report) -> Result<()> {
+/// One core: the proxy on CPU 0, h2load (one thread) and the echo pods on CPU 1.
+pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report, plot: &mut Vec<CorePoint>) -> Result<()> {
+    let (rps, per_core) = measure(world, haproxy_pid, plan, SCENARIO)?;
+    plot.extend(points(Cores::One, &rps, &per_core));
+    report.push(rps.note("h2load --h1 -c 64 -t 1; proxy on CPU 0 (one thread), h2load and the echo pods on CPU 1"));
+    let ha = median(&per_core.haproxy);
+    report.push(
+        per_core
+            .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
+            .note("requests served per second of the proxy's own CPU time (utime+stime from /proc)"),
+    );
+    Ok(())
+}
+
+/// Two cores: the agent (`--workers 2`) and HAProxy (`nbthread 2`) restarted on CPUs
+/// 0 and 1, which h2load (two threads) and the echo pods share with them. Leaves the
+/// world on one core again.
+pub fn run_two_cores(world: &mut World, plan: &Plan, report: &mut Report, plot: &mut Vec<CorePoint>) -> Result<()> {
+    let haproxy_pid = world.set_cores(Cores::Two)?.context("HAProxy is not running")?;
+    let measured = measure(world, haproxy_pid, plan, SCENARIO_TWO);
+    world.set_cores(Cores::One)?;
+    let (rps, per_core) = measured?;
+    plot.extend(points(Cores::Two, &rps, &per_core));
+    report.push(rps.note(
+        "h2load --h1 -c 64 -t 2; the proxy (2 threads), h2load and the echo pods share CPUs 0 and 1, so the load generator \
+         and the backends take CPU from the proxy: compare per-core figures, not throughput, with the one-core run",
+    ));
+    let ha = median(&per_core.haproxy);
+    report.push(
+        per_core
+            .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
+            .note("requests per second of the proxy's own CPU time, both cores together"),
+    );
+    Ok(())
+}
+
+/// Plot points (medians) of a run on `cores`.
+fn points(cores: Cores, rps: &Figure, per_core: &Figure) -> Vec<CorePoint> {
+    let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
+    let cores = cores.threads();
+    vec![
+        CorePoint { system: System::Direct, cores, per_core: f64::NAN, throughput: m(&rps.direct) },
+        CorePoint { system: System::Ambit, cores, per_core: m(&per_core.ambit), throughput: m(&rps.ambit) },
+        CorePoint { system: System::HAProxy, cores, per_core: m(&per_core.haproxy), throughput: m(&rps.haproxy) },
+    ]
+}
+
+/// Throughput and throughput per proxy core, repetitions of direct, Ambit and HAProxy in turn.
+fn measure(world: &World, haproxy_pid: i32, plan: &Plan, scenario: &str) -> Result<(Figure, Figure)> {
     let ambit_url = format!("http://{}/", world.service("echo", 80)?);
     let direct_url = format!("http://{}/", world.direct_http());
     let haproxy_url = format!("http://{}/", world.haproxy_addr());
-    let mut rps = Figure::new(SCENARIO, "throughput", "req/s", Better::Higher);
-    let mut per_core = Figure::new(SCENARIO, "throughput per proxy core", "req/s per core-second", Better::Higher);
+    let mut rps = Figure::new(scenario, "throughput", "req/s", Better::Higher);
+    let mut per_core = Figure::new(scenario, "throughput per proxy core", "req/s per core-second", Better::Higher);
     // Warm-up: connections, pools, caches.
     for url in [&direct_url, &ambit_url, &haproxy_url] {
         h2load(world, url, plan.requests / 10, 64, &["--h1"])?;
@@ -36,14 +87,7 @@ pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report) ->
             b.push(core);
         }
     }
-    report.push(rps.note("h2load --h1 -c 64 -t 1; proxy on CPU 0, h2load and the echo pods on CPU 1"));
-    let ha = median(&per_core.haproxy);
-    report.push(
-        per_core
-            .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
-            .note("requests served per second of the proxy's own CPU time (utime+stime from /proc)"),
-    );
-    Ok(())
+    Ok((rps, per_core))
 }
 
 /// Scenario 1 again for Ambit alone, with its data-path metrics on and off

@@ -16,6 +16,43 @@ use super::procs;
 pub const PROXY_CPU: usize = 0;
 /// The CPU of the load generator and the echo backends.
 pub const LOAD_CPU: usize = 1;
+
+/// How many cores the proxy under test gets, and where everything else runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cores {
+    /// The proxy on CPU 0 (one thread); the load generator and the echo pods on CPU 1.
+    One,
+    /// The proxy on CPUs 0 and 1 (two threads); the load generator and the echo pods
+    /// share both with it (the machine has two).
+    Two,
+}
+
+impl Cores {
+    /// The CPUs the proxy is started on; its thread count is their number.
+    pub fn proxy_cpus(self) -> &'static [usize] {
+        match self {
+            Cores::One => &[PROXY_CPU],
+            Cores::Two => &[PROXY_CPU, LOAD_CPU],
+        }
+    }
+
+    /// The CPUs of the load generator and the echo pods.
+    pub fn load_cpus(self) -> &'static [usize] {
+        match self {
+            Cores::One => &[LOAD_CPU],
+            Cores::Two => &[PROXY_CPU, LOAD_CPU],
+        }
+    }
+
+    pub fn threads(self) -> usize {
+        self.proxy_cpus().len()
+    }
+}
+
+/// A CPU list as taskset reads it (`0,1`).
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
 /// HAProxy's listening port on the node address.
 pub const HAPROXY_PORT: u16 = 18080;
 /// The header the route matches on (`x-bench: yes`).
@@ -142,6 +179,8 @@ pub struct World {
     pub client: Pod,
     pub haproxy: Option<Child>,
     pub load_bin: PathBuf,
+    /// The proxy's cores in this phase of the run ([`World::set_cores`]).
+    pub cores: Cores,
 }
 
 fn write_atomic(path: &std::path::Path, content: &str) -> Result<()> {
@@ -160,15 +199,34 @@ impl World {
         let echo_b = bed.first_pod(NAMESPACE, &[("app", "echo"), ("version", "b")])?;
         let client = bed.first_pod(NAMESPACE, &[("app", "client")])?;
         let mut world =
-            World { agent: None, bed, agent_pid: 0, echo_a, echo_b, client, haproxy: None, load_bin };
+            World { agent: None, bed, agent_pid: 0, echo_a, echo_b, client, haproxy: None, load_bin, cores: Cores::One };
         world.set_routes("gen-0")?;
         world.start_agent()?;
-        for pod in [&world.echo_a, &world.echo_b, &world.client] {
+        world.pin_pods()?;
+        Ok(world)
+    }
+
+    /// Pins the echo and client pods' processes to the load CPUs of [`World::cores`].
+    fn pin_pods(&self) -> Result<()> {
+        for pod in [&self.echo_a, &self.echo_b, &self.client] {
             for pid in procs::cgroup_pids(&pod.cgroup) {
-                procs::pin(pid, LOAD_CPU)?;
+                procs::pin_to(pid, self.cores.load_cpus())?;
             }
         }
-        Ok(world)
+        Ok(())
+    }
+
+    /// Gives the proxy `cores`: restarts the agent and HAProxy (if it runs) on them
+    /// and moves the pods. Returns HAProxy's new pid (None if it was not running).
+    pub fn set_cores(&mut self, cores: Cores) -> Result<Option<i32>> {
+        self.cores = cores;
+        self.pin_pods()?;
+        self.start_agent()?;
+        if self.haproxy.is_none() {
+            return Ok(None);
+        }
+        self.stop_haproxy();
+        self.start_haproxy().map(Some)
     }
 
     /// (Re)starts the agent, waits until it serves the routes, pins it to CPU 0.
@@ -180,18 +238,24 @@ impl World {
     pub fn start_agent_with(&mut self, extra: &[&str]) -> Result<()> {
         // The previous agent (if any) stops and removes its pins first.
         self.agent = None;
+        let workers = self.cores.threads().to_string();
         let options = AgentOptions {
             log_level: "warn".into(),
-            // One core for the proxy: one worker (HAProxy, started under taskset, sizes
-            // its threads to the same single CPU).
-            extra_args: ["--workers", "1"].iter().chain(extra).map(|a| a.to_string()).collect(),
+            // As many data-path workers as the proxy's cores (HAProxy gets as many
+            // threads); the agent would pick the same from its affinity mask.
+            extra_args: ["--workers", &workers].iter().chain(extra).map(|a| a.to_string()).collect(),
             ..AgentOptions::default()
         };
-        let agent = RunningAgent::start(&self.bed, &options)?;
+        // Started already pinned: it inherits this thread's affinity.
+        let agent = procs::with_affinity(self.cores.proxy_cpus(), || RunningAgent::start(&self.bed, &options))??;
         agent.wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
         let pin_dir = agent.pin_dir().display().to_string();
         let pid = procs::find_pid(&["ambit-agent", &pin_dir]).context("cannot find the agent's pid")?;
-        procs::pin(pid, PROXY_CPU)?;
+        procs::check_pinned(pid, self.cores.proxy_cpus())?;
+        let threads = procs::threads_named(pid, "ambit-data");
+        if threads != self.cores.threads() {
+            bail!("the agent runs {threads} data-path threads, expected {}", self.cores.threads());
+        }
         procs::raise_nofile(pid)?;
         self.agent = Some(agent);
         self.agent_pid = pid;
@@ -221,9 +285,10 @@ impl World {
         SocketAddr::new(self.bed.node_ip().into(), HAPROXY_PORT)
     }
 
-    /// Starts HAProxy in the node netns, one thread pinned to CPU 0, routing like the HTTPRoute.
+    /// Starts HAProxy in the node netns, routing like the HTTPRoute, started pinned to
+    /// the proxy's CPUs with one thread per CPU.
     pub fn start_haproxy(&mut self) -> Result<i32> {
-        let cfg = haproxy_config(self.bed.node_ip(), self.echo_a.ipv4, self.echo_b.ipv4);
+        let cfg = haproxy_config(self.bed.node_ip(), self.echo_a.ipv4, self.echo_b.ipv4, self.cores.threads());
         let path = self.bed.scratch_dir().join("haproxy.cfg");
         std::fs::write(&path, cfg)?;
         let check = std::process::Command::new("haproxy").arg("-c").arg("-q").arg("-f").arg(&path).status()?;
@@ -231,7 +296,7 @@ impl World {
             bail!("haproxy rejected its configuration {}", path.display());
         }
         let mut cmd = self.bed.node_command("taskset")?;
-        cmd.args(["-c", &PROXY_CPU.to_string(), "haproxy", "-db", "-f"]).arg(&path);
+        cmd.args(["-c", &cpu_list(self.cores.proxy_cpus()), "haproxy", "-db", "-f"]).arg(&path);
         let log_path = self.bed.scratch_dir().join("haproxy.log");
         let log = std::fs::File::create(&log_path)?;
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
@@ -269,18 +334,29 @@ impl Drop for World {
     }
 }
 
+/// HAProxy's connection limit where the open-file limit allows: above the memory
+/// scenario's 10,000 idle connections (HAProxy does not accept past it; at 9,900 the
+/// scenario once opened none).
+pub const HAPROXY_MAXCONN: u64 = 40_000;
+
+/// `maxconn` within this process's open-file limit (HAProxy inherits it). HAProxy
+/// reserves two descriptors per connection and by default refuses to start when the
+/// limit is lower (`strict-limits`); the config turns that off, because idle client
+/// connections hold one descriptor each (servers are shared: `http-reuse always`).
+fn haproxy_maxconn() -> u64 {
+    let hard = super::procs::own_nofile().map_or(20_000, |(_, hard)| hard);
+    HAPROXY_MAXCONN.min(hard.saturating_sub(200))
+}
+
 /// HAProxy doing what the HTTPRoute does: `x-bench: yes` → set the generation header
 /// → two servers weighted 50/50; anything else gets 404.
-fn haproxy_config(node: Ipv4Addr, a: Ipv4Addr, b: Ipv4Addr) -> String {
-    // HAProxy needs two descriptors per connection under this process's hard limit.
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct passed.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let maxconn = (lim.rlim_max.min(1 << 20).saturating_sub(200) / 2).max(1000);
+fn haproxy_config(node: Ipv4Addr, a: Ipv4Addr, b: Ipv4Addr, threads: usize) -> String {
+    let maxconn = haproxy_maxconn();
     format!(
         r#"global
-    nbthread 1
+    nbthread {threads}
     maxconn {maxconn}
+    no strict-limits
 
 defaults
     mode http
