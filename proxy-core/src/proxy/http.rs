@@ -384,7 +384,6 @@ async fn forward(
         Some(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers, false);
-            let body = body::boxed(body);
             let body = match deadline {
                 Some(deadline) => deadline::bounded(body, deadline),
                 None => body,
