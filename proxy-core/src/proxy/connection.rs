@@ -37,9 +37,10 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    /// The caller as of `config` (falls back to the one known at accept time).
-    pub fn caller_in(&self, config: &ProxyConfig) -> Option<Arc<Workload>> {
-        config.workload(self.origin.pod_cgroup).cloned().or_else(|| self.caller.clone())
+    /// The caller as of `config` (falls back to the one known at accept time),
+    /// borrowed (no reference count).
+    pub fn caller_of<'a>(&'a self, config: &'a ProxyConfig) -> Option<&'a Workload> {
+        config.workload(self.origin.pod_cgroup).or(self.caller.as_ref()).map(|w| &**w)
     }
 
     pub fn caller_namespace(&self) -> Option<Arc<str>> {

@@ -317,15 +317,17 @@ impl Upstreams {
     /// Sends a request to `endpoint`. The request URI must already be in the form the
     /// version needs (origin-form for HTTP/1.1, absolute-form for HTTP/2). An HTTP/1.1
     /// connection goes back to the pool when the response body ends or is dropped.
+    /// `config` is the request's snapshot of the configuration.
     pub async fn send(
         &self,
+        config: &crate::config::ProxyConfig,
         caller: &Caller,
         endpoint: SocketAddr,
         version: UpstreamVersion,
         request: Request<Body>,
     ) -> Result<Response<Body>, UpstreamError> {
-        let key = (caller.key(), endpoint, self.path(endpoint));
-        let request = self.decide_local(caller, endpoint, &key.2, request)?;
+        let key = (caller.key(), endpoint, MeshPath::of(config, endpoint));
+        let request = self.decide_local(config, caller, endpoint, &key.2, request)?;
         match version {
             UpstreamVersion::Http1 => self.send_http1(caller, key, request).await,
             UpstreamVersion::Http2 => Ok(self.send_http2(caller, key, request).await?.map(body::boxed)),
@@ -334,11 +336,18 @@ impl Upstreams {
 
     /// Decides a request to a same-node mesh pod whose HTTP rules apply to the caller
     /// ([`super::local_authz`]); other requests pass unchanged.
-    fn decide_local(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath, request: Request<Body>) -> Result<Request<Body>, UpstreamError> {
+    fn decide_local(
+        &self,
+        config: &crate::config::ProxyConfig,
+        caller: &Caller,
+        endpoint: SocketAddr,
+        path: &MeshPath,
+        request: Request<Body>,
+    ) -> Result<Request<Body>, UpstreamError> {
         let (MeshPath::Local { .. }, Some(mesh), Some(identity)) = (path, &self.mesh, &caller.identity) else {
             return Ok(request);
         };
-        super::local_authz::decide(&mesh.gate, &self.config.load().authorization, identity, endpoint, request)
+        super::local_authz::decide(&mesh.gate, &config.authorization, identity, endpoint, request)
     }
 
     async fn new_http1(&self, caller: &Caller, key: &PoolKey) -> Result<http1::SendRequest<Body>, UpstreamError> {
@@ -454,6 +463,7 @@ impl Upstreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProxyConfig;
     use crate::proxy::body;
     use hyper_util::server::conn::auto;
     use tokio::net::TcpListener;
@@ -488,7 +498,7 @@ mod tests {
         let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, UpstreamConnects::default()));
         Upstreams::start_reaper(&pools);
         let request = Request::get("/").body(body::empty()).unwrap();
-        let response = pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
+        let response = pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
         assert_eq!(response.status(), 200);
         drop(response);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -509,15 +519,15 @@ mod tests {
         let pools = Upstreams::new(&ProxyOptions::default(), Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, connects.clone());
         for _ in 0..20 {
             let request = Request::get("/").body(body::empty()).unwrap();
-            let response = pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
+            let response = pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
             assert_eq!(response.status(), 200);
             response.into_body().collect().await.unwrap();
         }
         // A response dropped before its body was read gives the connection back too.
         let request = Request::get("/").body(body::empty()).unwrap();
-        drop(pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap());
+        drop(pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap());
         let request = Request::get("/").body(body::empty()).unwrap();
-        assert_eq!(pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap().status(), 200);
+        assert_eq!(pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap().status(), 200);
         assert_eq!(connects.http1.get(), 1, "one connection for 22 sequential requests");
         assert_eq!(pools.pooled_endpoints(), (1, 0));
     }
@@ -528,11 +538,11 @@ mod tests {
         let (addr, _closed) = backend(None).await;
         let connects = UpstreamConnects::default();
         let pools = Arc::new(Upstreams::new(&ProxyOptions::default(), Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, connects.clone()));
-        let caller = Caller::node();
+        let (caller, config) = (Caller::node(), ProxyConfig::default());
         for _round in 0..3 {
             let responses = futures::future::join_all((0..4).map(|_| {
                 let request = Request::get("/").body(body::empty()).unwrap();
-                pools.send(&caller, addr, UpstreamVersion::Http1, request)
+                pools.send(&config, &caller, addr, UpstreamVersion::Http1, request)
             }))
             .await;
             for response in responses {
@@ -549,7 +559,7 @@ mod tests {
         let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, UpstreamConnects::default()));
         Upstreams::start_reaper(&pools);
         let request = Request::get("http://svc/").body(body::empty()).unwrap();
-        pools.send(&Caller::node(), addr, UpstreamVersion::Http2, request).await.unwrap();
+        pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http2, request).await.unwrap();
         assert_eq!(pools.pooled_endpoints(), (0, 1));
         tokio::time::timeout(Duration::from_secs(5), closed.recv()).await.expect("backend never closed").unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
