@@ -221,10 +221,10 @@ fn http_server(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // hyper starts this timer when it waits for a head, also between keep-alive
-        // requests: it bounds the keep-alive idle time (a head in progress is bounded
-        // by the framing guard's shorter timer).
-        .header_read_timeout(timeouts.http_idle)
+        // No hyper head timer: it would arm a timer (an allocation and a clock read)
+        // for every request. Keep-alive idle time is bounded by the in-flight watcher
+        // (`http_idle`), a head in progress by the framing guard's timer.
+        .header_read_timeout(None)
         .max_buf_size(options.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
