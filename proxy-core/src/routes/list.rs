@@ -5,7 +5,6 @@ use std::cmp::{Ordering, Reverse};
 use std::sync::Arc;
 
 use super::matching::{grpc_specificity, prefix_core};
-use super::path_tests::{PathCheck, PathTests};
 use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 
 /// Every (match, rule) pair of the routes that share one parent and scope, sorted by
@@ -35,8 +34,6 @@ pub struct RouteList {
     rules: Vec<Arc<Rule>>,
     /// `labels[i]` names `rules[i]`.
     labels: Vec<RuleLabels>,
-    /// The entries' path conditions, contiguous (the scan reads these first).
-    paths: PathTests,
 }
 
 #[derive(Debug)]
@@ -178,11 +175,7 @@ impl RouteList {
             };
         }
         let labels = distinct.iter().map(|rule| RuleLabels::of(rule)).collect();
-        let mut paths = PathTests::default();
-        for e in &entries {
-            paths.push(e.route_match().and_then(|m| m.path.as_ref()));
-        }
-        Self { kind, entries, rules: distinct, labels, paths }
+        Self { kind, entries, rules: distinct, labels }
     }
 
     pub fn kind(&self) -> RouteKind {
@@ -197,11 +190,7 @@ impl RouteList {
     /// Every (rule, match) pair in precedence order; the match is None for a rule
     /// without matches.
     pub fn matches(&self) -> impl Iterator<Item = MatchedRule<'_>> {
-        self.entries.iter().map(|e| self.matched(e))
-    }
-
-    fn matched<'a>(&'a self, e: &'a Entry) -> MatchedRule<'a> {
-        MatchedRule { rule: &e.rule, route_match: e.route_match(), labels: &self.labels[e.rule_index] }
+        self.entries.iter().map(|e| MatchedRule { rule: &e.rule, route_match: e.route_match(), labels: &self.labels[e.rule_index] })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -209,15 +198,8 @@ impl RouteList {
     }
 
     /// The highest-precedence match for a request.
-    /// The paths are checked in the contiguous table; only entries whose path matches
-    /// are followed to their other conditions.
     pub fn find(&self, request: &RequestView<'_>) -> Option<MatchedRule<'_>> {
-        let found = self.entries.iter().enumerate().find(|(index, e)| match self.paths.check(*index, request.path) {
-            PathCheck::Fails => false,
-            PathCheck::Passes => e.route_match().is_none_or(|m| m.matches_except_path(request)),
-            PathCheck::Undecided => e.route_match().is_none_or(|m| m.matches(request)),
-        });
-        found.map(|(_, e)| self.matched(e))
+        self.matches().find(|m| m.route_match.is_none_or(|rm| rm.matches(request)))
     }
 }
 

@@ -128,7 +128,7 @@ pub(crate) fn prefix_core(prefix: &str) -> &str {
 }
 
 /// Element-wise prefix test: `core` must be followed by the end of the path or a `/`.
-pub(crate) fn prefix_matches(core: &str, path: &str) -> bool {
+fn prefix_matches(core: &str, path: &str) -> bool {
     match path.strip_prefix(core) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
@@ -145,11 +145,6 @@ impl RouteMatch {
         if self.path.as_ref().is_some_and(|path| !path.matches(request.path)) {
             return false;
         }
-        self.matches_except_path(request)
-    }
-
-    /// Every condition but the path (already checked by the caller).
-    pub(crate) fn matches_except_path(&self, request: &RequestView<'_>) -> bool {
         if self.method.as_ref().is_some_and(|method| method != request.method) {
             return false;
         }

@@ -9,7 +9,6 @@ mod labels;
 mod list;
 mod matching;
 mod path_normalize;
-mod path_tests;
 mod pattern;
 mod rule;
 #[cfg(test)]
