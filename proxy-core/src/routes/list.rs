@@ -174,7 +174,12 @@ impl RouteList {
                 }
             };
         }
-        let labels = distinct.iter().map(|rule| RuleLabels::of(rule)).collect();
+        let mut labels: Vec<RuleLabels> = Vec::with_capacity(distinct.len());
+        for rule in &distinct {
+            let same_route = distinct.iter().zip(&labels).find(|(other, _)| other.route() == rule.route());
+            let made = RuleLabels::of(rule, same_route.map(|(other, l)| (&**other, l)));
+            labels.push(made);
+        }
         Self { kind, entries, rules: distinct, labels }
     }
 
