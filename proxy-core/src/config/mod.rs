@@ -75,9 +75,16 @@ impl ConfigHandle {
         Self { current: Arc::new(ArcSwap::from_pointee(initial)), published: Arc::new(tokio::sync::watch::Sender::new(0)) }
     }
 
-    /// The current snapshot.
+    /// The current snapshot, owned (a reference count on the shared snapshot).
     pub fn load(&self) -> Arc<ProxyConfig> {
         self.current.load_full()
+    }
+
+    /// The current snapshot, borrowed: the data path's per-request read. Usually no
+    /// reference count is touched (arc-swap's per-thread slots; past those it falls
+    /// back to one). Keep it for a request, not for a connection.
+    pub fn current(&self) -> arc_swap::Guard<Arc<ProxyConfig>> {
+        self.current.load()
     }
 
     /// Publishes a new snapshot; new requests see it at once.

@@ -11,11 +11,13 @@ mod authz;
 mod certificates;
 mod family;
 mod histogram;
+mod upstream;
 
 pub use authz::{AuthzMetrics, DecisionLabels};
 pub use certificates::{CertificateMetrics, RenewalResult};
 pub use family::LockFreeFamily;
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};
+pub use upstream::{UpstreamConnectLabels, UpstreamConnects};
 
 use std::sync::Arc;
 
@@ -139,6 +141,7 @@ pub struct ProxyMetrics {
     tcp_sent: LockFreeFamily<TcpLabels, Counter>,
     limit_rejections: LockFreeFamily<RejectionLabels, Counter>,
     label_overflow: Family<OverflowLabels, Counter>,
+    upstream_connects: Family<UpstreamConnectLabels, Counter>,
 }
 
 fn unknown() -> Arc<str> {
@@ -185,6 +188,7 @@ impl ProxyMetrics {
                 overflowed("ambit_limit_rejections_total"),
             ),
             label_overflow,
+            upstream_connects: Family::default(),
         }
     }
 
@@ -221,6 +225,11 @@ impl ProxyMetrics {
             "Updates recorded with blank caller labels because their metric already held its maximum of label sets",
             metrics.label_overflow.clone(),
         );
+        r.register(
+            "upstream_connects",
+            "Upstream connections opened for HTTP requests (pool misses), by kind: http1, http2, upgrade",
+            metrics.upstream_connects.clone(),
+        );
         Arc::new(metrics)
     }
 
@@ -238,6 +247,11 @@ impl ProxyMetrics {
         };
         self.request_duration.with(&latency, |h| h.observe(duration_seconds));
         self.requests.with(&labels, |c| c.inc());
+    }
+
+    /// The counters of `ambit_upstream_connects_total`.
+    pub fn upstream_connects(&self) -> UpstreamConnects {
+        UpstreamConnects::of(&self.upstream_connects)
     }
 
     /// Records one connection or request refused by the cap `limit`.

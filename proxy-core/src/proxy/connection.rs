@@ -37,9 +37,10 @@ pub struct ConnContext {
 }
 
 impl ConnContext {
-    /// The caller as of `config` (falls back to the one known at accept time).
-    pub fn caller_in(&self, config: &ProxyConfig) -> Option<Arc<Workload>> {
-        config.workload(self.origin.pod_cgroup).cloned().or_else(|| self.caller.clone())
+    /// The caller as of `config` (falls back to the one known at accept time),
+    /// borrowed (no reference count).
+    pub fn caller_of<'a>(&'a self, config: &'a ProxyConfig) -> Option<&'a Workload> {
+        config.workload(self.origin.pod_cgroup).or(self.caller.as_ref()).map(|w| &**w)
     }
 
     pub fn caller_namespace(&self) -> Option<Arc<str>> {
@@ -220,10 +221,10 @@ fn http_server(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // hyper starts this timer when it waits for a head, also between keep-alive
-        // requests: it bounds the keep-alive idle time (a head in progress is bounded
-        // by the framing guard's shorter timer).
-        .header_read_timeout(timeouts.http_idle)
+        // No hyper head timer: it would arm a timer (an allocation and a clock read)
+        // for every request. Keep-alive idle time is bounded by the in-flight watcher
+        // (`http_idle`), a head in progress by the framing guard's timer.
+        .header_read_timeout(None)
         .max_buf_size(options.max_header_bytes.max(8192))
         .keep_alive(true);
     builder

@@ -22,7 +22,7 @@ use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
 use super::upstream::UpstreamVersion;
 use super::Proxy;
-use crate::config::{AppProtocol, Decision, EndpointSet};
+use crate::config::{AppProtocol, Decision, EndpointSet, ProxyConfig};
 use crate::metrics::{ProxyMetrics, RequestLabels, RequestRecord, StatusClass};
 use crate::routes::{
     normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
@@ -31,21 +31,34 @@ use crate::routes::{
 /// Where a request is sent once routing is done.
 struct Target<'a> {
     /// The caller's source of upstream connections.
-    source: Caller,
+    source: &'a Caller,
     endpoints: &'a EndpointSet,
     protocol: AppProtocol,
-    label: String,
+    /// `namespace/name:port` of the backend (built with the configuration).
+    label: &'a Arc<str>,
 }
 
-/// Facts about the routing outcome, for the access log.
-#[derive(Default)]
+/// Facts about the routing outcome, for the metrics and the access log. The labels
+/// are the ones built with the configuration ("" when none applied).
 struct Routed {
-    route: Option<String>,
-    rule: Option<String>,
-    backend: Option<String>,
+    route: Arc<str>,
+    rule: Arc<str>,
+    backend: Arc<str>,
     endpoint: Option<SocketAddr>,
     /// From sending to the backend to its response head.
     backend_elapsed: Option<Duration>,
+}
+
+/// The shared empty label.
+fn no_label() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
+}
+
+impl Default for Routed {
+    fn default() -> Self {
+        Self { route: no_label(), rule: no_label(), backend: no_label(), endpoint: None, backend_elapsed: None }
+    }
 }
 
 pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<Incoming>) -> Response<Body> {
@@ -57,11 +70,13 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
         (request_id(request.headers()), request.method().to_string(), path, request_bytes)
     });
+    // One snapshot of the configuration for the request head, borrowed.
+    let config = proxy.config.current();
     let mut routed = Routed::default();
     let response = match proxy.budgets.request(&ctx.budget) {
         // The permit is held until the response body is done with.
         Ok(permit) => {
-            let response = route(&proxy, &ctx, request, grpc, &mut routed).await;
+            let response = route(&proxy, &config, &ctx, request, grpc, &mut routed).await;
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, body::holding(body, permit))
         }
@@ -78,23 +93,22 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
     let Some((request_id, method, path, request_bytes)) = logged else {
         return response;
     };
-    let config = proxy.config.load();
-    let caller = ctx.caller_in(&config);
+    let caller = ctx.caller_of(&config);
     let mesh_path = routed.endpoint.map(|e| MeshPath::of(&config, e));
     let record = HttpRecord {
         request_id,
-        caller_namespace: caller.as_ref().map(|w| w.namespace.to_string()).unwrap_or_default(),
-        caller_pod: caller.as_ref().map(|w| w.name.to_string()).unwrap_or_default(),
-        caller_workload: caller.as_ref().map(|w| w.workload.to_string()).unwrap_or_default(),
+        caller_namespace: caller.map(|w| w.namespace.to_string()).unwrap_or_default(),
+        caller_pod: caller.map(|w| w.name.to_string()).unwrap_or_default(),
+        caller_workload: caller.map(|w| w.workload.to_string()).unwrap_or_default(),
         client: ctx.peer.to_string(),
         service: ctx.service_label().to_owned(),
         dialled: ctx.origin.destination.to_string(),
         method,
         path,
         grpc,
-        route: routed.route.clone().unwrap_or_default(),
-        rule: routed.rule.clone().unwrap_or_default(),
-        backend: routed.backend.clone().unwrap_or_default(),
+        route: routed.route.to_string(),
+        rule: routed.rule.to_string(),
+        backend: routed.backend.to_string(),
         endpoint: routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
         source_identity: ctx.source.identity.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         destination_identity: mesh_path.as_ref().and_then(|p| p.destination_identity()).map(|id| id.to_string()).unwrap_or_default(),
@@ -109,21 +123,21 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
     Response::from_parts(parts, body::boxed(LoggedBody::new(body, record)))
 }
 
-/// Counts one request in the metrics (lock-free: see `crate::metrics`).
+/// Counts one request in the metrics (lock-free: see `crate::metrics`; the labels
+/// are shared, not built per request).
 fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed, status: u16, elapsed: Duration) {
-    let label = |value: &Option<String>| -> Arc<str> { value.as_deref().unwrap_or("").into() };
     let (caller_namespace, caller_workload) = match &ctx.caller {
         Some(w) => (w.namespace.clone(), w.workload.clone()),
-        None => (Arc::from(""), Arc::from("")),
+        None => (no_label(), no_label()),
     };
     metrics.request(RequestRecord {
         labels: RequestLabels {
             caller_namespace,
             caller_workload,
             service: ctx.service_arc().clone(),
-            route: label(&routed.route),
-            rule: label(&routed.rule),
-            backend: label(&routed.backend),
+            route: routed.route.clone(),
+            rule: routed.rule.clone(),
+            backend: routed.backend.clone(),
             status_class: StatusClass::of(status).label(),
         },
         duration_seconds: elapsed.as_secs_f64(),
@@ -131,14 +145,20 @@ fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed, st
     });
 }
 
-async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>, grpc: bool, routed: &mut Routed) -> Response<Body> {
-    // Each request reads the current configuration, so changes apply to open connections.
-    let config = proxy.config.load();
-    let Some(service) = config.service(ctx.origin.destination).cloned() else {
+/// Routes one request with `config`, the snapshot current when it arrived (so changes
+/// apply to open connections).
+async fn route(
+    proxy: &Arc<Proxy>,
+    config: &ProxyConfig,
+    ctx: &ConnContext,
+    request: Request<Incoming>,
+    grpc: bool,
+    routed: &mut Routed,
+) -> Response<Body> {
+    let Some(service) = config.service(ctx.origin.destination) else {
         return LocalReply::ServiceGone.response(grpc);
     };
-    let caller = ctx.caller_in(&config);
-    let caller_namespace = caller.as_ref().map(|w| &*w.namespace).unwrap_or("");
+    let caller_namespace = ctx.caller_of(config).map_or("", |w| &*w.namespace);
     let (mut parts, body) = request.into_parts();
     if let Err(error) = normalize_request_path(&mut parts) {
         tracing::debug!(%error, path = parts.uri.path(), "refused request path");
@@ -147,30 +167,30 @@ async fn route(proxy: &Arc<Proxy>, ctx: &ConnContext, request: Request<Incoming>
     let decision = service.routes.decide(caller_namespace, &RequestView::from_parts(&parts));
     match decision {
         Decision::NoRoutes => {
+            // The dialled Service port is the backend (its label is the connection's).
             let target = Target {
-                source: ctx.source.clone(),
+                source: &ctx.source,
                 endpoints: &service.endpoints,
                 protocol: service.protocol,
-                label: format!("{}:{}", service.service, service.port),
+                label: ctx.service_arc(),
             };
-            routed.backend = Some(target.label.clone());
-            forward(proxy, parts, body::boxed(body), &target, Timeouts::default(), grpc, routed).await
+            routed.backend = target.label.clone();
+            forward(proxy, config, parts, body::boxed(body), &target, Timeouts::default(), grpc, routed).await
         }
         Decision::NoMatch => LocalReply::NoRouteMatched.response(grpc),
         Decision::Matched(matched) => {
-            routed.route = Some(matched.rule.route().to_string());
-            routed.rule = Some(match &matched.rule.name {
-                Some(name) => name.to_string(),
-                None => matched.rule.index.to_string(),
-            });
-            apply_rule(proxy, ctx.source.clone(), &mut parts, body, matched, grpc, routed).await
+            routed.route = matched.labels.route.clone();
+            routed.rule = matched.labels.rule.clone();
+            apply_rule(proxy, config, &ctx.source, &mut parts, body, matched, grpc, routed).await
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_rule(
     proxy: &Arc<Proxy>,
-    source: Caller,
+    config: &ProxyConfig,
+    source: &Caller,
     parts: &mut http::request::Parts,
     body: Incoming,
     matched: MatchedRule<'_>,
@@ -194,7 +214,7 @@ async fn apply_rule(
             local_reply::redirect(redirect.status.status(), &location)
         }
         RuleAction::Forward(forward_action) => {
-            let Some(backend) = forward_action.backends.pick() else {
+            let Some((backend, backend_label)) = forward_action.backends.pick_labelled() else {
                 return finish(LocalReply::NoBackend.response(grpc), &rule.filters.response_headers, None);
             };
             let BackendTarget::Service(service_backend) = &backend.target else {
@@ -222,11 +242,11 @@ async fn apply_rule(
                 source,
                 endpoints: &service_backend.endpoints,
                 protocol: service_backend.protocol,
-                label: format!("{}:{}", service_backend.service, service_backend.port),
+                label: backend_label,
             };
-            routed.backend = Some(target.label.clone());
+            routed.backend = backend_label.clone();
             let parts_owned = take_parts(parts);
-            let response = forward(proxy, parts_owned, body, &target, rule.timeouts, grpc, routed).await;
+            let response = forward(proxy, config, parts_owned, body, &target, rule.timeouts, grpc, routed).await;
             return finish(response, &rule.filters.response_headers, backend.filters.response_headers.as_ref());
         }
     };
@@ -321,21 +341,39 @@ fn upstream_version(protocol: AppProtocol, downstream: Version) -> UpstreamVersi
     }
 }
 
+/// `Host` for an HTTP/1.1 request: the URI's authority when it has one (HTTP/2 or
+/// absolute-form downstream), else the first `Host` value (kept as it is when it is the
+/// only one, as for nearly every HTTP/1.1 request: nothing to copy).
+fn set_host_from_authority(parts: &mut http::request::Parts) {
+    let value = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => {
+            let mut hosts = parts.headers.get_all(header::HOST).iter();
+            let first = hosts.next().cloned();
+            if hosts.next().is_none() {
+                return;
+            }
+            first
+        }
+    };
+    if let Some(value) = value {
+        parts.headers.insert(header::HOST, value);
+    }
+}
+
 /// Builds the upstream request: origin-form URI and `Host` for HTTP/1.1; absolute URI
 /// (which carries `:authority`) for HTTP/2.
 fn upstream_request(mut parts: http::request::Parts, body: Body, version: UpstreamVersion, upgrade: bool) -> Request<Body> {
-    let authority = request_authority(&parts);
     strip_hop_by_hop(&mut parts.headers, upgrade);
     let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     match version {
         UpstreamVersion::Http1 => {
+            set_host_from_authority(&mut parts);
             parts.version = Version::HTTP_11;
             parts.uri = Uri::from(path_and_query);
-            if let Some(value) = authority.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
-                parts.headers.insert(header::HOST, value);
-            }
         }
         UpstreamVersion::Http2 => {
+            let authority = request_authority(&parts);
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             let mut uri_parts = http::uri::Parts::default();
@@ -348,8 +386,10 @@ fn upstream_request(mut parts: http::request::Parts, body: Body, version: Upstre
     Request::from_parts(parts, body)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     proxy: &Arc<Proxy>,
+    config: &ProxyConfig,
     mut parts: http::request::Parts,
     body: Body,
     target: &Target<'_>,
@@ -364,7 +404,7 @@ async fn forward(
     routed.endpoint = Some(endpoint);
     let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if upgrade {
-        return forward_upgrade(proxy, parts, body, &target.source, endpoint).await;
+        return forward_upgrade(proxy, parts, body, target.source, endpoint).await;
     }
     let version = upstream_version(target.protocol, parts.version);
     // The response keeps no reference to the downstream's extensions.
@@ -373,7 +413,7 @@ async fn forward(
     let sent_at = tokio::time::Instant::now();
     // The route's timeouts run until the response body's end, not only its head.
     let deadline = deadline::deadline(&timeouts, sent_at);
-    let attempt = proxy.upstream.send(&target.source, endpoint, version, request);
+    let attempt = proxy.upstream.send(config, target.source, endpoint, version, request);
     let result = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, attempt).await.ok(),
         None => Some(attempt.await),
@@ -384,7 +424,6 @@ async fn forward(
         Some(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers, false);
-            let body = body::boxed(body);
             let body = match deadline {
                 Some(deadline) => deadline::bounded(body, deadline),
                 None => body,
@@ -483,7 +522,8 @@ fn spawn_mirror(
             // No copy: the body was too large (logged), failed, or was never read whole.
             let Ok(copy) = copy.await else { return };
             let request = upstream_request(head, copy.into_body(), version, false);
-            match proxy.upstream.send(&source, endpoint, version, request).await {
+            let config = proxy.config.load();
+            match proxy.upstream.send(&config, &source, endpoint, version, request).await {
                 Ok(response) => tracing::debug!(status = %response.status(), %endpoint, "mirror answered"),
                 Err(error) => tracing::debug!(%error, "mirror request failed"),
             }

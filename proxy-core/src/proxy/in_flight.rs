@@ -4,41 +4,52 @@
 //! keep-alive timer).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio::sync::watch;
 
 use super::body::{Body, BoxError};
 
-/// The in-flight count of one connection.
+/// The in-flight count of one connection. Starting and ending a request are two
+/// atomic writes each (no wake-up, no timer): the idle watcher looks every idle/8.
 pub struct InFlight {
-    count: watch::Sender<usize>,
+    count: AtomicUsize,
+    /// Set when a request starts or ends; cleared by the watcher.
+    touched: AtomicBool,
 }
 
 impl InFlight {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { count: watch::Sender::new(0) })
+        Arc::new(Self { count: AtomicUsize::new(0), touched: AtomicBool::new(false) })
     }
 
     /// Counts one request until the returned guard is dropped.
     pub fn start(self: &Arc<Self>) -> InFlightGuard {
-        self.count.send_modify(|n| *n += 1);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.touched.store(true, Ordering::Relaxed);
         InFlightGuard(self.clone())
     }
 
-    /// Resolves once no request has been in flight for `idle`.
+    /// Resolves once no request has been in flight for `idle` (noticed up to idle/8
+    /// late).
     pub async fn idle_for(&self, idle: Duration) {
-        let mut count = self.count.subscribe();
+        let every = (idle / 8).max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut quiet = Duration::ZERO;
         loop {
-            let busy = *count.borrow_and_update() > 0;
-            if busy {
-                // The sender lives as long as `self`: changed() cannot fail here.
-                let _ = count.changed().await;
-            } else if tokio::time::timeout(idle, count.changed()).await.is_err() {
+            ticks.tick().await;
+            let touched = self.touched.swap(false, Ordering::Relaxed);
+            if touched || self.count.load(Ordering::Relaxed) > 0 {
+                quiet = Duration::ZERO;
+                continue;
+            }
+            quiet += every;
+            if quiet >= idle {
                 return;
             }
         }
@@ -50,7 +61,8 @@ pub struct InFlightGuard(Arc<InFlight>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.count.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.count.fetch_sub(1, Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
     }
 }
 
@@ -101,5 +113,25 @@ mod tests {
         release.await.unwrap();
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_secs(12) && elapsed < Duration::from_secs(13), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_never_idle_for_the_timeout_stays_open() {
+        let in_flight = InFlight::new();
+        let busy = {
+            let in_flight = in_flight.clone();
+            async move {
+                // A short request every 3 s: never 5 s without one.
+                for _ in 0..10 {
+                    drop(in_flight.start());
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+            }
+        };
+        let started = Instant::now();
+        let (_, ()) = tokio::join!(in_flight.idle_for(Duration::from_secs(5)), busy);
+        let elapsed = started.elapsed();
+        // The last request ended at 27 s: idle from then on.
+        assert!(elapsed >= Duration::from_secs(32) && elapsed < Duration::from_secs(33), "{elapsed:?}");
     }
 }

@@ -12,6 +12,7 @@ mod detect;
 mod egress;
 mod headers;
 mod http;
+mod http1_pool;
 pub(crate) mod idle;
 mod in_flight;
 mod l4_route;
@@ -193,7 +194,8 @@ impl Proxy {
             gate: m.gate.clone(),
             access_log: access_log.clone(),
         });
-        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets, config.clone(), mesh_upstreams));
+        let connects = metrics.as_ref().map(|m| m.upstream_connects()).unwrap_or_default();
+        let upstream = Arc::new(upstream::Upstreams::new(&options, sockets, config.clone(), mesh_upstreams, connects));
         upstream::Upstreams::start_reaper(&upstream);
         let mirrors = mirrors::MirrorSlots::new(&options.mirrors);
         let budgets = Budgets::new(options.limits);

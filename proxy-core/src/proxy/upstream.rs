@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -12,13 +12,15 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::Body;
+use super::body::{self, Body};
 use super::caller::{Caller, CallerKey};
+use super::http1_pool::{Http1Pool, Recycled};
 use super::egress::{SocketFactory, Source};
 use super::mesh_path::MeshPath;
 use super::upstream_stream::UpstreamStream;
 use super::ProxyOptions;
 use crate::config::ConfigHandle;
+use crate::metrics::UpstreamConnects;
 use crate::hbone::{stream_labels, Denial, HbonePool, InboundGate, StreamClaim, Tunnel, TunnelError, TunnelKey};
 
 /// Which HTTP version to speak to a backend.
@@ -89,11 +91,6 @@ impl UpstreamError {
     }
 }
 
-struct IdleHttp1 {
-    sender: http1::SendRequest<Body>,
-    since: Instant,
-}
-
 /// Each direction's buffer between a same-node caller and the HTTP enforcement of its
 /// stream.
 const FILTER_BUFFER: usize = 64 * 1024;
@@ -144,28 +141,36 @@ pub struct MeshUpstreams {
 
 /// Upstream connection pools, keyed by source and endpoint address.
 pub struct Upstreams {
-    http1: Mutex<HashMap<PoolKey, Vec<IdleHttp1>>>,
+    http1: Arc<Http1Pool<PoolKey>>,
+    /// Shared HTTP/2 connections (locked only to find or replace a connection).
     http2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
+    /// Connections opened for requests (pool misses).
+    connects: UpstreamConnects,
     sockets: Arc<dyn SocketFactory>,
     config: ConfigHandle,
     mesh: Option<MeshUpstreams>,
     connect_timeout: Duration,
-    max_idle: usize,
     idle_timeout: Duration,
     http2_keep_alive_interval: Duration,
     http2_keep_alive_timeout: Duration,
 }
 
 impl Upstreams {
-    pub fn new(options: &ProxyOptions, sockets: Arc<dyn SocketFactory>, config: ConfigHandle, mesh: Option<MeshUpstreams>) -> Self {
+    pub fn new(
+        options: &ProxyOptions,
+        sockets: Arc<dyn SocketFactory>,
+        config: ConfigHandle,
+        mesh: Option<MeshUpstreams>,
+        connects: UpstreamConnects,
+    ) -> Self {
         Self {
-            http1: Mutex::default(),
+            http1: Arc::new(Http1Pool::new(options.max_idle_per_endpoint, options.idle_timeout)),
             http2: Mutex::default(),
+            connects,
             sockets,
             config,
             mesh,
             connect_timeout: options.connect_timeout,
-            max_idle: options.max_idle_per_endpoint,
             idle_timeout: options.idle_timeout,
             http2_keep_alive_interval: options.timeouts.http2_keep_alive_interval,
             http2_keep_alive_timeout: options.timeouts.http2_keep_alive_timeout,
@@ -197,17 +202,7 @@ impl Upstreams {
     /// the connection), forgets closed ones and closed HTTP/2 connections, and removes
     /// endpoints left without connections.
     fn reap(&self) {
-        let (mut closed, mut endpoints) = (0, 0);
-        {
-            let mut map = self.http1.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, pool| {
-                let before = pool.len();
-                pool.retain(|idle| idle.since.elapsed() < self.idle_timeout && !idle.sender.is_closed());
-                closed += before - pool.len();
-                endpoints += usize::from(pool.is_empty());
-                !pool.is_empty()
-            });
-        }
+        let (mut closed, endpoints) = self.http1.reap();
         {
             let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
             let before = map.len();
@@ -222,7 +217,7 @@ impl Upstreams {
     /// Endpoints with pooled connections (HTTP/1.1 idle, HTTP/2 shared).
     #[cfg(test)]
     fn pooled_endpoints(&self) -> (usize, usize) {
-        let http1 = self.http1.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let http1 = self.http1.keys();
         let http2 = self.http2.lock().unwrap_or_else(|p| p.into_inner()).len();
         (http1, http2)
     }
@@ -320,49 +315,50 @@ impl Upstreams {
     }
 
     /// Sends a request to `endpoint`. The request URI must already be in the form the
-    /// version needs (origin-form for HTTP/1.1, absolute-form for HTTP/2).
+    /// version needs (origin-form for HTTP/1.1, absolute-form for HTTP/2). An HTTP/1.1
+    /// connection goes back to the pool when the response body ends or is dropped.
+    /// `config` is the request's snapshot of the configuration.
     pub async fn send(
-        self: &std::sync::Arc<Self>,
+        &self,
+        config: &crate::config::ProxyConfig,
         caller: &Caller,
         endpoint: SocketAddr,
         version: UpstreamVersion,
         request: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let key = (caller.key(), endpoint, self.path(endpoint));
-        let request = self.decide_local(caller, endpoint, &key.2, request)?;
+    ) -> Result<Response<Body>, UpstreamError> {
+        let key = (caller.key(), endpoint, MeshPath::of(config, endpoint));
+        let request = self.decide_local(config, caller, endpoint, &key.2, request)?;
         match version {
             UpstreamVersion::Http1 => self.send_http1(caller, key, request).await,
-            UpstreamVersion::Http2 => self.send_http2(caller, key, request).await,
+            UpstreamVersion::Http2 => Ok(self.send_http2(caller, key, request).await?.map(body::boxed)),
         }
     }
 
     /// Decides a request to a same-node mesh pod whose HTTP rules apply to the caller
     /// ([`super::local_authz`]); other requests pass unchanged.
-    fn decide_local(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath, request: Request<Body>) -> Result<Request<Body>, UpstreamError> {
+    fn decide_local(
+        &self,
+        config: &crate::config::ProxyConfig,
+        caller: &Caller,
+        endpoint: SocketAddr,
+        path: &MeshPath,
+        request: Request<Body>,
+    ) -> Result<Request<Body>, UpstreamError> {
         let (MeshPath::Local { .. }, Some(mesh), Some(identity)) = (path, &self.mesh, &caller.identity) else {
             return Ok(request);
         };
-        super::local_authz::decide(&mesh.gate, &self.config.load().authorization, identity, endpoint, request)
-    }
-
-    fn take_idle_http1(&self, key: &PoolKey) -> Option<http1::SendRequest<Body>> {
-        let mut pools = self.http1.lock().unwrap_or_else(|p| p.into_inner());
-        let pool = pools.get_mut(key)?;
-        while let Some(idle) = pool.pop() {
-            if idle.since.elapsed() < self.idle_timeout && idle.sender.is_ready() {
-                return Some(idle.sender);
-            }
-        }
-        None
+        super::local_authz::decide(&mesh.gate, &config.authorization, identity, endpoint, request)
     }
 
     async fn new_http1(&self, caller: &Caller, key: &PoolKey) -> Result<http1::SendRequest<Body>, UpstreamError> {
         let endpoint = key.1;
         let stream = self.connect_via(caller, endpoint, &key.2, true).await?;
+        self.connects.http1.inc();
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Handshake(endpoint, e))?;
+        // One task per connection (not per request) drives it.
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%endpoint, %error, "upstream HTTP/1.1 connection ended");
@@ -371,22 +367,25 @@ impl Upstreams {
         Ok(sender)
     }
 
-    async fn send_http1(
-        self: &std::sync::Arc<Self>,
-        caller: &Caller,
-        key: PoolKey,
-        request: Request<Body>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    /// A pooled connection that is ready for a request, if one is left. A connection
+    /// that closed since it was pooled is dropped and the next one tried.
+    async fn pooled_http1(&self, key: &PoolKey) -> Option<http1::SendRequest<Body>> {
+        while let Some(mut sender) = self.http1.take(key) {
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn send_http1(&self, caller: &Caller, key: PoolKey, request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
         let endpoint = key.1;
         let mut request = request;
         // A pooled connection may have been closed by the backend in the meantime; hyper
         // hands the request back when it was not sent, and we retry on a new connection.
-        if let Some(mut sender) = self.take_idle_http1(&key) {
+        if let Some(mut sender) = self.pooled_http1(&key).await {
             match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.recycle_http1(key, sender);
-                    return Ok(response);
-                }
+                Ok(response) => return Ok(self.recycled(response, key, sender)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => request = unsent,
                     None => return Err(UpstreamError::Request(endpoint, e.into_error())),
@@ -395,24 +394,12 @@ impl Upstreams {
         }
         let mut sender = self.new_http1(caller, &key).await?;
         let response = sender.send_request(request).await.map_err(|e| UpstreamError::Request(endpoint, e))?;
-        self.recycle_http1(key, sender);
-        Ok(response)
+        Ok(self.recycled(response, key, sender))
     }
 
-    /// Returns the connection to the pool once the response has been read.
-    fn recycle_http1(self: &std::sync::Arc<Self>, key: PoolKey, mut sender: http1::SendRequest<Body>) {
-        let pools = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let mut map = pools.http1.lock().unwrap_or_else(|p| p.into_inner());
-            let pool = map.entry(key).or_default();
-            pool.retain(|idle| idle.since.elapsed() < pools.idle_timeout && !idle.sender.is_closed());
-            if pool.len() < pools.max_idle {
-                pool.push(IdleHttp1 { sender, since: Instant::now() });
-            }
-        });
+    /// The response, its connection returned to the pool once its body is done with.
+    fn recycled(&self, response: Response<Incoming>, key: PoolKey, sender: http1::SendRequest<Body>) -> Response<Body> {
+        response.map(|incoming| body::boxed(Recycled::new(incoming, self.http1.clone(), key, sender)))
     }
 
     async fn http2_sender(&self, caller: &Caller, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
@@ -434,6 +421,7 @@ impl Upstreams {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Handshake(endpoint, e))?;
+        self.connects.http2.inc();
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%endpoint, %error, "upstream HTTP/2 connection ended");
@@ -458,6 +446,7 @@ impl Upstreams {
         request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let stream = self.connect(caller, endpoint).await?;
+        self.connects.upgrade.inc();
         let (mut sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -474,6 +463,7 @@ impl Upstreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProxyConfig;
     use crate::proxy::body;
     use hyper_util::server::conn::auto;
     use tokio::net::TcpListener;
@@ -505,10 +495,10 @@ mod tests {
     async fn the_reaper_closes_idle_connections_and_forgets_their_endpoints() {
         let (addr, mut closed) = backend(None).await;
         let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
-        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None));
+        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, UpstreamConnects::default()));
         Upstreams::start_reaper(&pools);
         let request = Request::get("/").body(body::empty()).unwrap();
-        let response = pools.send(&Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
+        let response = pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
         assert_eq!(response.status(), 200);
         drop(response);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -522,13 +512,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sequential_requests_reuse_one_pooled_connection_and_count_the_connect() {
+        use http_body_util::BodyExt;
+        let (addr, _closed) = backend(None).await;
+        let connects = UpstreamConnects::default();
+        let pools = Upstreams::new(&ProxyOptions::default(), Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, connects.clone());
+        for _ in 0..20 {
+            let request = Request::get("/").body(body::empty()).unwrap();
+            let response = pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        }
+        // A response dropped before its body was read gives the connection back too.
+        let request = Request::get("/").body(body::empty()).unwrap();
+        drop(pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap());
+        let request = Request::get("/").body(body::empty()).unwrap();
+        assert_eq!(pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http1, request).await.unwrap().status(), 200);
+        assert_eq!(connects.http1.get(), 1, "one connection for 22 sequential requests");
+        assert_eq!(pools.pooled_endpoints(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_one_connection_each_then_reuse_them() {
+        use http_body_util::BodyExt;
+        let (addr, _closed) = backend(None).await;
+        let connects = UpstreamConnects::default();
+        let pools = Arc::new(Upstreams::new(&ProxyOptions::default(), Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, connects.clone()));
+        let (caller, config) = (Caller::node(), ProxyConfig::default());
+        for _round in 0..3 {
+            let responses = futures::future::join_all((0..4).map(|_| {
+                let request = Request::get("/").body(body::empty()).unwrap();
+                pools.send(&config, &caller, addr, UpstreamVersion::Http1, request)
+            }))
+            .await;
+            for response in responses {
+                response.unwrap().into_body().collect().await.unwrap();
+            }
+        }
+        assert_eq!(connects.http1.get(), 4, "later rounds reuse the first round's connections");
+    }
+
+    #[tokio::test]
     async fn closed_http2_connections_are_forgotten() {
         let (addr, mut closed) = backend(Some(Duration::from_millis(300))).await;
         let options = ProxyOptions { idle_timeout: Duration::from_millis(300), ..ProxyOptions::default() };
-        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None));
+        let pools = Arc::new(Upstreams::new(&options, Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, UpstreamConnects::default()));
         Upstreams::start_reaper(&pools);
         let request = Request::get("http://svc/").body(body::empty()).unwrap();
-        pools.send(&Caller::node(), addr, UpstreamVersion::Http2, request).await.unwrap();
+        pools.send(&ProxyConfig::default(), &Caller::node(), addr, UpstreamVersion::Http2, request).await.unwrap();
         assert_eq!(pools.pooled_endpoints(), (0, 1));
         tokio::time::timeout(Duration::from_secs(5), closed.recv()).await.expect("backend never closed").unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

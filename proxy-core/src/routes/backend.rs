@@ -28,6 +28,15 @@ pub enum BackendTarget {
 }
 
 impl BackendTarget {
+    /// The metrics and access-log label: the Service port as `namespace/name:port`
+    /// ("" for an unresolved backendRef, which never gets a request).
+    pub fn label(&self) -> Arc<str> {
+        match self {
+            BackendTarget::Service(s) => format!("{}:{}", s.service, s.port).into(),
+            BackendTarget::Invalid { .. } => Arc::from(""),
+        }
+    }
+
     /// A ready endpoint, round robin.
     pub fn pick_endpoint(&self) -> Option<SocketAddr> {
         match self {
@@ -52,17 +61,27 @@ pub struct WeightedBackend {
     pub filters: BackendFilters,
 }
 
-/// The backendRefs of a rule, chosen by weight.
+/// The backendRefs of a rule, chosen by weight, with their labels (built once here,
+/// not per request).
 #[derive(Clone, Debug, Default)]
 pub struct BackendSet {
     backends: Vec<WeightedBackend>,
+    /// `labels[i]` is `backends[i].target.label()`.
+    labels: Vec<Arc<str>>,
     total_weight: u64,
 }
 
 impl BackendSet {
     pub fn new(backends: Vec<WeightedBackend>) -> Self {
         let total_weight = backends.iter().map(|b| u64::from(b.weight)).sum();
-        Self { backends, total_weight }
+        let labels = backends.iter().map(|b| b.target.label()).collect();
+        Self { backends, labels, total_weight }
+    }
+
+    /// [`pick`](Self::pick), with the picked backend's label.
+    pub fn pick_labelled(&self) -> Option<(&WeightedBackend, &Arc<str>)> {
+        let index = self.pick_index(&mut rand::rng())?;
+        Some((&self.backends[index], &self.labels[index]))
     }
 
     pub fn backends(&self) -> &[WeightedBackend] {
@@ -77,14 +96,18 @@ impl BackendSet {
 
     /// [`pick`](Self::pick) with a caller-supplied random source (for deterministic tests).
     pub fn pick_with<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<&WeightedBackend> {
+        self.pick_index(rng).map(|index| &self.backends[index])
+    }
+
+    fn pick_index<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
         if self.total_weight == 0 {
             return None;
         }
         let mut ticket = rng.random_range(0..self.total_weight);
-        for backend in &self.backends {
+        for (index, backend) in self.backends.iter().enumerate() {
             let weight = u64::from(backend.weight);
             if ticket < weight {
-                return Some(backend);
+                return Some(index);
             }
             ticket -= weight;
         }

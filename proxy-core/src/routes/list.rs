@@ -5,7 +5,7 @@ use std::cmp::{Ordering, Reverse};
 use std::sync::Arc;
 
 use super::matching::{grpc_specificity, prefix_core};
-use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule};
+use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 
 /// Every (match, rule) pair of the routes that share one parent and scope, sorted by
 /// the Gateway API precedence rules, so that the first entry that matches wins.
@@ -32,6 +32,8 @@ pub struct RouteList {
     entries: Vec<Entry>,
     /// Distinct rules, in precedence order of their best match.
     rules: Vec<Arc<Rule>>,
+    /// `labels[i]` names `rules[i]`.
+    labels: Vec<RuleLabels>,
 }
 
 #[derive(Debug)]
@@ -39,6 +41,8 @@ struct Entry {
     rule: Arc<Rule>,
     /// Index into `rule.matches`, or None for a rule without matches.
     match_index: Option<usize>,
+    /// Index into `labels` (and `rules`).
+    rule_index: usize,
 }
 
 impl Entry {
@@ -135,6 +139,8 @@ fn precedence(kind: RouteKind, a: &Entry, b: &Entry) -> Ordering {
 pub struct MatchedRule<'a> {
     pub rule: &'a Arc<Rule>,
     pub route_match: Option<&'a RouteMatch>,
+    /// The rule's metric and log labels.
+    pub labels: &'a RuleLabels,
 }
 
 impl MatchedRule<'_> {
@@ -154,17 +160,27 @@ impl RouteList {
             .flat_map(|rule| {
                 let indices: Vec<Option<usize>> =
                     if rule.matches.is_empty() { vec![None] } else { (0..rule.matches.len()).map(Some).collect() };
-                indices.into_iter().map(|match_index| Entry { rule: rule.clone(), match_index })
+                indices.into_iter().map(|match_index| Entry { rule: rule.clone(), match_index, rule_index: 0 })
             })
             .collect();
         entries.sort_by(|a, b| precedence(kind, a, b));
         let mut distinct: Vec<Arc<Rule>> = Vec::new();
-        for e in &entries {
-            if !distinct.iter().any(|r| Arc::ptr_eq(r, &e.rule)) {
-                distinct.push(e.rule.clone());
-            }
+        for e in &mut entries {
+            e.rule_index = match distinct.iter().position(|r| Arc::ptr_eq(r, &e.rule)) {
+                Some(index) => index,
+                None => {
+                    distinct.push(e.rule.clone());
+                    distinct.len() - 1
+                }
+            };
         }
-        Self { kind, entries, rules: distinct }
+        let mut labels: Vec<RuleLabels> = Vec::with_capacity(distinct.len());
+        for rule in &distinct {
+            let same_route = distinct.iter().zip(&labels).find(|(other, _)| other.route() == rule.route());
+            let made = RuleLabels::of(rule, same_route.map(|(other, l)| (&**other, l)));
+            labels.push(made);
+        }
+        Self { kind, entries, rules: distinct, labels }
     }
 
     pub fn kind(&self) -> RouteKind {
@@ -179,7 +195,7 @@ impl RouteList {
     /// Every (rule, match) pair in precedence order; the match is None for a rule
     /// without matches.
     pub fn matches(&self) -> impl Iterator<Item = MatchedRule<'_>> {
-        self.entries.iter().map(|e| MatchedRule { rule: &e.rule, route_match: e.route_match() })
+        self.entries.iter().map(|e| MatchedRule { rule: &e.rule, route_match: e.route_match(), labels: &self.labels[e.rule_index] })
     }
 
     pub fn is_empty(&self) -> bool {

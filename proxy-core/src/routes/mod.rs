@@ -5,6 +5,7 @@
 mod backend;
 mod filters;
 mod l4;
+mod labels;
 mod list;
 mod matching;
 mod path_normalize;
@@ -16,6 +17,7 @@ pub(crate) mod test_support;
 pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
 pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
 pub use l4::{HostnameMatch, InvalidHostname, L4Route, L4Routes, TlsRoute, TlsTable};
+pub use labels::RuleLabels;
 pub use list::{MatchedRule, RouteList};
 pub use matching::{
     grpc_method_match, query_param, HeaderMatch, PathMatch, QueryMatch, RequestView, RouteMatch, StringMatch,
