@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::super::loadgen::{ambit_load_in, h2load_in};
 use super::super::procs;
+use super::super::profile::Profile;
 use super::super::report::Better;
 use super::super::Plan;
 use super::table::{PeerFigure, System};
@@ -126,9 +127,15 @@ impl Subject {
 fn throughput(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let url = format!("http://{}/", s.http);
     let requests = ctx.plan.requests / 2;
+    // With AMBIT_BENCH_PERF=DIR: a perf profile of the proxies during this run.
+    let profile = if s.proxies.is_empty() { None } else { Some(Profile::start(&format!("peers-{:?}", s.system), &s.proxies)?) };
     let cpu0 = s.cpu_seconds()?;
-    let r = h2load_in(&s.client, s.cpu, &url, requests, 64, &["--h1"])?;
+    let r = h2load_in(&s.client, s.cpu, &url, requests, 64, &["--h1"]);
     let cpu = s.cpu_seconds()? - cpu0;
+    if let Some(p) = profile {
+        p.stop()?;
+    }
+    let r = r?;
     if r.failed > 0 || r.succeeded == 0 {
         bail!("{url}: {} of {requests} requests failed", r.failed);
     }
