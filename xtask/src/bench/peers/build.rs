@@ -90,10 +90,17 @@ fn cargo_build(src: &Path, target: &Path) -> Result<()> {
     cmd.args(["-n", "10"]).arg(cargo).current_dir(src);
     cmd.args(["build", "--profile", "quick-release", "--no-default-features", "-F", "tls-ring,testing"]);
     cmd.args(["--bin", "ztunnel", "--example", "inpodserver"]);
-    // ztunnel's own .cargo/config.toml sets its rustflags (frame pointers); keep the
-    // environment's out of it.
+    // The bench runs under `cargo run`, which sets CARGO_MANIFEST_DIR, CARGO_PKG_NAME
+    // and more. ring's build script asks to rerun when those change, so with them set
+    // the cached build would be redone (half an hour on a busy machine). Keep only
+    // CARGO_HOME; ztunnel's own .cargo/config.toml sets its rustflags.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key == "RUSTFLAGS" {
+            cmd.env_remove(&key);
+        }
+    }
     cmd.env("CARGO_TARGET_DIR", target).env("CARGO_INCREMENTAL", "0");
-    cmd.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS").env_remove("CARGO_BUILD_TARGET_DIR");
     run(&mut cmd, "cargo build (ztunnel, quick-release; about 8 minutes on 2 cores)")
 }
 
