@@ -86,10 +86,6 @@ impl Subject {
         self.proxies.iter().map(|&p| procs::cpu_seconds(p)).sum()
     }
 
-    fn rss_bytes(&self) -> Result<u64> {
-        self.proxies.iter().map(|&p| procs::rss_bytes(p)).sum()
-    }
-
     fn load(&self, ctx: &Ctx, args: &[&str]) -> Result<Value> {
         ambit_load_in(&self.client, self.cpu, ctx.load_bin, args)
     }
@@ -191,7 +187,8 @@ fn bulk_tcp(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
 /// connections, one request each, are open.
 fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let n = ctx.plan.idle_connections;
-    let before = s.rss_bytes()?;
+    let per_node = |s: &Subject| s.proxies.iter().map(|&p| procs::rss_bytes(p)).collect::<Result<Vec<u64>>>();
+    let before = per_node(s)?;
     let addr = s.http.to_string();
     let mut child = s.spawn_load(ctx, &["idle", "--addr", &addr, "--connections", &n.to_string(), "--hold-secs", "60"], 90)?;
     let stderr = child.stderr.take().context("no stderr")?;
@@ -200,15 +197,21 @@ fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let opened: usize = line.trim().strip_prefix("OPEN ").and_then(|x| x.parse().ok()).unwrap_or(0);
     // The last connections' upstream sides settle on node 2.
     std::thread::sleep(Duration::from_millis(500));
-    let during = s.rss_bytes();
+    let during = per_node(s);
     drop(child.stdin.take());
     let _ = child.wait_with_output();
     let during = during?;
     if opened < n {
         bail!("only {opened} of {n} idle connections to {addr} opened ({line:?})");
     }
-    figs.record(MEMORY, "proxies' RSS, both nodes, connections open", "MiB", Better::Lower, s.system, during as f64 / (1 << 20) as f64);
-    figs.record(MEMORY, "proxies' memory per idle connection", "bytes", Better::Lower, s.system, (during as f64 - before as f64) / n as f64);
+    let (total_before, total) = (before.iter().sum::<u64>() as f64, during.iter().sum::<u64>() as f64);
+    figs.record(MEMORY, "proxies' RSS, both nodes, connections open", "MiB", Better::Lower, s.system, total / (1 << 20) as f64);
+    figs.record(MEMORY, "proxies' memory per idle connection", "bytes", Better::Lower, s.system, (total - total_before) / n as f64);
+    // The split per node (proxies listed node 1 first; HAProxy has only node 1's).
+    for (i, (b, d)) in before.iter().zip(&during).enumerate() {
+        let metric = format!("of which node {}'s proxy", i + 1);
+        figs.record(MEMORY, &metric, "bytes", Better::Lower, s.system, (*d as f64 - *b as f64) / n as f64);
+    }
     Ok(())
 }
 
