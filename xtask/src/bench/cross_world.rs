@@ -75,16 +75,19 @@ impl CrossWorld {
         Ok(CrossWorld { agents: vec![], agent_pids: vec![], wire: None, client, ca, bed, load_bin })
     }
 
-    /// (Re)starts both agents with `wire`; waits until node 1 serves the client, pins them.
-    pub fn start_agents(&mut self, wire: Wire) -> Result<()> {
-        self.agents.clear();
-        self.agent_pids.clear();
+    fn agent_options(&self, wire: Wire) -> AgentOptions {
         // Each agent has one core: one data-path worker.
         let mut extra_args = vec!["--workers".to_string(), "1".to_string()];
         if wire == Wire::Mtls {
             extra_args.extend(self.ca.agent_args());
         }
-        let options = AgentOptions { log_level: "warn".into(), extra_args, ..AgentOptions::default() };
+        AgentOptions { log_level: "warn".into(), extra_args, ..AgentOptions::default() }
+    }
+
+    /// (Re)starts both agents with `wire`; waits until node 1 serves the client, pins them.
+    pub fn start_agents(&mut self, wire: Wire) -> Result<()> {
+        self.stop_agents();
+        let options = self.agent_options(wire);
         let agents = RunningAgent::start_all(&self.bed, &options)?;
         agents[0].wait_enrolled(NAMESPACE, &self.client.name, Duration::from_secs(10))?;
         for (i, agent) in agents.iter().enumerate() {
@@ -97,6 +100,29 @@ impl CrossWorld {
         }
         self.agents = agents;
         self.wire = Some(wire);
+        Ok(())
+    }
+
+    /// Stops both agents (their programs detached): the bed without Ambit.
+    pub fn stop_agents(&mut self) {
+        self.agents.clear();
+        self.agent_pids.clear();
+        self.wire = None;
+    }
+
+    /// A rollout on node 1 (README "Upgrades without an outage"): a successor agent
+    /// starts beside node 1's agent and becomes ready, then the old one gets SIGTERM.
+    pub fn hand_over_client_agent(&mut self) -> Result<()> {
+        let wire = self.wire.context("no agents running")?;
+        let options = self.agent_options(wire);
+        let old = self.agents.first_mut().context("no agent on node 1")?;
+        let successor = old.start_successor(&self.bed, &options)?;
+        let pid = successor.pid().context("the successor has no pid")? as i32;
+        procs::pin(pid, node_cpu(1))?;
+        procs::raise_nofile(pid)?;
+        let status = old.hand_over_to(successor)?;
+        anyhow::ensure!(status.success(), "node 1's old agent exited with {status}");
+        self.agent_pids[0] = pid;
         Ok(())
     }
 

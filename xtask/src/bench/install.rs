@@ -12,7 +12,8 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn apt_install(package: &str) -> Result<()> {
+/// Installs Debian package `package` unless it is installed.
+pub fn apt_install(package: &str) -> Result<()> {
     if installed(package) {
         return Ok(());
     }

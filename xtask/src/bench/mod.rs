@@ -20,6 +20,7 @@ mod install;
 mod latency;
 mod loadgen;
 mod memory;
+mod peers;
 mod plot;
 mod procs;
 mod profile;
@@ -58,9 +59,13 @@ pub struct Args {
     /// How long the soak runs.
     #[arg(long, default_value_t = 30, requires = "soak")]
     soak_minutes: u64,
-    /// Run only these parts (comma-separated); all of them by default.
+    /// Run only these parts (comma-separated); all but `peers` by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Run only the peer comparison (same as `--only peers`): Ambit, Istio's ztunnel
+    /// (built once from ../shared/peers/ztunnel), HAProxy and direct on two nodes.
+    #[arg(long, conflicts_with = "only")]
+    peers: bool,
 }
 
 /// The parts of a bench run, for `--only`.
@@ -74,11 +79,20 @@ pub enum Part {
     Scale,
     /// Scenario 10: authorization, 100 policies (L4, HTTP) vs none, on a one-node mesh.
     Authz,
+    /// The peer comparison: Ambit, ztunnel, HAProxy and direct on two nodes (builds
+    /// ztunnel, about 8 minutes the first time); only when asked for.
+    Peers,
 }
 
 impl Args {
     fn runs(&self, part: Part) -> bool {
-        self.only.is_empty() || self.only.contains(&part)
+        if self.peers {
+            return part == Part::Peers;
+        }
+        if self.only.is_empty() {
+            return part != Part::Peers;
+        }
+        self.only.contains(&part)
     }
 }
 
@@ -225,6 +239,14 @@ pub fn run(args: &Args) -> Result<()> {
         if let Err(e) = authz {
             println!("    failed: {e:#}");
             report.fail("10 authorization", format!("{e:#}"));
+        }
+    }
+    if args.runs(Part::Peers) {
+        println!("==> peers: Ambit, Istio's ztunnel, HAProxy and direct on two nodes");
+        let (target, load) = (target_dir(root.as_path()), release_bin(&root, "ambit-load"));
+        if let Err(e) = peers::run(&root, &target, &load, &plan, &mut report.peers) {
+            println!("    failed: {e:#}");
+            report.peers.fail("peer comparison", format!("{e:#}"));
         }
     }
 

@@ -121,6 +121,8 @@ pub struct Report {
     pub failures: Vec<(String, String)>,
     /// Free-form findings (e.g. where the proxy spends its time).
     pub findings: Vec<String>,
+    /// The peer comparison (`--peers`): Ambit, ztunnel, HAProxy and direct.
+    pub peers: super::peers::table::PeerSection,
 }
 
 fn num(v: Option<f64>) -> String {
@@ -216,6 +218,7 @@ impl Report {
                 let _ = writeln!(s, "- {x}");
             }
         }
+        s.push_str(&self.peers.markdown());
         s
     }
 
@@ -226,6 +229,7 @@ impl Report {
             "missed": self.missed().iter().map(|f| format!("{} / {}", f.scenario, f.metric)).collect::<Vec<_>>(),
             "failures": self.failures.iter().map(|(a, b)| json!({"scenario": a, "error": b})).collect::<Vec<_>>(),
             "findings": self.findings,
+            "peers": self.peers.json(),
         })
     }
 
