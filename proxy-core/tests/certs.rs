@@ -269,3 +269,35 @@ async fn a_new_trust_bundle_takes_effect_for_new_handshakes_and_renews_certifica
     let error = nodes.node2.set_trust_bundle(next.bundle("other.example")).unwrap_err();
     assert!(error.to_string().contains("other.example"), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_can_wait_for_a_certificate_on_its_way() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let source = TestSource::new(Arc::new(TestCa::new("mesh root", clock.clone())));
+    source.set(Mode::Delayed(Duration::from_millis(800)));
+    let store = store_with(&source, Duration::from_secs(600), clock);
+    let frontend = id("shop", "frontend");
+    store.ensure([frontend.clone()]);
+    assert!(store.client_config(&frontend).is_err(), "no certificate before the CA answers");
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), store.obtained(&frontend)).await.expect("the wait ends once issued");
+    assert!(started.elapsed() >= Duration::from_millis(800), "returned before the CA answered: {:?}", started.elapsed());
+    assert!(store.client_config(&frontend).is_ok(), "a certificate once the wait ended");
+    // Held now: the wait ends at once.
+    tokio::time::timeout(Duration::from_millis(1), store.obtained(&frontend)).await.expect("no wait once held");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_for_a_certificate_ends_when_the_attempt_fails_or_none_is_obtained() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let source = TestSource::new(Arc::new(TestCa::new("mesh root", clock.clone())));
+    source.set(Mode::Unavailable);
+    let store = store_with(&source, Duration::from_secs(600), clock);
+    let frontend = id("shop", "frontend");
+    store.ensure([frontend.clone()]);
+    // The first attempt fails at once; its retry comes after a backoff of at least 0.5 s.
+    tokio::time::timeout(Duration::from_millis(100), store.obtained(&frontend)).await.expect("a failed attempt ends the wait");
+    assert!(store.client_config(&frontend).is_err());
+    // An identity the store does not hold: nothing to wait for.
+    tokio::time::timeout(Duration::from_millis(1), store.obtained(&id("shop", "elsewhere"))).await.expect("no wait");
+}

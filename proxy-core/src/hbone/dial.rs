@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -16,7 +17,9 @@ use super::keepalive::Keepalive;
 use super::pool::{PoolOptions, TunnelKey};
 use super::transport;
 use crate::proxy::SocketFactory;
-use crate::tls::{self, MeshTls, Refusal};
+use crate::identity::SpiffeId;
+use crate::tls::{self, MeshTls, NoCertificate, Refusal};
+use rustls::ClientConfig;
 
 /// HTTP/2 windows of tunnels: large enough for bulk TCP over one stream.
 pub(crate) const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
@@ -42,7 +45,7 @@ pub(crate) async fn dial(
     options: &PoolOptions,
 ) -> Result<Dialled, TunnelError> {
     let (connect_timeout, max_streams) = (options.connect_timeout, options.max_streams_per_connection);
-    let config = tls.client_config(&key.identity)?;
+    let config = client_config(tls, &key.identity, connect_timeout).await?;
     let name = tls::server_name(&key.expected).ok_or_else(|| TunnelError::ServerName(key.expected.clone()))?;
     let node = key.node;
     let attempt = async {
@@ -79,6 +82,16 @@ pub(crate) async fn dial(
     let keepalive = Keepalive { interval: options.keepalive_interval, timeout: options.keepalive_timeout };
     tokio::spawn(drive(connection, node, limit.clone(), closed.clone(), shutdown.clone(), max_streams as usize, keepalive));
     Ok(Dialled { sender, limit, closed, shutdown })
+}
+
+/// The caller's client configuration, waiting (at most `wait`) for a certificate that is
+/// still being obtained.
+async fn client_config(tls: &dyn MeshTls, identity: &SpiffeId, wait: Duration) -> Result<Arc<ClientConfig>, NoCertificate> {
+    if let Ok(config) = tls.client_config(identity) {
+        return Ok(config);
+    }
+    let _ = tokio::time::timeout(wait, tls.obtained(identity)).await;
+    tls.client_config(identity)
 }
 
 /// Runs the connection until it ends, is shut down or its peer stops answering PINGs;

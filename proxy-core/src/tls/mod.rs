@@ -32,6 +32,8 @@ pub use context::HBONE_ALPN;
 pub use lifetime::{CertLifetime, LifetimeTooShort};
 pub use store::{Backoff, CertState, CertStore, CertStoreOptions, CertificateStatus, Readiness, StoreStatus, TrustBundleChange};
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::identity::SpiffeId;
@@ -48,6 +50,15 @@ pub trait MeshTls: Send + Sync + 'static {
     /// A client configuration that presents `source`'s certificate (TLS 1.3 only) and
     /// verifies the server's chain and trust domain against the trust bundle.
     fn client_config(&self, source: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, NoCertificate>;
+
+    /// Resolves once `source`'s certificate is held or the attempt to obtain it has
+    /// failed; at once when no certificate is being obtained for `source`. A caller that
+    /// found no certificate waits on this (bounded by its own timeout) instead of failing
+    /// a connection made while the certificate is still on its way: a pod's first
+    /// connections, and every connection during an agent's first seconds.
+    fn obtained(&self, _source: &SpiffeId) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::ready(()))
+    }
 
     /// The server configuration (TLS 1.3 only): it presents the certificate of the
     /// identity named by the client's SNI, and requires and verifies a client

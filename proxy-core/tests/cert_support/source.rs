@@ -17,6 +17,8 @@ pub enum Mode {
     WrongSan,
     /// Signs a certificate for another key.
     OtherKey,
+    /// Signs, after this long (a CA far away, or busy).
+    Delayed(Duration),
 }
 
 pub struct TestSource {
@@ -43,7 +45,7 @@ impl TestSource {
         let uri = id.uri();
         let chain = match *self.mode.lock().unwrap() {
             Mode::Unavailable => return Err(SourceError::Unavailable("test CA switched off".into())),
-            Mode::Sign => self.ca.sign_request(csr_pem, &[&uri], validity),
+            Mode::Sign | Mode::Delayed(_) => self.ca.sign_request(csr_pem, &[&uri], validity),
             Mode::WrongSan => {
                 let other = format!("spiffe://{}/ns/other/sa/other", id.trust_domain());
                 self.ca.sign_request(csr_pem, &[&other], validity)
@@ -57,6 +59,12 @@ impl TestSource {
 
 impl CertificateSource for TestSource {
     fn sign<'a>(&'a self, id: &'a SpiffeId, csr_pem: &'a str, lifetime: Duration) -> SignFuture<'a> {
-        Box::pin(async move { self.answer(id, csr_pem, lifetime) })
+        Box::pin(async move {
+            let mode = *self.mode.lock().unwrap();
+            if let Mode::Delayed(delay) = mode {
+                tokio::time::sleep(delay).await;
+            }
+            self.answer(id, csr_pem, lifetime)
+        })
     }
 }

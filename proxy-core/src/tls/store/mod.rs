@@ -214,6 +214,16 @@ impl MeshTls for CertStore {
     fn server_config(&self) -> Arc<ServerConfig> {
         self.server_config.load_full()
     }
+
+    fn obtained(&self, source: &SpiffeId) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let entry = self.shared.entries.load().get(source).cloned();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            if let Some(entry) = entry {
+                entry.settled(|| shared.context.load().clock.now()).await;
+            }
+        })
+    }
 }
 
 impl Drop for CertStore {
