@@ -120,25 +120,10 @@ fn latency_plot(path: &Path, points: &[LatencyPoint]) -> Result<()> {
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(draw_err)?;
-        for system in System::ALL {
-            let mut series: Vec<(f64, f64)> =
-                points.iter().filter(|p| p.system == system).map(|p| (p.rate as f64, pick(p))).filter(|(_, y)| y.is_finite()).collect();
-            series.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let color = system.color();
-            chart
-                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(system.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart.draw_series(series.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(draw_err)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        let lines = System::ALL.map(|system| {
+            (system, points.iter().filter(|p| p.system == system).map(|p| (p.rate as f64, pick(p))).collect())
+        });
+        draw_lines(&mut chart, lines, 4, SeriesLabelPosition::UpperLeft)?;
     }
     root.present().map_err(draw_err)
 }
@@ -172,30 +157,49 @@ fn cores_plot(path: &Path, points: &[CorePoint]) -> Result<()> {
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(draw_err)?;
-        for system in System::ALL {
-            let mut series: Vec<(f64, f64)> =
-                points.iter().filter(|p| p.system == system).map(|p| (p.cores as f64, pick(p))).filter(|(_, y)| y.is_finite()).collect();
-            if series.is_empty() {
-                continue;
-            }
-            series.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let color = system.color();
-            chart
-                .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(system.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-            chart.draw_series(series.iter().map(|&p| Circle::new(p, 5, color.filled()))).map_err(draw_err)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        let lines = System::ALL.map(|system| {
+            (system, points.iter().filter(|p| p.system == system).map(|p| (p.cores as f64, pick(p))).collect())
+        });
+        draw_lines(&mut chart, lines, 5, SeriesLabelPosition::LowerRight)?;
     }
     root.present().map_err(draw_err)
+}
+
+/// One line with its points per system (skipping systems without a finite point), and
+/// the legend at `legend`.
+fn draw_lines<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    lines: [(System, Vec<(f64, f64)>); 3],
+    radius: u32,
+    legend: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (system, mut series) in lines {
+        series.retain(|(_, y)| y.is_finite());
+        if series.is_empty() {
+            continue;
+        }
+        series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let color = system.color();
+        chart
+            .draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
+            .map_err(draw_err)?
+            .label(system.name())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(series.iter().map(|&p| Circle::new(p, radius, color.filled()))).map_err(draw_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)?;
+    Ok(())
 }
 
 #[cfg(test)]
