@@ -131,37 +131,59 @@ fn set_option<T>(fd: i32, name: libc::c_int, value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Reads frames until `stop` or `deadline`.
+/// How long the final drain of queued frames may take.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Reads frames until `stop` or `deadline`, then drains what is already queued: the
+/// kernel queues a frame on the socket as it crosses the bridge, so every frame of a
+/// call that has returned is in the queue even if this thread (on a loaded machine)
+/// has not run since.
 fn read_frames(socket: &OwnedFd, stop: &AtomicBool, deadline: Instant) -> Result<Captured> {
     let mut captured = Captured::default();
     let mut buf = vec![0u8; READ_BUFFER];
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let n = unsafe {
-            libc::recvfrom(
-                socket.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted => continue,
-                _ => return Err(e).context("recvfrom(AF_PACKET)"),
-            }
+        if let Some(n) = receive(socket, &mut buf, 0)? {
+            captured.push_received(&buf, n);
         }
-        // Frames the bridge itself sends would be seen twice; it sends none, but be sure.
-        if from.sll_pkttype == libc::PACKET_OUTGOING {
-            continue;
+    }
+    // Bounded: traffic that goes on while draining must not keep this loop alive.
+    let drained_by = Instant::now() + DRAIN;
+    while let Some(n) = receive(socket, &mut buf, libc::MSG_DONTWAIT)? {
+        captured.push_received(&buf, n);
+        if Instant::now() > drained_by {
+            break;
         }
-        captured.push(&buf[..n as usize]);
     }
     Ok(captured)
+}
+
+/// One frame's length, `Some(0)` for one to skip (sent by the bridge itself), or `None`
+/// when none came within the socket's timeout (or at once, with `MSG_DONTWAIT`).
+fn receive(socket: &OwnedFd, buf: &mut [u8], flags: libc::c_int) -> Result<Option<usize>> {
+    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    let n = unsafe {
+        libc::recvfrom(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut from_len,
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e).context("recvfrom(AF_PACKET)"),
+        };
+    }
+    // Frames the bridge itself sends would be seen twice; it sends none, but be sure.
+    if from.sll_pkttype == libc::PACKET_OUTGOING {
+        return Ok(Some(0));
+    }
+    Ok(Some(n as usize))
 }
 
 /// A TCP segment found in a frame.
@@ -178,6 +200,12 @@ pub struct TcpSegment<'a> {
 }
 
 impl Captured {
+    fn push_received(&mut self, buf: &[u8], n: usize) {
+        if n > 0 {
+            self.push(&buf[..n]);
+        }
+    }
+
     fn push(&mut self, frame: &[u8]) {
         if self.stored + frame.len() > MAX_STORED_BYTES {
             self.dropped += 1;
