@@ -14,6 +14,7 @@ use super::access_log::{request_id, HttpRecord, LoggedBody};
 use super::deadline;
 use super::body::{self, Body};
 use super::connection::ConnContext;
+use super::cors_reply::{self, CorsStep};
 use super::idle;
 use super::caller::Caller;
 use super::mesh_path::MeshPath;
@@ -181,7 +182,12 @@ async fn route(
         Decision::Matched(matched) => {
             routed.route = matched.labels.route.clone();
             routed.rule = matched.labels.rule.clone();
-            apply_rule(proxy, config, &ctx.source, &mut parts, body, matched, grpc, routed).await
+            let cors = match cors_reply::before(matched.rule, &parts) {
+                CorsStep::Answer(response) => return response,
+                CorsStep::Forward(cors) => cors,
+            };
+            let response = apply_rule(proxy, config, &ctx.source, &mut parts, body, matched, grpc, routed).await;
+            cors_reply::after(response, cors)
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod body;
 mod caller;
 pub(crate) mod client_hello;
 mod connection;
+mod cors_reply;
 mod deadline;
 mod detect;
 mod egress;

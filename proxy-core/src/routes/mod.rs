@@ -3,6 +3,7 @@
 //! per request) and TLSRoute/TCPRoute resources (evaluated per connection).
 
 mod backend;
+pub mod cors;
 mod filters;
 mod l4;
 mod labels;
@@ -15,6 +16,7 @@ mod rule;
 pub(crate) mod test_support;
 
 pub use backend::{BackendFilters, BackendSet, BackendTarget, ServiceBackend, WeightedBackend};
+pub use cors::{CorsConfig, CorsOutcome, CorsPolicy, InvalidCors, ResponseCors};
 pub use filters::{HeaderModifier, Mirror, PathModifier, Redirect, RedirectStatus, UrlRewrite};
 pub use l4::{HostnameMatch, InvalidHostname, L4Route, L4Routes, TlsRoute, TlsTable};
 pub use labels::RuleLabels;

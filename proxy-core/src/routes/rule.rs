@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BackendSet, HeaderModifier, Mirror, Redirect, RouteMatch, UrlRewrite};
+use super::{BackendSet, CorsPolicy, HeaderModifier, Mirror, Redirect, RouteMatch, UrlRewrite};
 
 /// The kind of a route resource. HTTPRoute and GRPCRoute rules are evaluated per
 /// request ([`RouteList`](super::RouteList)); TLSRoute and TCPRoute per connection
@@ -70,6 +70,8 @@ pub struct RuleFilters {
     pub request_headers: Option<HeaderModifier>,
     pub response_headers: Option<HeaderModifier>,
     pub mirrors: Vec<Mirror>,
+    /// GEP-1767 CORS: preflights answered by the proxy, CORS headers on responses.
+    pub cors: Option<CorsPolicy>,
 }
 
 /// A rule forwards to backends, or answers with a redirect itself; never both
