@@ -75,7 +75,9 @@ fn invalid_rules_are_dropped_and_reported() {
         ("redirect-rewrite", "  - filters: [{type: RequestRedirect, requestRedirect: {hostname: a}}, {type: URLRewrite, urlRewrite: {hostname: b}}]"),
         ("prefix-exact", "  - matches: [{path: {type: Exact, value: /a}}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("duplicate", "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}, {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: c, value: d}]}}]\n    backendRefs: [{name: web, port: 80}]"),
-        ("cors", "  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ("cors-origin", "  - filters: [{type: CORS, cors: {allowOrigins: [\"foo.example\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ("cors-twice", "  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}, {type: CORS, cors: {allowOrigins: [\"*\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
+        ("cors-backend", "  - backendRefs: [{name: web, port: 80, filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}]}]"),
         ("timeout", "  - timeouts: {request: forever}\n    backendRefs: [{name: web, port: 80}]"),
         ("regex-bomb", "  - matches: [{path: {type: RegularExpression, value: \"/(a{1000}){1000}\"}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("regex-escape", "  - matches: [{headers: [{type: RegularExpression, name: x, value: \"a)|(?:.*\"}]}]\n    backendRefs: [{name: web, port: 80}]"),
@@ -213,4 +215,17 @@ fn the_configuration_regex_budget_drops_rules_once_spent() {
     assert!(message.contains("67108864-byte budget"), "{message}");
     let served = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap().rules().count();
     assert!((40..100).contains(&served), "{served} rules served");
+}
+
+#[test]
+fn cors_filters_are_accepted_and_compiled() {
+    let parent = "{kind: Service, name: web, port: 80}";
+    let rule = "  - filters: [{type: CORS, cors: {allowOrigins: [\"https://*.example.com\", \"*\"], allowMethods: [GET], allowCredentials: true, maxAge: 60}}]\n    backendRefs: [{name: web, port: 80}]";
+    let t = translate_yaml(&route("cors", parent, rule));
+    assert!(status(&t, "cors").ok(), "{:#?}", t.route_status);
+    let list = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap();
+    let cors = list.rules().next().unwrap().filters.cors.clone().expect("the CORS filter");
+    let origins: Vec<String> = cors.origins().iter().map(ToString::to_string).collect();
+    assert_eq!(origins, ["https://*.example.com:443", "*"]);
+    assert!(cors.allows_credentials());
 }

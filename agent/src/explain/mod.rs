@@ -362,6 +362,11 @@ impl Explanation {
                 if let Some(m) = &rule.filters.response_headers {
                     writeln!(f, "  {}", describe_headers("response headers", m))?;
                 }
+                if let Some(cors) = &rule.filters.cors {
+                    let origins: Vec<String> = cors.origins().iter().map(ToString::to_string).collect();
+                    let credentials = if cors.allows_credentials() { ", credentials allowed" } else { "" };
+                    writeln!(f, "  CORS: origins [{}]{credentials}; preflights answered by the proxy", origins.join(", "))?;
+                }
                 for mirror in &rule.filters.mirrors {
                     writeln!(f, "  mirror {:.0}% to {}", mirror.fraction * 100.0, describe_target(&mirror.backend))?;
                 }

@@ -19,6 +19,10 @@
 
 pub mod authz;
 mod backends;
+mod cors;
+mod fields;
+#[cfg(test)]
+mod field_coverage;
 mod l4;
 pub mod mesh;
 pub mod mesh_mode;
@@ -249,6 +253,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
                 filters: vec![],
                 backend_refs: vec![],
                 timeouts: None,
+                other: Default::default(),
             }]),
             Some(r) => mirror(r),
         };

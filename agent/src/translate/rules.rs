@@ -19,6 +19,8 @@ use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use http::{HeaderName, HeaderValue, Method};
 
 use super::backends::{resolve, RefProblem};
+use super::cors::cors_policy;
+use super::fields::check_rule_fields;
 use super::services::ServiceIndex;
 use super::spec::*;
 use super::status::Reason;
@@ -244,7 +246,7 @@ pub struct RuleCtx<'a> {
     pub regexes: &'a RegexBudget,
 }
 
-const ONCE_ONLY: [&str; 4] = ["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite"];
+const ONCE_ONLY: [&str; 5] = ["RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite", "CORS"];
 
 /// Compiles one rule. Backend resolution problems go to `problems` and do not fail the rule.
 pub fn compile_rule<M: MatchSpec>(
@@ -253,6 +255,7 @@ pub fn compile_rule<M: MatchSpec>(
     spec: &RuleSpec<M>,
     problems: &mut Vec<RefProblem>,
 ) -> Result<Rule, RuleError> {
+    check_rule_fields(&spec.other)?;
     let matches = spec.matches.iter().map(|m| m.compile(ctx.regexes)).collect::<Result<Vec<_>, _>>()?;
 
     let mut filters = RuleFilters::default();
@@ -288,6 +291,7 @@ pub fn compile_rule<M: MatchSpec>(
                 let backend = resolve(ctx.services, ctx.route_ns, &mirror.backend_ref, problems);
                 filters.mirrors.push(Mirror { backend, fraction });
             }
+            "CORS" if !grpc => filters.cors = Some(cors_policy(filter.cors.as_ref().ok_or_else(missing)?)?),
             "ExtensionRef" => {
                 let ext = filter.extension_ref.clone().unwrap_or_default();
                 let message = format!("ExtensionRef filter {}/{} {:?} is not supported", ext.group, ext.kind, ext.name);

@@ -6,6 +6,8 @@
 //! generated types with serde. Enumerations are kept as strings so that values this
 //! agent does not know are reported (UnsupportedValue) rather than failing.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,10 @@ pub struct RuleSpec<M> {
     #[serde(default)]
     pub backend_refs: Vec<BackendRefSpec>,
     pub timeouts: Option<TimeoutsSpec>,
+    /// Every other field the rule sets (`sessionPersistence`, ...): none is supported,
+    /// and each is reported rather than ignored (see [`super::fields`]).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +83,23 @@ pub struct FilterSpec {
     pub url_rewrite: Option<RewriteSpec>,
     pub request_mirror: Option<MirrorSpec>,
     pub extension_ref: Option<ExtensionRefSpec>,
+    pub cors: Option<CorsSpec>,
+}
+
+/// GEP-1767 CORS filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsSpec {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: Option<bool>,
+    pub max_age: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
