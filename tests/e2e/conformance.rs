@@ -284,6 +284,9 @@ fn request_for(suite: &Suite, case: &Case) -> Result<ClientRequest> {
     if let Some(method) = &r.method {
         request = request.method(method.clone());
     }
+    if r.h2c {
+        request = request.h2c();
+    }
     for (name, value) in &r.headers {
         request = request.header(name.clone(), value.clone());
     }

@@ -52,6 +52,10 @@ pub struct RequestSpec {
     pub protocol: String,
     #[serde(default)]
     pub unfollow_redirect: bool,
+    /// *(extra, Ambit's own cases)* `http` spoken as HTTP/2 with prior knowledge (h2c)
+    /// instead of HTTP/1.1.
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +174,21 @@ mod tests {
             cases += parsed.cases.len();
         }
         assert!(cases >= 65);
+    }
+
+    /// Ambit's own cases (`tests/conformance`) use the same schema.
+    #[test]
+    fn ambits_own_case_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance");
+        let files = case_files(&dir).unwrap();
+        let cors = files.iter().find(|f| f.ends_with("MeshHTTPRouteCORS.yaml")).expect("the CORS cases");
+        let parsed = CaseFile::load(cors).unwrap();
+        assert_eq!(parsed.name, "MeshHTTPRouteCORS");
+        assert!(parsed.cases.iter().any(|c| c.request.h2c) && parsed.cases.iter().any(|c| !c.request.h2c));
+        for file in files {
+            let parsed = CaseFile::load(&file).unwrap();
+            assert_eq!(file.file_stem().unwrap().to_str().unwrap(), parsed.name);
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub fn request_for(case: &Case) -> ClientRequest {
     if let Some(method) = &r.method {
         request = request.method(method.clone());
     }
+    if r.h2c {
+        request = request.h2c();
+    }
     for (name, value) in &r.headers {
         request = request.header(name.clone(), value.clone());
     }
