@@ -54,7 +54,9 @@ impl CorsPolicy {
     pub fn evaluate(&self, method: &Method, request: &HeaderMap) -> CorsOutcome {
         let origin = single_value(request, &header::ORIGIN);
         let allowance = origin.and_then(|o| self.allowance(o));
-        let preflight = *method == Method::OPTIONS && origin.is_some() && request.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let preflight = *method == Method::OPTIONS
+            && request.contains_key(header::ORIGIN)
+            && request.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         let mut headers = HeaderMap::new();
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
         let (Some(origin), Some(allowance)) = (origin, allowance) else {
