@@ -12,7 +12,7 @@ use super::rules::{compile_route, CompiledRoute, MatchSpec, RuleCtx};
 use super::services::ServiceIndex;
 use super::spec::{mirror, GrpcMatchSpec, HttpMatchSpec, RuleSpec};
 
-fn compile<M: MatchSpec + serde::de::DeserializeOwned>(kind: RouteKind, rules: Result<Vec<RuleSpec<M>>, String>) -> CompiledRoute {
+fn compile<M: MatchSpec>(kind: RouteKind, rules: Result<Vec<RuleSpec<M>>, String>) -> CompiledRoute {
     let meta = RouteMeta { route: Arc::new(RouteRef { kind, namespace: "app".into(), name: "r".into() }), created: None };
     let services = ServiceIndex::default();
     let regexes = RegexBudget::default();
@@ -22,12 +22,12 @@ fn compile<M: MatchSpec + serde::de::DeserializeOwned>(kind: RouteKind, rules: R
 
 fn http(yaml: &str) -> CompiledRoute {
     let route: HttpRoute = serde_yaml::from_str(yaml).expect("an experimental HTTPRoute");
-    compile(RouteKind::Http, mirror(route.spec.rules.as_ref().expect("rules")))
+    compile::<HttpMatchSpec>(RouteKind::Http, mirror(route.spec.rules.as_ref().expect("rules")))
 }
 
 fn grpc(yaml: &str) -> CompiledRoute {
     let route: GrpcRoute = serde_yaml::from_str(yaml).expect("an experimental GRPCRoute");
-    compile(RouteKind::Grpc, mirror(route.spec.rules.as_ref().expect("rules")))
+    compile::<GrpcMatchSpec>(RouteKind::Grpc, mirror(route.spec.rules.as_ref().expect("rules")))
 }
 
 /// The messages of the dropped rules, by rule index.
@@ -39,28 +39,25 @@ const HEAD: &str = "apiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: r
 
 #[test]
 fn http_rule_fields_are_served_or_reported() {
-    let yaml = format!(
-        "kind: HTTPRoute\n{HEAD}\
-  - name: everything-implemented
-    matches: [{{path: {{type: PathPrefix, value: /a}}, method: GET, headers: [{{name: x, value: y}}], queryParams: [{{name: q, value: v}}]}}]
+    let yaml = format!("kind: HTTPRoute\n{HEAD}{}", r#"  - name: everything-implemented
+    matches: [{path: {type: PathPrefix, value: /a}, method: GET, headers: [{name: x, value: y}], queryParams: [{name: q, value: v}]}]
     filters:
-    - {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: a, value: b}}]}}}}
-    - {{type: ResponseHeaderModifier, responseHeaderModifier: {{add: [{{name: c, value: d}}]}}}}
-    - {{type: RequestMirror, requestMirror: {{backendRef: {{name: web, port: 80}}, percent: 10}}}}
-    - {{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /b}}}}}}
-    - {{type: CORS, cors: {{allowOrigins: [\"https://*.example.com\"], allowMethods: [GET], allowHeaders: [x], exposeHeaders: [y], allowCredentials: true, maxAge: 10}}}}
-    backendRefs: [{{name: web, port: 80, weight: 1, filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{remove: [z]}}}}]}}]
-    timeouts: {{request: 10s, backendRequest: 5s}}
+    - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}
+    - {type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: c, value: d}]}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}, percent: 10}}
+    - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}
+    - {type: CORS, cors: {allowOrigins: ["https://*.example.com"], allowMethods: [GET], allowHeaders: [x], exposeHeaders: [y], allowCredentials: true, maxAge: 10}}
+    backendRefs: [{name: web, port: 80, weight: 1, filters: [{type: RequestHeaderModifier, requestHeaderModifier: {remove: [z]}}]}]
+    timeouts: {request: 10s, backendRequest: 5s}
   - name: sticky
-    sessionPersistence: {{sessionName: s, type: Cookie, absoluteTimeout: 1h}}
-    backendRefs: [{{name: web, port: 80}}]
+    sessionPersistence: {sessionName: s, type: Cookie, absoluteTimeout: 1h}
+    backendRefs: [{name: web, port: 80}]
   - name: external-auth
-    filters: [{{type: ExternalAuth, externalAuth: {{protocol: HTTP, backendRef: {{name: auth, port: 80}}}}}}]
-    backendRefs: [{{name: web, port: 80}}]
+    filters: [{type: ExternalAuth, externalAuth: {protocol: HTTP, backendRef: {name: auth, port: 80}}}]
+    backendRefs: [{name: web, port: 80}]
   - name: backend-cors
-    backendRefs: [{{name: web, port: 80, filters: [{{type: CORS, cors: {{allowOrigins: [\"*\"]}}}}]}}]
-"
-    );
+    backendRefs: [{name: web, port: 80, filters: [{type: CORS, cors: {allowOrigins: ["*"]}}]}]
+"#);
     let compiled = http(&yaml);
     assert_eq!(compiled.rules.len(), 1, "{:?}", dropped(&compiled));
     let rule = &compiled.rules[0];
@@ -74,13 +71,10 @@ fn http_rule_fields_are_served_or_reported() {
 
 #[test]
 fn percentage_mirrors_are_implemented() {
-    let yaml = format!(
-        "kind: HTTPRoute\n{HEAD}\
-  - filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: web, port: 80}}, percent: 25}}}}]
-  - filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: web, port: 80}}, fraction: {{numerator: 1, denominator: 8}}}}}}]
-  - filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: web, port: 80}}, percent: 101}}}}]
-"
-    );
+    let yaml = format!("kind: HTTPRoute\n{HEAD}{}", r#"  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}, percent: 25}}]
+  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}, fraction: {numerator: 1, denominator: 8}}}]
+  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}, percent: 101}}]
+"#);
     let compiled = http(&yaml);
     let fractions: Vec<f64> = compiled.rules.iter().map(|r| r.filters.mirrors[0].fraction).collect();
     assert_eq!(fractions, [0.25, 0.125]);
@@ -89,17 +83,14 @@ fn percentage_mirrors_are_implemented() {
 
 #[test]
 fn grpc_rule_fields_are_served_or_reported() {
-    let yaml = format!(
-        "kind: GRPCRoute\n{HEAD}\
-  - name: served
-    matches: [{{method: {{service: s, method: m}}, headers: [{{name: x, value: y}}]}}]
-    filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: web, port: 80}}, percent: 50}}}}]
-    backendRefs: [{{name: web, port: 80}}]
+    let yaml = format!("kind: GRPCRoute\n{HEAD}{}", r#"  - name: served
+    matches: [{method: {service: s, method: m}, headers: [{name: x, value: y}]}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 80}, percent: 50}}]
+    backendRefs: [{name: web, port: 80}]
   - name: sticky
-    sessionPersistence: {{type: Header, sessionName: s}}
-    backendRefs: [{{name: web, port: 80}}]
-"
-    );
+    sessionPersistence: {type: Header, sessionName: s}
+    backendRefs: [{name: web, port: 80}]
+"#);
     let compiled = grpc(&yaml);
     assert_eq!(compiled.rules.len(), 1);
     assert_eq!(compiled.rules[0].filters.mirrors[0].fraction, 0.5);
