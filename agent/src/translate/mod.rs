@@ -23,6 +23,7 @@ mod l4;
 pub mod mesh;
 pub mod mesh_mode;
 mod owner;
+mod retry;
 mod rules;
 mod services;
 mod spec;
@@ -249,6 +250,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
                 filters: vec![],
                 backend_refs: vec![],
                 timeouts: None,
+                retry: None,
             }]),
             Some(r) => mirror(r),
         };

@@ -19,6 +19,7 @@ use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use http::{HeaderName, HeaderValue, Method};
 
 use super::backends::{resolve, RefProblem};
+use super::retry::retry_policy;
 use super::services::ServiceIndex;
 use super::spec::*;
 use super::status::Reason;
@@ -30,7 +31,7 @@ pub struct RuleError {
     pub message: String,
 }
 
-fn invalid(message: impl Into<String>) -> RuleError {
+pub(super) fn invalid(message: impl Into<String>) -> RuleError {
     RuleError { reason: Reason::UnsupportedValue, message: message.into() }
 }
 
@@ -355,6 +356,8 @@ pub fn compile_rule<M: MatchSpec>(
         }
     };
 
+    let retry = retry_policy(spec.retry.as_ref())?;
+
     let action = match (unresolved_extension, redirect_action) {
         (Some(reason), _) => RuleAction::Forward(Forward {
             rewrite: None,
@@ -376,6 +379,7 @@ pub fn compile_rule<M: MatchSpec>(
         filters,
         action,
         timeouts,
+        retry,
     })
 }
 
