@@ -10,7 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 /// rules, backends) times the few reasons.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RetryLabels {
-    /// The route, `namespace/name`.
+    /// The route, as in `ambit_requests_total`.
     pub route: Arc<str>,
     /// The rule's name, or its index when unnamed.
     pub rule: Arc<str>,

@@ -80,7 +80,7 @@ impl Replay {
             shared.generation += 1;
             shared.generation
         };
-        let attempt = AttemptBody { shared: self.shared.clone(), generation, next_chunk: 0, trailers_sent: false, hint: self.hint.clone() };
+        let attempt = AttemptBody { shared: self.shared.clone(), generation, next_chunk: 0, trailers_sent: false, hint: self.hint };
         body::boxed(attempt)
     }
 
@@ -165,7 +165,7 @@ impl HttpBody for AttemptBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
