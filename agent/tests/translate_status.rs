@@ -184,6 +184,29 @@ fn timeouts_and_mirrors_compile() {
 }
 
 #[test]
+fn retries_compile_and_invalid_retry_values_drop_only_their_rule() {
+    let rules = [
+        "  - matches: [{path: {value: /ok}}]\n    retry: {attempts: 3, codes: [503, 502], backoff: 100ms}\n    backendRefs: [{name: web, port: 80}]",
+        "  - matches: [{path: {value: /code}}]\n    retry: {codes: [200]}\n    backendRefs: [{name: web, port: 80}]",
+        "  - matches: [{path: {value: /backoff}}]\n    retry: {backoff: soon}\n    backendRefs: [{name: web, port: 80}]",
+    ]
+    .join("\n");
+    let t = translate_yaml(&route("r", "{kind: Service, name: web, port: 80}", &rules));
+    let s = status(&t, "r");
+    let (ok, _, _) = cond(s, ConditionType::Accepted);
+    assert!(ok, "{s:#?}");
+    let (pi, reason, message) = cond(s, ConditionType::PartiallyInvalid);
+    assert!(pi && reason == Reason::UnsupportedValue, "{message}");
+    assert!(message.contains("retry code 200") && message.contains("retry.backoff \"soon\""), "{message}");
+    let list = t.config.service("10.96.1.1:80".parse().unwrap()).unwrap().routes.producer.clone().unwrap();
+    let kept: Vec<_> = list.rules().collect();
+    assert_eq!(kept.len(), 1, "only the valid rule serves");
+    let retry = kept[0].retry.expect("the rule's retry");
+    assert_eq!((retry.attempts, retry.backoff), (3, std::time::Duration::from_millis(100)));
+    assert_eq!(retry.codes.iter().collect::<Vec<_>>(), [502, 503]);
+}
+
+#[test]
 fn check_reports_rejections_and_manifest_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.yaml"), BASE).unwrap();

@@ -117,6 +117,7 @@ fn rules(kind: RouteKind, inputs: &[RuleInput]) -> Vec<Arc<Rule>> {
                 filters: RuleFilters::default(),
                 action: RuleAction::Forward(Forward { rewrite: None, backends: BackendSet::default() }),
                 timeouts: Timeouts::default(),
+                retry: None,
             })
         })
         .collect()

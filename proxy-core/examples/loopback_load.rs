@@ -106,6 +106,7 @@ fn config(a: SocketAddr, b: SocketAddr) -> ProxyConfig {
         filters: RuleFilters { request_headers: Some(modifier), ..Default::default() },
         action: RuleAction::Forward(Forward { rewrite: None, backends: BackendSet::new(vec![backend("echo-a", a), backend("echo-b", b)]) }),
         timeouts: Timeouts::default(),
+        retry: None,
     };
     let routes = RouteSet { producer: Some(Arc::new(RouteList::new(RouteKind::Http, vec![Arc::new(rule)]))), ..Default::default() };
     let port = ServicePort {

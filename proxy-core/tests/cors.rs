@@ -59,6 +59,7 @@ fn routes(endpoints: Vec<SocketAddr>) -> RouteSet {
             backends: BackendSet::new(vec![WeightedBackend { weight: 1, target: backend, filters: BackendFilters::default() }]),
         }),
         timeouts: Timeouts::default(),
+        retry: None,
     });
     RouteSet { producer: Some(Arc::new(RouteList::new(RouteKind::Http, vec![rule]))), ..RouteSet::default() }
 }

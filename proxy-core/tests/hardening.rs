@@ -251,6 +251,7 @@ fn one_rule(backend: BackendTarget, timeouts: Timeouts, mirrors: Vec<Mirror>) ->
             backends: BackendSet::new(vec![WeightedBackend { weight: 1, target: backend, filters: BackendFilters::default() }]),
         }),
         timeouts,
+        retry: None,
     });
     RouteSet { producer: Some(Arc::new(RouteList::new(RouteKind::Http, vec![rule]))), ..RouteSet::default() }
 }

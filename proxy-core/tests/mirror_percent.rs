@@ -71,6 +71,7 @@ fn routes(backend: SocketAddr, mirror: Mirror) -> RouteSet {
             }]),
         }),
         timeouts: Timeouts::default(),
+        retry: None,
     });
     RouteSet { producer: Some(Arc::new(RouteList::new(RouteKind::Http, vec![rule]))), ..RouteSet::default() }
 }

@@ -39,6 +39,7 @@ fn prefix_rule(name: &str, prefix: &str, backend: std::net::SocketAddr) -> Arc<R
             backends: BackendSet::new(vec![WeightedBackend { weight: 1, target, filters: BackendFilters::default() }]),
         }),
         timeouts: Timeouts::default(),
+        retry: None,
     })
 }
 

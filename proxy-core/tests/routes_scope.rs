@@ -29,6 +29,7 @@ fn rule(namespace: &str, name: &str, index: usize, path: Option<&str>) -> Arc<Ru
         filters: RuleFilters::default(),
         action: RuleAction::Forward(Forward { rewrite: None, backends: BackendSet::default() }),
         timeouts: Timeouts::default(),
+        retry: None,
     })
 }
 

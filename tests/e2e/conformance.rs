@@ -32,6 +32,10 @@
 //! different tests attach to the same Services). Each case file is one test here, so a
 //! new file dropped into the folder runs without code changes.
 //!
+//! Ambit's own cases (`tests/conformance/`, same schema, features upstream has no tests
+//! for yet) run after the shared corpus in every mode, as `<mode>::ambit/<Test>`, on the
+//! same bed and base manifests. They are not part of the conformance report.
+//!
 //! Needs root (network namespaces, cgroups, eBPF): fails, never skips, without it.
 
 use std::fmt;
@@ -41,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ambit_e2e::cluster::parse_documents;
-use ambit_e2e::conformance::case::{case_files, conformance_dir};
+use ambit_e2e::conformance::case::{ambit_conformance_dir, case_files, conformance_dir};
 use ambit_e2e::conformance::report::{self, RunInfo, TestOutcome};
 use ambit_e2e::conformance::{expect, placeholder, report_file, weights, Case, CaseFile};
 use ambit_e2e::{AgentMode, AgentOptions, BedApiServer, BedOptions, ClientRequest, Kubectl, RunningAgent, TestBed};
@@ -288,7 +292,7 @@ fn request_for(suite: &Suite, case: &Case) -> Result<ClientRequest> {
         request = request.h2c();
     }
     for (name, value) in &r.headers {
-        request = request.header(name.clone(), value.clone());
+        request = request.header(name.clone(), placeholder::with_unique(value));
     }
     Ok(request.timeout(Duration::from_secs(5)))
 }
@@ -447,9 +451,11 @@ fn write_report(outcomes: &[TestOutcome], modes: &[Mode]) -> Result<()> {
     Ok(())
 }
 
-/// Runs one test file in `mode` and records its outcome.
-fn trial(suites: &Suites, outcomes: &Outcomes, mode: Mode, path: &Path) -> Result<(), Failed> {
+/// Runs one test file in `mode` and records its outcome (None: Ambit's own test, not
+/// part of the report).
+fn trial(suites: &Suites, outcomes: Option<&Outcomes>, mode: Mode, path: &Path) -> Result<(), Failed> {
     let result = suites.get(mode).and_then(|suite| run_file(&suite, path));
+    let Some(outcomes) = outcomes else { return result };
     match CaseFile::load(path) {
         Ok(file) => outcomes.record(&file, mode, result.is_ok()),
         Err(error) => return Err(format!("{error:#}").into()),
@@ -473,6 +479,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let own_files = match case_files(&ambit_conformance_dir()) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("{error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let modes = match Mode::selected() {
         Ok(modes) => modes,
         Err(error) => {
@@ -487,7 +500,12 @@ fn main() -> ExitCode {
         for path in &files {
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let (suites, outcomes, path) = (suites.clone(), outcomes.clone(), path.clone());
-            trials.push(Trial::test(format!("{mode}::{name}"), move || trial(&suites, &outcomes, mode, &path)));
+            trials.push(Trial::test(format!("{mode}::{name}"), move || trial(&suites, Some(&*outcomes), mode, &path)));
+        }
+        for path in &own_files {
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let (suites, path) = (suites.clone(), path.clone());
+            trials.push(Trial::test(format!("{mode}::ambit/{name}"), move || trial(&suites, None, mode, &path)));
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);

@@ -5,6 +5,18 @@
 //! Test-only extras on the HTTP port: `Upgrade: websocket` is answered with `101` and
 //! the upgraded connection echoes raw bytes; `GET /__requests` returns the requests
 //! this pod received (method, path, headers, body), newest last.
+//!
+//! Request headers that shape the answer (HTTP and gRPC ports):
+//! - `x-echo-delay-ms: <ms>`: answer that much later (at most 60 s);
+//! - `x-echo-status: <code>`: answer HTTP requests with that status;
+//! - `x-echo-fail-key: <key>` with `x-echo-fail-times: <n>` (default 1): the first `n`
+//!   requests carrying that key fail, later ones are answered normally. A failure is
+//!   `x-echo-fail-status` (default 503) for HTTP, and for gRPC a trailers-only answer
+//!   with that gRPC status (default 14, UNAVAILABLE). The count is per pod and key, so
+//!   a test that wants a fresh count sends a fresh key (the conformance harness's
+//!   `{unique}` placeholder). `x-echo-fail-delay-ms: <ms>` delays only the failures
+//!   (e.g. past a route's `backendRequest` timeout). Failed requests are logged like
+//!   any other.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -45,6 +57,16 @@ const REQUEST_LOG_BODY_BYTES: usize = 128 * 1024;
 pub const DELAY_HEADER: &str = "x-echo-delay-ms";
 /// Request header: answer with this status code.
 pub const STATUS_HEADER: &str = "x-echo-status";
+/// Request header: the key whose first requests fail (see the module documentation).
+pub const FAIL_KEY_HEADER: &str = "x-echo-fail-key";
+/// Request header: how many requests of the key fail (default 1).
+pub const FAIL_TIMES_HEADER: &str = "x-echo-fail-times";
+/// Request header: the failures' HTTP status (default 503) or gRPC status (default 14).
+pub const FAIL_STATUS_HEADER: &str = "x-echo-fail-status";
+/// Request header: delay only the failing requests by this many milliseconds.
+pub const FAIL_DELAY_HEADER: &str = "x-echo-fail-delay-ms";
+/// Most fail keys counted at once (all are forgotten when more come).
+const FAIL_KEYS_CAPACITY: usize = 10_000;
 /// Response header carrying the pod name.
 pub const POD_HEADER: &str = "x-echo-pod";
 /// Response header carrying the namespace.
@@ -93,6 +115,38 @@ impl RequestLog {
     }
 }
 
+/// Requests counted per fail key (see [`FAIL_KEY_HEADER`]).
+#[derive(Default)]
+struct FailCounts(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl FailCounts {
+    /// Counts a request with `key`: true while it is among the first `times`.
+    fn fails(&self, key: &str, times: u64) -> bool {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= FAIL_KEYS_CAPACITY && !counts.contains_key(key) {
+            counts.clear();
+        }
+        let seen = counts.entry(key.to_owned()).or_insert(0);
+        *seen += 1;
+        *seen <= times
+    }
+}
+
+/// What the fail switch asks of one request: the status to fail it with, if it fails.
+fn planned_failure(headers: &HeaderMap, counts: &FailCounts, grpc: bool) -> Option<u64> {
+    let key = headers.get(FAIL_KEY_HEADER)?.to_str().ok()?;
+    let times = header_num(headers, FAIL_TIMES_HEADER).unwrap_or(1);
+    let default = if grpc { 14 } else { 503 };
+    counts.fails(key, times).then(|| header_num(headers, FAIL_STATUS_HEADER).unwrap_or(default))
+}
+
+/// The shared state of a pod's HTTP servers.
+#[derive(Default)]
+struct State {
+    log: RequestLog,
+    fails: FailCounts,
+}
+
 /// Binds every port, prints `READY` on stdout, then serves forever.
 pub async fn serve(id: EchoIdentity) -> Result<()> {
     let id = Arc::new(id);
@@ -101,7 +155,7 @@ pub async fn serve(id: EchoIdentity) -> Result<()> {
     let tcp = bind(TCP_PORT)?;
     let grpc = bind(GRPC_PORT)?;
     let banner = bind(BANNER_PORT)?;
-    let log = Arc::new(RequestLog::default());
+    let state = Arc::new(State::default());
     let acceptor = tls_acceptor(&id.pod)?;
     {
         use std::io::Write;
@@ -109,10 +163,10 @@ pub async fn serve(id: EchoIdentity) -> Result<()> {
         writeln!(out, "READY")?;
         out.flush()?;
     }
-    let a = tokio::spawn(serve_http(http, id.clone(), None, log.clone()));
-    let b = tokio::spawn(serve_http(tls, id.clone(), Some(acceptor), log.clone()));
+    let a = tokio::spawn(serve_http(http, id.clone(), None, state.clone()));
+    let b = tokio::spawn(serve_http(tls, id.clone(), Some(acceptor), state.clone()));
     let c = tokio::spawn(serve_tcp(tcp, None));
-    let d = tokio::spawn(serve_http(grpc, id.clone(), None, log));
+    let d = tokio::spawn(serve_http(grpc, id.clone(), None, state));
     let e = tokio::spawn(serve_tcp(banner, Some(format!("220 {} ready\r\n", id.pod))));
     let _ = tokio::join!(a, b, c, d, e);
     Ok(())
@@ -146,16 +200,16 @@ async fn serve_http(
     listener: TcpListener,
     id: Arc<EchoIdentity>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    log: Arc<RequestLog>,
+    state: Arc<State>,
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else { continue };
         let local = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         let id = id.clone();
         let tls = tls.clone();
-        let log = log.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(req, id.clone(), peer, local, log.clone()));
+            let svc = hyper::service::service_fn(move |req| handle(req, id.clone(), peer, local, state.clone()));
             let builder = auto::Builder::new(TokioExecutor::new());
             match tls {
                 None => {
@@ -250,12 +304,12 @@ async fn handle(
     id: Arc<EchoIdentity>,
     peer: SocketAddr,
     port: u16,
-    log: Arc<RequestLog>,
+    state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     if req.method() == http::Method::GET && req.uri().path() == REQUEST_LOG_PATH {
         return Ok(Response::builder()
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(log.json())).boxed())
+            .body(Full::new(Bytes::from(state.log.json())).boxed())
             .expect("valid response"));
     }
     let mut req = req;
@@ -295,21 +349,25 @@ async fn handle(
     let facts = seen(&req, peer);
     let delay = header_num(req.headers(), DELAY_HEADER);
     let status = header_num(req.headers(), STATUS_HEADER);
+    let failure = planned_failure(req.headers(), &state.fails, is_grpc);
+    let fail_delay = failure.and(header_num(req.headers(), FAIL_DELAY_HEADER));
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    log.push(LoggedRequest {
+    state.log.push(LoggedRequest {
         method: facts.method.clone(),
         path: facts.path.clone(),
         headers: facts.headers.clone(),
         body_len: body.len(),
         body: String::from_utf8_lossy(&body[..body.len().min(REQUEST_LOG_BODY_BYTES)]).into_owned(),
     });
-    if let Some(ms) = delay {
-        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    let total_delay = delay.unwrap_or(0).saturating_add(fail_delay.unwrap_or(0));
+    if total_delay > 0 {
+        tokio::time::sleep(Duration::from_millis(total_delay.min(60_000))).await;
     }
-    let mut resp = if is_grpc {
-        grpc_reply(&facts, &id, port, &body)
-    } else {
-        http_reply(&facts, &id, status)
+    let mut resp = match (failure, is_grpc) {
+        (Some(code), true) => grpc_failure(code),
+        (Some(code), false) => http_reply(&facts, &id, Some(code)),
+        (None, true) => grpc_reply(&facts, &id, port, &body),
+        (None, false) => http_reply(&facts, &id, status),
     };
     let h = resp.headers_mut();
     h.insert(POD_HEADER, hv(&id.pod));
@@ -345,6 +403,17 @@ fn http_reply(s: &Seen, id: &EchoIdentity, status: Option<u64>) -> Response<Body
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(json.to_string())).boxed())
+        .expect("valid response")
+}
+
+/// A trailers-only gRPC answer: the status in the response head, no message.
+fn grpc_failure(code: u64) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("grpc-status", code.to_string())
+        .header("grpc-message", "failed by x-echo-fail-key")
+        .body(Full::new(Bytes::new()).boxed())
         .expect("valid response")
 }
 
@@ -392,4 +461,26 @@ fn grpc_reply(s: &Seen, id: &EchoIdentity, port: u16, body: &[u8]) -> Response<B
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .body(StreamBody::new(futures::stream::iter(frames)).boxed())
         .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_requests_of_a_key_fail_then_it_answers() {
+        let counts = FailCounts::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(FAIL_KEY_HEADER, HeaderValue::from_static("k1"));
+        headers.insert(FAIL_TIMES_HEADER, HeaderValue::from_static("2"));
+        let plans: Vec<Option<u64>> = (0..3).map(|_| planned_failure(&headers, &counts, false)).collect();
+        assert_eq!(plans, [Some(503), Some(503), None]);
+        headers.insert(FAIL_KEY_HEADER, HeaderValue::from_static("k2"));
+        headers.insert(FAIL_STATUS_HEADER, HeaderValue::from_static("500"));
+        assert_eq!(planned_failure(&headers, &counts, false), Some(500), "a fresh key counts afresh");
+        headers.remove(FAIL_STATUS_HEADER);
+        headers.insert(FAIL_KEY_HEADER, HeaderValue::from_static("k3"));
+        assert_eq!(planned_failure(&headers, &counts, true), Some(14), "gRPC fails UNAVAILABLE");
+        assert_eq!(planned_failure(&HeaderMap::new(), &counts, false), None);
+    }
 }

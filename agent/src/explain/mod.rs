@@ -373,6 +373,10 @@ impl Explanation {
                 if rule.timeouts.request.is_some() || rule.timeouts.backend_request.is_some() {
                     writeln!(f, "  timeouts: request {:?}, backendRequest {:?}", rule.timeouts.request, rule.timeouts.backend_request)?;
                 }
+                if let Some(retry) = &rule.retry {
+                    let codes: Vec<u16> = retry.codes.iter().collect();
+                    writeln!(f, "  retry: {} attempts, backoff {:?}, codes {codes:?}", retry.attempts, retry.backoff)?;
+                }
                 match &rule.action {
                     RuleAction::Redirect(r) => writeln!(
                         f,

@@ -176,6 +176,20 @@ mod tests {
     }
 
     #[test]
+    fn experimental_rule_fields_survive_in_v1_and_v1beta1() {
+        for version in ["v1", "v1beta1"] {
+            let v: Value = serde_json::json!({"apiVersion": format!("gateway.networking.k8s.io/{version}"), "kind": "HTTPRoute",
+                "metadata": {"name": "r", "namespace": "n"},
+                "spec": {"rules": [{"retry": {"attempts": 2, "codes": [503], "backoff": "10ms"}}]}});
+            let Parsed::Object(object) = parse_object(v).unwrap() else { panic!("{version}: not an object") };
+            let ClusterObject::HttpRoute(route) = *object else { panic!("{version}: not an HTTPRoute") };
+            let rules = route.spec.rules.unwrap_or_default();
+            let retry = rules.first().and_then(|r| r.retry.clone()).unwrap_or_default();
+            assert_eq!((retry.attempts, retry.codes, retry.backoff.as_deref()), (Some(2), Some(vec![503]), Some("10ms")), "{version}");
+        }
+    }
+
+    #[test]
     fn wrong_field_types_name_the_object() {
         let v: Value = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"},
             "spec": {"ports": [{"port": "eighty"}]}});

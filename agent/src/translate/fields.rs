@@ -16,7 +16,6 @@ use super::status::Reason;
 fn known_unsupported(field: &str) -> Option<&'static str> {
     Some(match field {
         "sessionPersistence" => "sessionPersistence (GEP-1619) is not supported",
-        "retry" => "retry (GEP-1731) is not supported",
         _ => return None,
     })
 }

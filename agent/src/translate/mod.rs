@@ -27,6 +27,7 @@ mod l4;
 pub mod mesh;
 pub mod mesh_mode;
 mod owner;
+mod retry;
 mod rules;
 mod services;
 mod spec;
@@ -254,6 +255,7 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
                 backend_refs: vec![],
                 timeouts: None,
                 other: Default::default(),
+                retry: None,
             }]),
             Some(r) => mirror(r),
         };

@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue, Method};
 use super::backends::{resolve, RefProblem};
 use super::cors::cors_policy;
 use super::fields::check_rule_fields;
+use super::retry::retry_policy;
 use super::services::ServiceIndex;
 use super::spec::*;
 use super::status::Reason;
@@ -32,7 +33,7 @@ pub struct RuleError {
     pub message: String,
 }
 
-fn invalid(message: impl Into<String>) -> RuleError {
+pub(super) fn invalid(message: impl Into<String>) -> RuleError {
     RuleError { reason: Reason::UnsupportedValue, message: message.into() }
 }
 
@@ -359,6 +360,8 @@ pub fn compile_rule<M: MatchSpec>(
         }
     };
 
+    let retry = retry_policy(spec.retry.as_ref())?;
+
     let action = match (unresolved_extension, redirect_action) {
         (Some(reason), _) => RuleAction::Forward(Forward {
             rewrite: None,
@@ -380,6 +383,7 @@ pub fn compile_rule<M: MatchSpec>(
         filters,
         action,
         timeouts,
+        retry,
     })
 }
 

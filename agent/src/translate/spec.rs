@@ -23,6 +23,8 @@ pub struct RuleSpec<M> {
     #[serde(default)]
     pub backend_refs: Vec<BackendRefSpec>,
     pub timeouts: Option<TimeoutsSpec>,
+    /// GEP-1731 (experimental channel; HTTPRoute only).
+    pub retry: Option<RetrySpec>,
     /// Every other field the rule sets (`sessionPersistence`, ...): none is supported,
     /// and each is reported rather than ignored (see [`super::fields`]).
     #[serde(flatten)]
@@ -185,6 +187,13 @@ pub struct BackendRefSpec {
 pub struct TimeoutsSpec {
     pub request: Option<String>,
     pub backend_request: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RetrySpec {
+    pub attempts: Option<i64>,
+    pub backoff: Option<String>,
+    pub codes: Option<Vec<i64>>,
 }
 
 /// Re-decodes a generated API value into one of the mirrors above.

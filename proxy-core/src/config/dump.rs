@@ -98,7 +98,7 @@ fn dump_list(list: &RouteList) -> Value {
                 }}),
                 RuleAction::Forward(f) => json!({"forward": dump_backends(&f.backends)}),
             };
-            json!({
+            let mut dumped = json!({
                 "route": rule.route().to_string(),
                 "rule": rule.index,
                 "name": rule.name,
@@ -108,7 +108,15 @@ fn dump_list(list: &RouteList) -> Value {
                     "request": rule.timeouts.request.map(|d| format!("{d:?}")),
                     "backendRequest": rule.timeouts.backend_request.map(|d| format!("{d:?}")),
                 },
-            })
+            });
+            if let Some(retry) = &rule.retry {
+                dumped["retry"] = json!({
+                    "attempts": retry.attempts,
+                    "backoff": format!("{:?}", retry.backoff),
+                    "codes": retry.codes.iter().collect::<Vec<_>>(),
+                });
+            }
+            dumped
         })
         .collect();
     json!({"kind": list.kind(), "rules": rules})

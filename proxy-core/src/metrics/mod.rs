@@ -11,12 +11,14 @@ mod authz;
 mod certificates;
 mod family;
 mod histogram;
+mod retries;
 mod upstream;
 
 pub use authz::{AuthzMetrics, DecisionLabels};
 pub use certificates::{CertificateMetrics, RenewalResult};
 pub use family::LockFreeFamily;
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};
+pub use retries::RetryLabels;
 pub use upstream::{UpstreamConnectLabels, UpstreamConnects};
 
 use std::sync::Arc;
@@ -142,6 +144,8 @@ pub struct ProxyMetrics {
     limit_rejections: LockFreeFamily<RejectionLabels, Counter>,
     label_overflow: Family<OverflowLabels, Counter>,
     upstream_connects: Family<UpstreamConnectLabels, Counter>,
+    retries: LockFreeFamily<RetryLabels, Counter>,
+    retries_refused: LockFreeFamily<RetryLabels, Counter>,
 }
 
 fn unknown() -> Arc<str> {
@@ -189,6 +193,8 @@ impl ProxyMetrics {
             ),
             label_overflow,
             upstream_connects: Family::default(),
+            retries: LockFreeFamily::default(),
+            retries_refused: LockFreeFamily::default(),
         }
     }
 
@@ -230,7 +236,27 @@ impl ProxyMetrics {
             "Upstream connections opened for HTTP requests (pool misses), by kind: http1, http2, upgrade",
             metrics.upstream_connects.clone(),
         );
+        r.register(
+            "http_retries",
+            "HTTP requests sent again by a route rule's retry policy, by route, rule, backend and reason: status, connection, timeout",
+            metrics.retries.clone(),
+        );
+        r.register(
+            "http_retries_refused",
+            "Retryable attempts not retried, by route, rule, backend and reason: exhausted, body_too_large, deadline, budget",
+            metrics.retries_refused.clone(),
+        );
         Arc::new(metrics)
+    }
+
+    /// Records one retry.
+    pub fn retried(&self, labels: &RetryLabels) {
+        self.retries.with(labels, |c| c.inc());
+    }
+
+    /// Records a retryable attempt that was not retried.
+    pub fn retry_refused(&self, labels: &RetryLabels) {
+        self.retries_refused.with(labels, |c| c.inc());
     }
 
     /// Records one finished HTTP request.

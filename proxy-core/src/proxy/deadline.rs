@@ -15,9 +15,9 @@ use tokio::time::{Instant, Sleep};
 use super::body::{self, Body, BoxError};
 use crate::routes::Timeouts;
 
-/// When the route's timeouts end a request forwarded at `sent_at` (None: never). With
-/// one attempt per request, `request` and `backendRequest` both count from sending;
-/// routing before it does no I/O.
+/// When the route's timeouts end a request forwarded at `sent_at` in one attempt (None:
+/// never): `request` and `backendRequest` both count from sending; routing before it
+/// does no I/O. Requests with a retry policy keep their deadlines in `super::retry`.
 pub fn deadline(timeouts: &Timeouts, sent_at: Instant) -> Option<Instant> {
     let limits = [timeouts.request, timeouts.backend_request];
     limits.into_iter().flatten().min().map(|limit: Duration| sent_at + limit)

@@ -21,33 +21,33 @@ use super::mesh_path::MeshPath;
 use super::headers::{is_grpc, is_upgrade_request, strip_hop_by_hop};
 use super::local_reply::{self, LocalReply};
 use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
-use super::upstream::UpstreamVersion;
+use super::upstream::{UpstreamError, UpstreamVersion};
 use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet, ProxyConfig};
 use crate::metrics::{ProxyMetrics, RequestLabels, RequestRecord, StatusClass};
 use crate::routes::{
-    normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RuleAction, Timeouts,
+    normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RetryPolicy, RuleAction, Timeouts,
 };
 
 /// Where a request is sent once routing is done.
-struct Target<'a> {
+pub(super) struct Target<'a> {
     /// The caller's source of upstream connections.
-    source: &'a Caller,
-    endpoints: &'a EndpointSet,
-    protocol: AppProtocol,
+    pub source: &'a Caller,
+    pub endpoints: &'a EndpointSet,
+    pub protocol: AppProtocol,
     /// `namespace/name:port` of the backend (built with the configuration).
-    label: &'a Arc<str>,
+    pub label: &'a Arc<str>,
 }
 
 /// Facts about the routing outcome, for the metrics and the access log. The labels
 /// are the ones built with the configuration ("" when none applied).
-struct Routed {
-    route: Arc<str>,
-    rule: Arc<str>,
-    backend: Arc<str>,
-    endpoint: Option<SocketAddr>,
-    /// From sending to the backend to its response head.
-    backend_elapsed: Option<Duration>,
+pub(super) struct Routed {
+    pub route: Arc<str>,
+    pub rule: Arc<str>,
+    pub backend: Arc<str>,
+    pub endpoint: Option<SocketAddr>,
+    /// From sending to the backend to its response head (the last attempt's).
+    pub backend_elapsed: Option<Duration>,
 }
 
 /// The shared empty label.
@@ -176,7 +176,7 @@ async fn route(
                 label: ctx.service_arc(),
             };
             routed.backend = target.label.clone();
-            forward(proxy, config, parts, body::boxed(body), &target, Timeouts::default(), grpc, routed).await
+            forward(proxy, config, parts, body::boxed(body), &target, Timeouts::default(), None, grpc, routed).await
         }
         Decision::NoMatch => LocalReply::NoRouteMatched.response(grpc),
         Decision::Matched(matched) => {
@@ -252,7 +252,8 @@ async fn apply_rule(
             };
             routed.backend = backend_label.clone();
             let parts_owned = take_parts(parts);
-            let response = forward(proxy, config, parts_owned, body, &target, rule.timeouts, grpc, routed).await;
+            let retry = rule.retry.as_ref();
+            let response = forward(proxy, config, parts_owned, body, &target, rule.timeouts, retry, grpc, routed).await;
             return finish(response, &rule.filters.response_headers, backend.filters.response_headers.as_ref());
         }
     };
@@ -332,7 +333,7 @@ fn set_path(parts: &mut http::request::Parts, path: &str) {
     }
 }
 
-fn upstream_version(protocol: AppProtocol, downstream: Version) -> UpstreamVersion {
+pub(super) fn upstream_version(protocol: AppProtocol, downstream: Version) -> UpstreamVersion {
     match protocol {
         AppProtocol::H2c => UpstreamVersion::Http2,
         // HTTP/2 with prior knowledge (h2c, e.g. gRPC) stays HTTP/2 on `appProtocol:
@@ -369,7 +370,7 @@ fn set_host_from_authority(parts: &mut http::request::Parts) {
 
 /// Builds the upstream request: origin-form URI and `Host` for HTTP/1.1; absolute URI
 /// (which carries `:authority`) for HTTP/2.
-fn upstream_request(mut parts: http::request::Parts, body: Body, version: UpstreamVersion, upgrade: bool) -> Request<Body> {
+pub(super) fn upstream_request(mut parts: http::request::Parts, body: Body, version: UpstreamVersion, upgrade: bool) -> Request<Body> {
     strip_hop_by_hop(&mut parts.headers, upgrade);
     let path_and_query = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     match version {
@@ -400,15 +401,19 @@ async fn forward(
     body: Body,
     target: &Target<'_>,
     timeouts: Timeouts,
+    retry: Option<&RetryPolicy>,
     grpc: bool,
     routed: &mut Routed,
 ) -> Response<Body> {
+    let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
+    if let (Some(policy), false) = (retry, upgrade) {
+        return super::retry::forward(proxy, config, parts, body, target, timeouts, policy, grpc, routed).await;
+    }
     let Some(endpoint) = target.endpoints.pick() else {
         tracing::debug!(backend = %target.label, "no ready endpoints");
         return LocalReply::NoEndpoints.response(grpc);
     };
     routed.endpoint = Some(endpoint);
-    let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if upgrade {
         return forward_upgrade(proxy, parts, body, target.source, endpoint).await;
     }
@@ -427,27 +432,34 @@ async fn forward(
     routed.backend_elapsed = Some(sent_at.elapsed());
     match result {
         None => LocalReply::Timeout.response(grpc),
-        Some(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers, false);
-            let body = match deadline {
-                Some(deadline) => deadline::bounded(body, deadline),
-                None => body,
-            };
-            Response::from_parts(parts, body)
-        }
-        Some(Err(error)) => {
-            tracing::info!(%error, backend = %target.label, "upstream request failed");
-            if error.is_forbidden() {
-                LocalReply::Forbidden.response(grpc)
-            } else if error.is_invalid_path() {
-                LocalReply::InvalidPath.response(grpc)
-            } else if error.is_connect() {
-                LocalReply::ConnectFailed.response(grpc)
-            } else {
-                LocalReply::UpstreamError.response(grpc)
-            }
-        }
+        Some(Ok(response)) => downstream_response(response, deadline),
+        Some(Err(error)) => error_reply(&error, target.label, grpc),
+    }
+}
+
+/// A backend's response as the caller gets it: hop-by-hop headers stripped, the body
+/// failing at the route's deadline.
+pub(super) fn downstream_response(response: Response<Body>, deadline: Option<tokio::time::Instant>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    let body = match deadline {
+        Some(deadline) => deadline::bounded(body, deadline),
+        None => body,
+    };
+    Response::from_parts(parts, body)
+}
+
+/// The local reply for a failed upstream request (logged).
+pub(super) fn error_reply(error: &UpstreamError, backend: &str, grpc: bool) -> Response<Body> {
+    tracing::info!(%error, %backend, "upstream request failed");
+    if error.is_forbidden() {
+        LocalReply::Forbidden.response(grpc)
+    } else if error.is_invalid_path() {
+        LocalReply::InvalidPath.response(grpc)
+    } else if error.is_connect() {
+        LocalReply::ConnectFailed.response(grpc)
+    } else {
+        LocalReply::UpstreamError.response(grpc)
     }
 }
 

@@ -24,6 +24,7 @@ mod mesh_path;
 mod mirror_body;
 mod mirrors;
 pub(crate) mod request_framing;
+mod retry;
 mod tcp;
 mod upstream;
 mod upstream_stream;
@@ -33,6 +34,7 @@ pub use caller::{Caller, CallerKey};
 pub use detect::Detected;
 pub use mesh_path::MeshPath;
 pub use upstream_stream::UpstreamStream;
+pub use retry::{BudgetLimits, REPLAY_BODY_LIMIT};
 pub use limits::{ConnectionTimeouts, Http2Limits, MirrorLimits};
 pub use egress::{node_socket, NodeSockets, SocketFactory, SocketFuture, Source};
 
@@ -107,6 +109,8 @@ pub struct Proxy {
     /// None when metrics are switched off (`--no-metrics`).
     metrics: Option<Arc<ProxyMetrics>>,
     budgets: Budgets,
+    /// GEP-3388 retry budgets, per backend.
+    retry_budgets: retry::RetryBudgets,
     /// One warning per cap and caller namespace per 10 s.
     limit_warnings: KeyedRateLimitedLog<(Limit, Arc<str>)>,
     /// The mesh side (None: no mesh TLS; mesh pods are then unreachable, never
@@ -210,6 +214,7 @@ impl Proxy {
             access_log,
             metrics,
             budgets,
+            retry_budgets: retry::RetryBudgets::new(BudgetLimits::default()),
             limit_warnings,
             mesh,
         })

@@ -11,6 +11,7 @@ mod list;
 mod matching;
 mod path_normalize;
 mod pattern;
+mod retry;
 mod rule;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -28,4 +29,7 @@ pub use pattern::{
     compile_anchored, PatternError, RegexBudget, CONFIG_REGEX_BUDGET, PATTERN_DFA_LIMIT, PATTERN_SIZE_LIMIT,
 };
 pub use path_normalize::{normalize_path, InvalidPath};
+pub use retry::{
+    grpc_http_code, InvalidRetryCode, RetryCodes, RetryPolicy, BACKOFF_CAP_FACTOR, DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, MAX_ATTEMPTS,
+};
 pub use rule::{Forward, RouteKind, RouteMeta, RouteRef, Rule, RuleAction, RuleFilters, Timeouts};

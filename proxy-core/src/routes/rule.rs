@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BackendSet, CorsPolicy, HeaderModifier, Mirror, Redirect, RouteMatch, UrlRewrite};
+use super::{BackendSet, CorsPolicy, HeaderModifier, Mirror, Redirect, RetryPolicy, RouteMatch, UrlRewrite};
 
 /// The kind of a route resource. HTTPRoute and GRPCRoute rules are evaluated per
 /// request ([`RouteList`](super::RouteList)); TLSRoute and TCPRoute per connection
@@ -102,6 +102,8 @@ pub struct Rule {
     pub filters: RuleFilters,
     pub action: RuleAction,
     pub timeouts: Timeouts,
+    /// GEP-1731 retries (None: every request gets one attempt).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Rule {

@@ -23,6 +23,7 @@ pub(crate) fn rule(
         filters: RuleFilters::default(),
         action: RuleAction::Forward(Forward { rewrite: None, backends: BackendSet::default() }),
         timeouts: Timeouts::default(),
+        retry: None,
     })
 }
 

@@ -147,6 +147,12 @@ pub fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
 }
 
+/// Ambit's own cases (`tests/conformance/`): same schema, run on the shared corpus's
+/// base manifests, never part of the shared corpus's report.
+pub fn ambit_conformance_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance")
+}
+
 /// Every `*.yaml` case file in `dir` except `base-manifests.yaml`, sorted by name.
 pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -188,6 +194,17 @@ mod tests {
         for file in files {
             let parsed = CaseFile::load(&file).unwrap();
             assert_eq!(file.file_stem().unwrap().to_str().unwrap(), parsed.name);
+        }
+    }
+
+    #[test]
+    fn every_ambit_case_file_parses_and_is_named_after_its_file() {
+        let files = case_files(&ambit_conformance_dir()).unwrap();
+        assert!(!files.is_empty(), "Ambit's own cases are in tests/conformance");
+        for file in files {
+            let parsed = CaseFile::load(&file).unwrap();
+            assert_eq!(file.file_stem().unwrap().to_str().unwrap(), parsed.name);
+            assert!(!parsed.cases.is_empty(), "{}", parsed.name);
         }
     }
 

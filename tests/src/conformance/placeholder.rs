@@ -1,6 +1,11 @@
 //! The pod-address placeholder of `request.host` (see `shared/conformance/README.md`,
 //! "Placeholders"): `{pod-ip:<app>-<version>}[:<port>]` names the first pod of the mesh
 //! namespace `gateway-conformance-mesh` with labels `app=<app>,version=<version>`.
+//!
+//! Ambit's own cases (`tests/conformance/`) add one: `{unique}` in a request header
+//! value is replaced by a value no other request of the run carries, so that a case
+//! counting requests per key on the echo server (`x-echo-fail-key`) starts afresh on
+//! every attempt.
 
 use std::net::IpAddr;
 
@@ -12,6 +17,24 @@ use crate::bed::TestBed;
 pub const POD_IP_NAMESPACE: &str = "gateway-conformance-mesh";
 
 const OPEN: &str = "{pod-ip:";
+
+/// The header-value placeholder for a value unique to each request.
+pub const UNIQUE: &str = "{unique}";
+
+/// `value` with every `{unique}` replaced by a value unique to this call (within the
+/// process; the process id and start time keep runs apart).
+pub fn with_unique(value: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static STARTED: std::sync::LazyLock<u128> = std::sync::LazyLock::new(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    });
+    if !value.contains(UNIQUE) {
+        return value.to_owned();
+    }
+    let token = format!("{}-{}-{}", std::process::id(), *STARTED, NEXT.fetch_add(1, Ordering::Relaxed));
+    value.replace(UNIQUE, &token)
+}
 
 /// The pod a placeholder names: its `app` and `version` labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +103,15 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
+
+    #[test]
+    fn unique_values_differ_per_call_and_plain_values_stay() {
+        let a = with_unique("retry-{unique}");
+        let b = with_unique("retry-{unique}");
+        assert!(a.starts_with("retry-") && !a.contains(UNIQUE), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(with_unique("plain"), "plain");
+    }
 
     fn v4(_: &PodRef) -> Result<IpAddr> {
         Ok(IpAddr::V4(Ipv4Addr::new(10, 244, 0, 7)))
