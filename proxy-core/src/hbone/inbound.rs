@@ -16,10 +16,10 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept;
 use super::classify::refusal_of;
 use super::dial::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use super::gate::{InboundGate, StreamClaim};
@@ -27,7 +27,6 @@ use super::keepalive::Keepalive;
 use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
-use super::transport;
 use crate::authz::{describe, serve_filtered, Closer};
 use crate::identity::SpiffeId;
 use crate::proxy::{idle, node_socket, AccessLog};
@@ -150,7 +149,7 @@ impl Inbound {
             Err(_) => return self.refused(Refusal::Handshake, address, &"no handshake within the timeout"),
             Ok(_) => return,
         }
-        let accepted = tokio::time::timeout_at(deadline, TlsAcceptor::from(self.tls.server_config()).accept(transport::buffered(tcp))).await;
+        let accepted = tokio::time::timeout_at(deadline, accept::accept(&*self.tls, tcp)).await;
         let tls_stream = match accepted {
             Err(_) => return self.refused(Refusal::Handshake, address, &"handshake timed out"),
             Ok(Err(error)) => return self.refused(refusal_of(&error), address, &error),

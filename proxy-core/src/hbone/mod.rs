@@ -11,6 +11,7 @@
 //!   [`crate::authz`]); [`InboundPolicy`] is an extra hook after them ([`AllowAll`]:
 //!   nothing more).
 
+mod accept;
 mod chunks;
 mod classify;
 mod dial;
