@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use super::accept;
 use super::classify::refusal_of;
+use super::coalesce::Coalesce;
 use super::dial::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use super::gate::{InboundGate, StreamClaim};
 use super::keepalive::Keepalive;
@@ -169,7 +170,7 @@ impl Inbound {
             .max_frame_size(MAX_FRAME)
             .max_concurrent_streams(self.options.max_streams_per_connection)
             .max_send_buffer_size(STREAM_WINDOW as usize)
-            .handshake::<_, Bytes>(tls_stream);
+            .handshake::<_, Bytes>(Coalesce::new(tls_stream));
         let mut connection = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return tracing::debug!(%address, %error, "HBONE HTTP/2 handshake failed"),

@@ -14,6 +14,7 @@
 mod accept;
 mod chunks;
 mod classify;
+mod coalesce;
 mod dial;
 mod error;
 mod gate;
