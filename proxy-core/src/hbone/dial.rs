@@ -12,6 +12,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::classify::refusal_of;
+use super::coalesce::Coalesce;
 use super::error::TunnelError;
 use super::keepalive::Keepalive;
 use super::pool::{PoolOptions, TunnelKey};
@@ -68,7 +69,7 @@ pub(crate) async fn dial(
             .initial_max_send_streams(max_streams as usize)
             .max_send_buffer_size(STREAM_WINDOW as usize)
             .enable_push(false)
-            .handshake::<_, Bytes>(stream)
+            .handshake::<_, Bytes>(Coalesce::new(stream))
             .await
             .map_err(|e| TunnelError::Http2(node, e))
     };

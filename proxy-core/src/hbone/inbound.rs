@@ -16,18 +16,18 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept;
 use super::classify::refusal_of;
+use super::coalesce::Coalesce;
 use super::dial::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use super::gate::{InboundGate, StreamClaim};
 use super::keepalive::Keepalive;
 use super::policy::Tunnel;
 use super::request::{destination_of, service_of};
 use super::stream::TunnelStream;
-use super::transport;
 use crate::authz::{describe, serve_filtered, Closer};
 use crate::identity::SpiffeId;
 use crate::proxy::{idle, node_socket, AccessLog};
@@ -150,7 +150,7 @@ impl Inbound {
             Err(_) => return self.refused(Refusal::Handshake, address, &"no handshake within the timeout"),
             Ok(_) => return,
         }
-        let accepted = tokio::time::timeout_at(deadline, TlsAcceptor::from(self.tls.server_config()).accept(transport::buffered(tcp))).await;
+        let accepted = tokio::time::timeout_at(deadline, accept::accept(&*self.tls, tcp)).await;
         let tls_stream = match accepted {
             Err(_) => return self.refused(Refusal::Handshake, address, &"handshake timed out"),
             Ok(Err(error)) => return self.refused(refusal_of(&error), address, &error),
@@ -170,7 +170,7 @@ impl Inbound {
             .max_frame_size(MAX_FRAME)
             .max_concurrent_streams(self.options.max_streams_per_connection)
             .max_send_buffer_size(STREAM_WINDOW as usize)
-            .handshake::<_, Bytes>(tls_stream);
+            .handshake::<_, Bytes>(Coalesce::new(tls_stream));
         let mut connection = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return tracing::debug!(%address, %error, "HBONE HTTP/2 handshake failed"),

@@ -11,8 +11,10 @@
 //!   [`crate::authz`]); [`InboundPolicy`] is an extra hook after them ([`AllowAll`]:
 //!   nothing more).
 
+mod accept;
 mod chunks;
 mod classify;
+mod coalesce;
 mod dial;
 mod error;
 mod gate;

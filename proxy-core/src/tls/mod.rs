@@ -60,6 +60,15 @@ pub trait MeshTls: Send + Sync + 'static {
         Box::pin(std::future::ready(()))
     }
 
+    /// [`MeshTls::obtained`] for the identity a client's SNI names ([`server_name`]):
+    /// the inbound server waits on this (within its handshake timeout) before it
+    /// answers a ClientHello, so that a call reaching a pod whose certificate is still
+    /// on its way is served rather than refused. At once for a name that names no
+    /// identity of this node.
+    fn server_certificate_obtained(&self, _server_name: &str) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// The server configuration (TLS 1.3 only): it presents the certificate of the
     /// identity named by the client's SNI, and requires and verifies a client
     /// certificate against the trust bundle.

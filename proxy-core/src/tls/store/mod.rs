@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{Clock, SystemClock};
 use super::context::TlsContext;
-use super::{CertLifetime, CertificateSource, MeshTls, NoCertificate, TrustBundle};
+use super::{identity_from_server_name, CertLifetime, CertificateSource, MeshTls, NoCertificate, TrustBundle};
 use crate::identity::SpiffeId;
 use crate::metrics::CertificateMetrics;
 use entry::Entry;
@@ -215,6 +215,13 @@ impl MeshTls for CertStore {
         self.server_config.load_full()
     }
 
+    fn server_certificate_obtained(&self, server_name: &str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        match self.identity_named(server_name) {
+            Some(identity) => self.obtained(&identity),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+
     fn obtained(&self, source: &SpiffeId) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
         let entry = self.shared.entries.load().get(source).cloned();
         let shared = self.shared.clone();
@@ -223,6 +230,12 @@ impl MeshTls for CertStore {
                 entry.settled(|| shared.context.load().clock.now()).await;
             }
         })
+    }
+}
+
+impl CertStore {
+    fn identity_named(&self, server_name: &str) -> Option<SpiffeId> {
+        identity_from_server_name(server_name, self.shared.context.load().bundle.trust_domain())
     }
 }
 
