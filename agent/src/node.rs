@@ -373,8 +373,10 @@ impl Node {
     }
 
     fn apply_inner(&self, state: &ClusterState) -> anyhow::Result<usize> {
+        let started = std::time::Instant::now();
         let view = translate::NodeView { node_name: self.options.node_name.as_deref(), cgroups: &self.cgroups };
         let mut translation = translate::translate(state, &view);
+        let translated = started.elapsed();
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         let mut config = std::mem::take(&mut translation.config);
         config.version = version;
@@ -394,6 +396,7 @@ impl Node {
             guard.release(&guarded);
         }
         self.config.store(config);
+        let published = started.elapsed();
         let maps = self.sync_maps(&translation);
         let strict = self.strict.as_ref().map(|guard| guard.sync(&guarded));
         let unguarded = strict.as_ref().map_or(0, |s| s.unresolved);
@@ -407,15 +410,25 @@ impl Node {
             services = translation.service_addrs.len(),
             enrolled = translation.enrolled_cgroups.len(),
             pending_cgroups = pending,
+            translate_ms = translated.as_millis() as u64,
+            published_ms = published.as_millis() as u64,
             "configuration applied"
         );
         self.metrics.config().applied(state, &translation, version);
         let complete = maps.services.is_complete() && maps.enrolled.is_complete();
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        *applied = Applied { translation: Some(translation), maps, strict, failed: false };
+        let previous = std::mem::replace(&mut *applied, Applied { translation: Some(translation), maps, strict, failed: false });
         drop(applied);
         self.start_serving();
         self.ready.store(true, Ordering::Release);
+        let dropped = std::time::Instant::now();
+        drop(previous);
+        tracing::debug!(
+            version,
+            total_ms = started.elapsed().as_millis() as u64,
+            drop_previous_ms = dropped.elapsed().as_millis() as u64,
+            "configuration apply done"
+        );
         if !complete {
             // Everything that fits is in the maps and served; the rest is reported.
             self.metrics.config().sync_failed();

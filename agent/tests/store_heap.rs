@@ -4,44 +4,14 @@
 //! took 1.6 KiB (Service), 3.1 KiB (slice of 5 endpoints) and 3.3 KiB (MeshNode of 20
 //! pods); the limits below are about 1.5× what the compact forms take.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ambit_agent::cluster::{ClusterObject, ClusterState};
 use ambit_agent::translate::{translate, NodeView};
 use serde_json::{json, Value};
 
-/// The system allocator, counting live bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: ambit_alloc_count::Counting = ambit_alloc_count::Counting;
 
 const SERVICES: usize = 2_000;
 const NODES: usize = 500;
@@ -90,11 +60,11 @@ fn mesh_node(k: usize) -> Value {
 
 /// Live bytes per object after inserting `count` objects made by `make`.
 fn bytes_each(state: &mut ClusterState, count: usize, make: impl Fn(usize) -> ClusterObject) -> usize {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = ambit_alloc_count::live_bytes();
     for i in 0..count {
         state.insert(make(i)).unwrap();
     }
-    LIVE.load(Ordering::Relaxed).saturating_sub(before) / count
+    ambit_alloc_count::live_bytes().saturating_sub(before) / count
 }
 
 #[test]

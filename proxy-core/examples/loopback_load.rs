@@ -11,12 +11,9 @@
 //! It prints the requests served, the proxy thread's CPU time per request and the heap
 //! allocations the proxy thread made per request. Only loopback addresses are used.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,36 +31,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-/// Counts heap allocations made on threads that set [`COUNTING`].
-struct CountingOnFlaggedThreads;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for CountingOnFlaggedThreads {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// Counts the allocations of the proxy thread, which opts in when it starts.
 #[global_allocator]
-static GLOBAL: CountingOnFlaggedThreads = CountingOnFlaggedThreads;
+static GLOBAL: ambit_alloc_count::Counting = ambit_alloc_count::Counting;
 
 const VIP: &str = "10.96.0.10:80";
 const CALLER: CgroupId = CgroupId(4242);
@@ -200,7 +170,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("ambit-data")
-        .on_thread_start(|| COUNTING.with(|c| c.set(true)))
+        .on_thread_start(ambit_alloc_count::count_allocations_on_this_thread)
         .enable_all()
         .build()
         .expect("runtime");
@@ -219,10 +189,10 @@ fn main() {
     });
     let url = format!("http://{addr}/bench");
     h2load(&url, requests / 10, connections).expect("warm-up");
-    let (cpu_before, allocs_before) = (thread_cpu_seconds("ambit-data"), ALLOCATIONS.load(Ordering::Relaxed));
+    let (cpu_before, allocs_before) = (thread_cpu_seconds("ambit-data"), ambit_alloc_count::counted_allocations());
     let report = h2load(&url, requests, connections).expect("run");
     let cpu = thread_cpu_seconds("ambit-data") - cpu_before;
-    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
+    let allocs = ambit_alloc_count::counted_allocations() - allocs_before;
     let rps = report.lines().find(|l| l.starts_with("finished in")).unwrap_or("?");
     println!("{rps}");
     println!("proxy CPU {cpu:.2} s: {:.1} µs per request, {:.0} requests per CPU-second", cpu * 1e6 / requests as f64, requests as f64 / cpu);

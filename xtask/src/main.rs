@@ -16,6 +16,11 @@ mod test;
 
 use clap::{Parser, Subcommand};
 
+/// Counts live heap bytes, so the bench's control-plane scenario can say how much the
+/// route table holds.
+#[global_allocator]
+static GLOBAL: ambit_alloc_count::Counting = ambit_alloc_count::Counting;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "Ambit project tasks")]
 struct Cli {

@@ -181,12 +181,18 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     let service = hyper::service::service_fn({
         let proxy = proxy.clone();
         let in_flight = in_flight.clone();
-        move |request| {
+        move |request: hyper::Request<hyper::body::Incoming>| {
             let proxy = proxy.clone();
             let ctx = ctx.clone();
             let guard = in_flight.start();
             async move {
-                let response = http::handle(proxy, ctx, request).await;
+                let http1 = request.version() < hyper::Version::HTTP_2;
+                let mut response = http::handle(proxy, ctx, request).await;
+                if http1 && guard.draining() {
+                    // This connection closes after the answer: say so, so that the
+                    // client does not send another request on it.
+                    response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+                }
                 Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, guard)))
             }
         }
@@ -200,8 +206,23 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     let result = tokio::select! {
         result = conn.as_mut() => result,
         _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            in_flight.drain();
+            // A connection accepted just before the drain began may not have sent its
+            // first request yet. Closing it now would fail that request, and an HTTP/1.1
+            // client cannot tell that it was never seen (it may not retry it): let it
+            // send one, within the head timeout, and answer it with `Connection: close`.
+            let deadline = tokio::time::Instant::now() + proxy.options.timeouts.request_head;
+            let ended = tokio::select! {
+                result = conn.as_mut() => Some(result),
+                () = in_flight.first_request(deadline) => None,
+            };
+            match ended {
+                Some(result) => result,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
         _ = in_flight.idle_for(proxy.options.timeouts.http_idle) => {
             tracing::debug!("closing idle HTTP connection");

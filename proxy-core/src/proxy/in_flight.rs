@@ -14,24 +14,50 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body::{Body, BoxError};
 
+/// How often [`InFlight::first_request`] looks.
+const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
+
 /// The in-flight count of one connection. Starting and ending a request are two
 /// atomic writes each (no wake-up, no timer): the idle watcher looks every idle/8.
 pub struct InFlight {
     count: AtomicUsize,
     /// Set when a request starts or ends; cleared by the watcher.
     touched: AtomicBool,
+    /// Set when the first request starts; never cleared.
+    served: AtomicBool,
+    /// Set when the proxy began to drain: answers tell HTTP/1 clients the connection closes.
+    draining: AtomicBool,
 }
 
 impl InFlight {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { count: AtomicUsize::new(0), touched: AtomicBool::new(false) })
+        Arc::new(Self { count: AtomicUsize::new(0), touched: AtomicBool::new(false), served: AtomicBool::new(false), draining: AtomicBool::new(false) })
     }
 
     /// Counts one request until the returned guard is dropped.
     pub fn start(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.touched.store(true, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
         InFlightGuard(self.clone())
+    }
+
+    /// Marks the connection as closing once its requests are answered.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a request has started on this connection.
+    pub fn served_any(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the connection's first request starts, or at `deadline`. It looks
+    /// every few milliseconds: it only runs while a proxy drains.
+    pub async fn first_request(&self, deadline: tokio::time::Instant) {
+        while !self.served_any() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(FIRST_REQUEST_POLL.min(deadline - tokio::time::Instant::now())).await;
+        }
     }
 
     /// Resolves once no request has been in flight for `idle` (noticed up to idle/8
@@ -58,6 +84,13 @@ impl InFlight {
 
 /// Keeps one request counted while it lives.
 pub struct InFlightGuard(Arc<InFlight>);
+
+impl InFlightGuard {
+    /// Whether the connection closes once its requests are answered.
+    pub fn draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {

@@ -392,6 +392,7 @@ async fn idle_mode(t: Target, connections: usize, hold_secs: u64) -> Result<serd
     let mut tasks = tokio::task::JoinSet::new();
     let mut opened = 0usize;
     let mut errors = 0usize;
+    let mut first_error: Option<String> = None;
     // 64 connections at a time.
     while opened + errors < connections {
         while tasks.len() < 64 && opened + errors + tasks.len() < connections {
@@ -410,12 +411,24 @@ async fn idle_mode(t: Target, connections: usize, hold_secs: u64) -> Result<serd
                 held.push(s);
                 opened += 1;
             }
-            Some(_) => errors += 1,
+            Some(failed) => {
+                errors += 1;
+                if first_error.is_none() {
+                    first_error = Some(match failed {
+                        Ok(Err(e)) => format!("{e:#}"),
+                        Err(e) => e.to_string(),
+                        Ok(Ok(_)) => unreachable!("matched above"),
+                    });
+                }
+            }
             None => break,
         }
     }
     let open_s = start.elapsed().as_secs_f64();
-    eprintln!("OPEN {opened}");
+    match &first_error {
+        None => eprintln!("OPEN {opened}"),
+        Some(e) => eprintln!("OPEN {opened} (failed: {errors}, the first: {e})"),
+    }
     // Hold until stdin closes (the bench has measured) or the hold time ends.
     let mut stdin = tokio::io::stdin();
     let mut sink = [0u8; 64];

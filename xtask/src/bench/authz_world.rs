@@ -142,6 +142,24 @@ impl AuthzWorld {
             .sum::<f64>() as u64)
     }
 
+    /// The version of the configuration the agent serves (`ambit_config_version`): it
+    /// grows by one per apply.
+    pub fn config_version(&self) -> Result<u64> {
+        let (status, metrics) = self.agent.admin("GET", "/metrics")?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ambit_config_version "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .context("no ambit_config_version on /metrics")
+    }
+
+    /// `/ready`'s body (what is degraded, if anything).
+    pub fn readiness(&self) -> Result<String> {
+        Ok(self.agent.admin("GET", "/ready")?.1)
+    }
+
     /// The echo Service's HTTP address.
     pub fn service(&self) -> Result<SocketAddr> {
         let ip = self.bed.service_ip(NAMESPACE, "echo").context("Service echo has no cluster IP")?;

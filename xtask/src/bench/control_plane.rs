@@ -14,7 +14,7 @@ use ambit_proxy_core::routes::RequestView;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::alloc_count::live_bytes;
+use ambit_alloc_count::live_bytes;
 use super::report::median;
 
 #[derive(clap::Args)]

@@ -23,7 +23,7 @@ fn one(world: &World, pid: i32, addr: &str, connections: usize) -> Result<(f64, 
     let stderr = child.stderr.take().context("no stderr")?;
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line)?;
-    let opened: usize = line.trim().strip_prefix("OPEN ").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let opened = super::loadgen::idle_opened(&line);
     std::thread::sleep(Duration::from_millis(500));
     let during = rss_bytes(pid)?;
     drop(child.stdin.take());

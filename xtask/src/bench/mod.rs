@@ -6,7 +6,6 @@
 //! memory, [`report`] writes `target/bench/report.{md,json}`. The README's
 //! "Benchmarks" section explains each scenario and how to read the report.
 
-mod alloc_count;
 mod authz;
 mod authz_world;
 mod change;

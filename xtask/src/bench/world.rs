@@ -343,7 +343,7 @@ pub const HAPROXY_MAXCONN: u64 = 40_000;
 /// reserves two descriptors per connection and by default refuses to start when the
 /// limit is lower (`strict-limits`); the config turns that off, because idle client
 /// connections hold one descriptor each (servers are shared: `http-reuse always`).
-fn haproxy_maxconn() -> u64 {
+pub fn haproxy_maxconn() -> u64 {
     let hard = super::procs::own_nofile().map_or(20_000, |(_, hard)| hard);
     HAPROXY_MAXCONN.min(hard.saturating_sub(200))
 }

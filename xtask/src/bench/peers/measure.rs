@@ -194,7 +194,7 @@ fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let stderr = child.stderr.take().context("no stderr")?;
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line)?;
-    let opened: usize = line.trim().strip_prefix("OPEN ").and_then(|x| x.parse().ok()).unwrap_or(0);
+    let opened = super::super::loadgen::idle_opened(&line);
     // The last connections' upstream sides settle on node 2.
     std::thread::sleep(Duration::from_millis(500));
     let during = per_node(s);
