@@ -79,6 +79,7 @@ fn invalid_rules_are_dropped_and_reported() {
         ("cors-twice", "  - filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}, {type: CORS, cors: {allowOrigins: [\"*\"]}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("cors-backend", "  - backendRefs: [{name: web, port: 80, filters: [{type: CORS, cors: {allowOrigins: [\"*\"]}}]}]"),
         ("timeout", "  - timeouts: {request: forever}\n    backendRefs: [{name: web, port: 80}]"),
+        ("session-persistence", "  - sessionPersistence: {sessionName: s, type: Cookie}\n    backendRefs: [{name: web, port: 80}]"),
         ("regex-bomb", "  - matches: [{path: {type: RegularExpression, value: \"/(a{1000}){1000}\"}}]\n    backendRefs: [{name: web, port: 80}]"),
         ("regex-escape", "  - matches: [{headers: [{type: RegularExpression, name: x, value: \"a)|(?:.*\"}]}]\n    backendRefs: [{name: web, port: 80}]"),
     ];
@@ -100,6 +101,8 @@ fn invalid_rules_are_dropped_and_reported() {
         let (ok, reason, message) = cond(status(&t, &format!("all-{name}")), ConditionType::Accepted);
         assert_eq!((ok, reason), (false, Reason::UnsupportedValue), "{name}: {message}");
     }
+    let (_, _, message) = cond(status(&t, "partial-session-persistence"), ConditionType::PartiallyInvalid);
+    assert!(message.contains("sessionPersistence (GEP-1619) is not supported"), "read from the manifest, never dropped silently: {message}");
     let (_, _, message) = cond(status(&t, "partial-regex-bomb"), ConditionType::PartiallyInvalid);
     assert!(message.contains("per-pattern limit of 1048576 bytes"), "{message}");
     // The good rules of every partial route still serve.
