@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::detect::{self, Detected};
 use super::in_flight::{InFlight, InFlightBody};
 use super::caller::Caller;
-use super::request_framing::RequestFramingGuard;
-use super::{http, l4_route, tcp, Proxy, ProxyOptions};
+use super::request_framing::{Opening, RequestFramingGuard};
+use super::{http, http1_park, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::hbone::CallContext;
 use crate::identity::{Origin, SpiffeId, Workload};
@@ -176,7 +176,6 @@ fn upstream_caller(proxy: &Proxy, origin: Origin, peer: SocketAddr, caller: Opti
 }
 
 async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {
-    let builder = http_server(&proxy.options);
     let in_flight = InFlight::new();
     let service = hyper::service::service_fn({
         let proxy = proxy.clone();
@@ -193,10 +192,33 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     });
     // HTTP/1 requests with ambiguous framing get 400 before hyper sees them; heads
     // that take too long close the connection.
-    let io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes)
+    let mut io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes)
         .with_head_timeout(proxy.options.timeouts.request_head);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    match io.opening().await {
+        Ok(Opening::Http1) => {
+            let builder = http1_server(&proxy.options);
+            http1_park::serve(&builder, io, service, &in_flight, proxy.options.timeouts.http_idle, &shutdown).await;
+        }
+        // HTTP/2 (or input hyper refuses itself): hyper's automatic server.
+        Ok(Opening::Passthrough) => serve_auto(&proxy, io, service, &in_flight, &shutdown).await,
+        Err(error) => tracing::debug!(%error, "HTTP connection ended before its first request"),
+    }
+}
+
+async fn serve_auto<S>(
+    proxy: &Proxy,
+    io: RequestFramingGuard<TcpStream>,
+    service: S,
+    in_flight: &InFlight,
+    shutdown: &CancellationToken,
+) where
+    S: hyper::service::Service<::http::Request<hyper::body::Incoming>, Response = ::http::Response<InFlightBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = http_server(&proxy.options);
+    // Boxed: inline, hyper's HTTP/2 state would size every connection's task.
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let result = tokio::select! {
         result = conn.as_mut() => result,
         _ = shutdown.cancelled() => {
@@ -212,6 +234,18 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     if let Err(error) = result {
         tracing::debug!(%error, "HTTP connection ended with an error");
     }
+}
+
+/// The downstream HTTP/1.1 server of a connection served in rounds (see `http1_park`),
+/// configured as [`http_server`]'s HTTP/1 side.
+fn http1_server(options: &ProxyOptions) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
 }
 
 /// The downstream HTTP server: HTTP/1.1 and h2c with the configured timeouts and limits.

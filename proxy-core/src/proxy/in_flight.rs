@@ -37,7 +37,17 @@ impl InFlight {
     /// Resolves once no request has been in flight for `idle` (noticed up to idle/8
     /// late).
     pub async fn idle_for(&self, idle: Duration) {
-        let every = (idle / 8).max(Duration::from_millis(1));
+        self.quiet(idle, idle / 8).await;
+    }
+
+    /// Resolves once no request has been in flight for at least `at_least` (looked at
+    /// every `at_least`/2), with how long that has been, as counted.
+    pub async fn quiet_for(&self, at_least: Duration) -> Duration {
+        self.quiet(at_least, at_least / 2).await
+    }
+
+    async fn quiet(&self, at_least: Duration, every: Duration) -> Duration {
+        let every = every.max(Duration::from_millis(1));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quiet = Duration::ZERO;
@@ -49,8 +59,8 @@ impl InFlight {
                 continue;
             }
             quiet += every;
-            if quiet >= idle {
-                return;
+            if quiet >= at_least {
+                return quiet;
             }
         }
     }

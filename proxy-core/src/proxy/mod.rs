@@ -12,6 +12,7 @@ mod detect;
 mod egress;
 mod headers;
 mod http;
+mod http1_park;
 mod http1_pool;
 pub(crate) mod idle;
 mod in_flight;
