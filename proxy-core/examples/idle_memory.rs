@@ -201,6 +201,22 @@ fn report(before: &Snapshot, after: &Snapshot, connections: usize) {
     }
 }
 
+/// The RSS growth once glibc has returned its free pages (`malloc_trim`): what the
+/// allocator kept of the memory freed since (hyper's buffers of parked connections).
+#[cfg(target_env = "gnu")]
+fn print_trimmed(before: &Snapshot, connections: usize) {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: glibc's malloc_trim takes a byte count and only releases free memory.
+    unsafe { malloc_trim(0) };
+    let trimmed = snapshot();
+    println!("RSS per connection after malloc_trim: {:.0} bytes", (trimmed.rss - before.rss) as f64 / connections as f64);
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn print_trimmed(_: &Snapshot, _: usize) {}
+
 fn main() {
     let connections = std::env::args().nth(1).map_or(5_000, |a| a.parse::<usize>().expect("a number of connections"));
     let backend = start_backend();
@@ -233,6 +249,7 @@ fn main() {
     settle();
     let after = snapshot();
     report(&before, &after, connections);
+    print_trimmed(&before, connections);
     drop(held);
     shutdown.cancel();
 }

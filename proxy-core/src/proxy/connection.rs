@@ -135,7 +135,9 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
     // port's protocol (also `appProtocol: http` with only L4 routes attached).
     let caller_namespace = ctx.caller_namespace();
     if let Some(l4) = service.routes.l4_for_caller(caller_namespace.as_deref().unwrap_or("")).cloned() {
-        l4_route::serve(&proxy, &ctx, stream, l4).await;
+        // Boxed, as the TCP path below: inline, their state would size every
+        // connection's task, HTTP ones included (about 5 KiB each).
+        Box::pin(l4_route::serve(&proxy, &ctx, stream, l4)).await;
         return;
     }
 
@@ -155,7 +157,7 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         serve_http(proxy, ctx, stream, shutdown).await;
     } else {
         let endpoint = service.endpoints.pick();
-        tcp::passthrough(&proxy, &ctx, stream, endpoint).await;
+        Box::pin(tcp::passthrough(&proxy, &ctx, stream, endpoint)).await;
     }
 }
 
@@ -271,4 +273,31 @@ fn http_server(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
         .max_local_error_reset_streams(options.http2.max_local_error_reset_streams)
         .max_header_list_size(options.max_header_bytes as u32);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoOrigin;
+
+    impl crate::identity::OriginResolver for NoOrigin {
+        fn resolve(&self, _: SocketAddr, _: SocketAddr) -> Result<Origin, crate::identity::OriginError> {
+            Err(crate::identity::OriginError::Lookup(String::new()))
+        }
+    }
+
+    /// Every connection's task holds `handle`'s state for as long as the connection
+    /// lives, idle ones included: the rarely used paths' state is boxed.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = crate::config::ConfigHandle::new(ProxyConfig::default());
+        let proxy = Proxy::new(config, Arc::new(NoOrigin), ProxyOptions::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let task = handle(proxy, stream, addr, CancellationToken::new());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "a connection's task holds {size} bytes");
+    }
 }
