@@ -158,3 +158,16 @@ async fn a_parked_connection_can_be_upgraded() {
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed)).await.unwrap().unwrap();
     assert_eq!(&echoed, b"frame-bytes");
 }
+
+/// hyper's buffer limit applies only to a head still incomplete: one read whole (as
+/// served here, in rounds) is held to the limit by the head size limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_the_limit_gets_431_even_when_read_whole() {
+    for protocol in [AppProtocol::Http, AppProtocol::Detect] {
+        let backend = http_backend("a").await;
+        let proxy = start_proxy(config_with(service_port(protocol, vec![backend], RouteSet::default()))).await;
+        let big = format!("GET / HTTP/1.1\r\nHost: echo\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024));
+        let answer = raw_exchange(proxy.addr, big.as_bytes(), Duration::from_secs(3)).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{protocol:?} {:?}", &answer[..answer.len().min(100)]);
+    }
+}

@@ -246,6 +246,9 @@ fn http1_server(options: &ProxyOptions) -> hyper::server::conn::http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_buf_size(options.max_header_bytes.max(8192))
+        // A whole head read at once is held to the limit too (hyper's buffer limit
+        // applies only to a head still incomplete).
+        .max_header_size(options.max_header_bytes)
         .keep_alive(true);
     builder
 }

@@ -159,15 +159,14 @@ where
             }
         }
     };
-    if let Err(error) = result {
+    if let Err(error) = &result {
         tracing::debug!(%error, "HTTP connection ended with an error");
-        return RoundEnd::Over;
     }
     // None once upgraded: the upgraded stream owns the socket.
     let Some(parts) = (*conn).into_parts() else { return RoundEnd::Over };
     let RoundIo { inner: mut guard, shutdown_requested } = parts.io.into_inner();
     match parked {
-        Some(quiet) if quiet < http_idle => {
+        Some(quiet) if quiet < http_idle && result.is_ok() => {
             guard.unread(&parts.read_buf);
             RoundEnd::Parked { io: guard, quiet }
         }
@@ -175,6 +174,8 @@ where
             if parked.is_some() {
                 tracing::debug!("closing idle HTTP connection");
             }
+            // hyper's shutdown, made now (after an error too, as hyper does: a 400 or
+            // 431 it wrote is followed by the end of the stream, not a reset).
             if shutdown_requested || parked.is_some() {
                 let _ = guard.shutdown().await;
             }
