@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::detect::{self, Detected};
 use super::in_flight::{InFlight, InFlightBody};
 use super::caller::Caller;
-use super::request_framing::RequestFramingGuard;
-use super::{http, l4_route, tcp, Proxy, ProxyOptions};
+use super::request_framing::{Opening, RequestFramingGuard};
+use super::{drain, http, http1_park, l4_route, tcp, Proxy, ProxyOptions};
 use crate::config::{AppProtocol, ProxyConfig};
 use crate::hbone::CallContext;
 use crate::identity::{Origin, SpiffeId, Workload};
@@ -135,7 +135,9 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
     // port's protocol (also `appProtocol: http` with only L4 routes attached).
     let caller_namespace = ctx.caller_namespace();
     if let Some(l4) = service.routes.l4_for_caller(caller_namespace.as_deref().unwrap_or("")).cloned() {
-        l4_route::serve(&proxy, &ctx, stream, l4).await;
+        // Boxed, as the TCP path below: inline, their state would size every
+        // connection's task, HTTP ones included (about 5 KiB each).
+        Box::pin(l4_route::serve(&proxy, &ctx, stream, l4)).await;
         return;
     }
 
@@ -155,7 +157,7 @@ pub(super) async fn handle(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAdd
         serve_http(proxy, ctx, stream, shutdown).await;
     } else {
         let endpoint = service.endpoints.pick();
-        tcp::passthrough(&proxy, &ctx, stream, endpoint).await;
+        Box::pin(tcp::passthrough(&proxy, &ctx, stream, endpoint)).await;
     }
 }
 
@@ -176,7 +178,6 @@ fn upstream_caller(proxy: &Proxy, origin: Origin, peer: SocketAddr, caller: Opti
 }
 
 async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {
-    let builder = http_server(&proxy.options);
     let in_flight = InFlight::new();
     let service = hyper::service::service_fn({
         let proxy = proxy.clone();
@@ -199,24 +200,42 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     });
     // HTTP/1 requests with ambiguous framing get 400 before hyper sees them; heads
     // that take too long close the connection.
-    let io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes)
+    let mut io = RequestFramingGuard::new(stream, proxy.options.max_header_bytes)
         .with_head_timeout(proxy.options.timeouts.request_head);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    match io.opening().await {
+        Ok(Opening::Http1) => {
+            let builder = http1_server(&proxy.options);
+            let timeouts = http1_park::Timeouts {
+                http_idle: proxy.options.timeouts.http_idle,
+                request_head: proxy.options.timeouts.request_head,
+            };
+            http1_park::serve(&builder, io, service, &in_flight, timeouts, &shutdown).await;
+        }
+        // HTTP/2 (or input hyper refuses itself): hyper's automatic server.
+        Ok(Opening::Passthrough) => serve_auto(&proxy, io, service, &in_flight, &shutdown).await,
+        Err(error) => tracing::debug!(%error, "HTTP connection ended before its first request"),
+    }
+}
+
+async fn serve_auto<S>(
+    proxy: &Proxy,
+    io: RequestFramingGuard<TcpStream>,
+    service: S,
+    in_flight: &InFlight,
+    shutdown: &CancellationToken,
+) where
+    S: hyper::service::Service<::http::Request<hyper::body::Incoming>, Response = ::http::Response<InFlightBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = http_server(&proxy.options);
+    // Boxed: inline, hyper's HTTP/2 state would size every connection's task.
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let since = in_flight.started();
     let result = tokio::select! {
         result = conn.as_mut() => result,
         _ = shutdown.cancelled() => {
-            in_flight.drain();
-            // A connection accepted just before the drain began may not have sent its
-            // first request yet. Closing it now would fail that request, and an HTTP/1.1
-            // client cannot tell that it was never seen (it may not retry it): let it
-            // send one, within the head timeout, and answer it with `Connection: close`.
-            let deadline = tokio::time::Instant::now() + proxy.options.timeouts.request_head;
-            let ended = tokio::select! {
-                result = conn.as_mut() => Some(result),
-                () = in_flight.first_request(deadline) => None,
-            };
-            match ended {
+            match drain::until_pending_request(&mut conn, in_flight, since, proxy.options.timeouts.request_head).await {
                 Some(result) => result,
                 None => {
                     conn.as_mut().graceful_shutdown();
@@ -233,6 +252,21 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
     if let Err(error) = result {
         tracing::debug!(%error, "HTTP connection ended with an error");
     }
+}
+
+/// The downstream HTTP/1.1 server of a connection served in rounds (see `http1_park`),
+/// configured as [`http_server`]'s HTTP/1 side.
+fn http1_server(options: &ProxyOptions) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(options.max_header_bytes.max(8192))
+        // A whole head read at once is held to the limit too (hyper's buffer limit
+        // applies only to a head still incomplete).
+        .max_header_size(options.max_header_bytes)
+        .keep_alive(true);
+    builder
 }
 
 /// The downstream HTTP server: HTTP/1.1 and h2c with the configured timeouts and limits.
@@ -258,4 +292,31 @@ fn http_server(options: &ProxyOptions) -> auto::Builder<TokioExecutor> {
         .max_local_error_reset_streams(options.http2.max_local_error_reset_streams)
         .max_header_list_size(options.max_header_bytes as u32);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoOrigin;
+
+    impl crate::identity::OriginResolver for NoOrigin {
+        fn resolve(&self, _: SocketAddr, _: SocketAddr) -> Result<Origin, crate::identity::OriginError> {
+            Err(crate::identity::OriginError::Lookup(String::new()))
+        }
+    }
+
+    /// Every connection's task holds `handle`'s state for as long as the connection
+    /// lives, idle ones included: the rarely used paths' state is boxed.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = crate::config::ConfigHandle::new(ProxyConfig::default());
+        let proxy = Proxy::new(config, Arc::new(NoOrigin), ProxyOptions::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let task = handle(proxy, stream, addr, CancellationToken::new());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "a connection's task holds {size} bytes");
+    }
 }

@@ -4,7 +4,7 @@
 //! keep-alive timer).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,8 +14,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body::{Body, BoxError};
 
-/// How often [`InFlight::first_request`] looks.
-const FIRST_REQUEST_POLL: Duration = Duration::from_millis(5);
+/// How often [`InFlight::request_after`] looks.
+const STARTED_POLL: Duration = Duration::from_millis(5);
 
 /// The in-flight count of one connection. Starting and ending a request are two
 /// atomic writes each (no wake-up, no timer): the idle watcher looks every idle/8.
@@ -24,21 +24,21 @@ pub struct InFlight {
     /// Set when a request starts or ends; cleared by the watcher.
     touched: AtomicBool,
     /// Set when the first request starts; never cleared.
-    served: AtomicBool,
+    started: AtomicU32,
     /// Set when the proxy began to drain: answers tell HTTP/1 clients the connection closes.
     draining: AtomicBool,
 }
 
 impl InFlight {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { count: AtomicUsize::new(0), touched: AtomicBool::new(false), served: AtomicBool::new(false), draining: AtomicBool::new(false) })
+        Arc::new(Self { count: AtomicUsize::new(0), touched: AtomicBool::new(false), started: AtomicU32::new(0), draining: AtomicBool::new(false) })
     }
 
     /// Counts one request until the returned guard is dropped.
     pub fn start(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.touched.store(true, Ordering::Relaxed);
-        self.served.store(true, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(self.clone())
     }
 
@@ -47,23 +47,34 @@ impl InFlight {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Whether a request has started on this connection.
-    pub fn served_any(&self) -> bool {
-        self.served.load(Ordering::Relaxed)
+    /// How many requests have started on this connection (wrapping).
+    pub fn started(&self) -> u32 {
+        self.started.load(Ordering::Relaxed)
     }
 
-    /// Resolves when the connection's first request starts, or at `deadline`. It looks
-    /// every few milliseconds: it only runs while a proxy drains.
-    pub async fn first_request(&self, deadline: tokio::time::Instant) {
-        while !self.served_any() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(FIRST_REQUEST_POLL.min(deadline - tokio::time::Instant::now())).await;
+    /// Resolves when a request starts after `started` had been counted ([`Self::started`]),
+    /// or at `deadline`. It looks every few milliseconds: it only runs while a proxy
+    /// drains.
+    pub async fn request_after(&self, started: u32, deadline: tokio::time::Instant) {
+        while self.started() == started && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(STARTED_POLL.min(deadline - tokio::time::Instant::now())).await;
         }
     }
 
     /// Resolves once no request has been in flight for `idle` (noticed up to idle/8
     /// late).
     pub async fn idle_for(&self, idle: Duration) {
-        let every = (idle / 8).max(Duration::from_millis(1));
+        self.quiet(idle, idle / 8).await;
+    }
+
+    /// Resolves once no request has been in flight for at least `at_least` (looked at
+    /// every `at_least`/2), with how long that has been, as counted.
+    pub async fn quiet_for(&self, at_least: Duration) -> Duration {
+        self.quiet(at_least, at_least / 2).await
+    }
+
+    async fn quiet(&self, at_least: Duration, every: Duration) -> Duration {
+        let every = every.max(Duration::from_millis(1));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quiet = Duration::ZERO;
@@ -75,8 +86,8 @@ impl InFlight {
                 continue;
             }
             quiet += every;
-            if quiet >= idle {
-                return;
+            if quiet >= at_least {
+                return quiet;
             }
         }
     }

@@ -446,6 +446,93 @@ impl<S> RequestFramingGuard<S> {
     }
 }
 
+/// How a connection opens, as far as the guard is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// HTTP/1 request heads (or the end of the stream): the guard follows them.
+    Http1,
+    /// The HTTP/2 preface, or input the server refuses itself: the guard stepped aside.
+    Passthrough,
+}
+
+impl<S> RequestFramingGuard<S> {
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Puts back, ahead of anything still buffered, bytes the server had read but not
+    /// used (they were inspected and released already).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut pending = Vec::with_capacity(bytes.len() + self.pending.len() - self.pending_pos);
+        pending.extend_from_slice(bytes);
+        pending.extend_from_slice(&self.pending[self.pending_pos..]);
+        self.pending = pending;
+        self.pending_pos = 0;
+    }
+
+    /// Whether the server has something to read without waiting for the client: bytes
+    /// buffered here, the end of the stream, or a request head in progress (whose
+    /// deadline runs only while the server reads).
+    pub fn has_work(&self) -> bool {
+        self.pending_pos < self.pending.len() || self.eof || self.tracker.head_in_progress()
+    }
+
+    /// Frees the buffers that are empty (an idle connection keeps none).
+    pub fn release_buffer(&mut self) {
+        if self.pending_pos == self.pending.len() {
+            self.pending = Vec::new();
+            self.pending_pos = 0;
+        }
+        if self.tracker.held.is_empty() {
+            self.tracker.held = Vec::new();
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> RequestFramingGuard<S> {
+    /// Reads until it is known whether the connection opens with the HTTP/2 preface;
+    /// what was read stays buffered for the server. Fails when the head deadline passes.
+    pub async fn opening(&mut self) -> io::Result<Opening> {
+        std::future::poll_fn(|cx| loop {
+            if self.eof || self.tracker.state != State::Start {
+                let passthrough = self.tracker.is_passthrough() && !self.eof;
+                return Poll::Ready(Ok(if passthrough { Opening::Passthrough } else { Opening::Http1 }));
+            }
+            ready!(self.poll_ingest(cx))?;
+        })
+        .await
+    }
+
+    /// Reads once from the client and feeds the tracker (released bytes go to
+    /// `pending`). Pending while nothing can be read, or the head deadline's error.
+    fn poll_ingest(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A stack buffer (uninitialised: not zeroed on every read), so that no
+        // per-connection read buffer outlives the read.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut scratch = ReadBuf::uninit(&mut chunk);
+        if Pin::new(&mut self.inner).poll_read(cx, &mut scratch)?.is_pending() {
+            return self.poll_head_deadline(cx);
+        }
+        let read = scratch.filled();
+        if read.is_empty() {
+            self.eof = true;
+            self.tracker.flush_held(&mut self.pending);
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(why) = self.tracker.feed(read, &mut self.pending) {
+            tracing::info!(reason = %why, "refusing an ambiguously framed request with 400");
+            self.pending.extend_from_slice(REJECTION);
+            self.eof = true;
+        }
+        self.update_head_timer();
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -471,25 +558,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for RequestFramingGuard<S> {
             if this.tracker.is_passthrough() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            // A stack buffer (uninitialised: not zeroed on every read), so that no
-            // per-connection read buffer outlives the read.
-            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
-            let mut scratch = ReadBuf::uninit(&mut chunk);
-            if Pin::new(&mut this.inner).poll_read(cx, &mut scratch)?.is_pending() {
-                return this.poll_head_deadline(cx);
-            }
-            let read = scratch.filled();
-            if read.is_empty() {
-                this.eof = true;
-                this.tracker.flush_held(&mut this.pending);
-                continue;
-            }
-            if let Err(why) = this.tracker.feed(read, &mut this.pending) {
-                tracing::info!(reason = %why, "refusing an ambiguously framed request with 400");
-                this.pending.extend_from_slice(REJECTION);
-                this.eof = true;
-            }
-            this.update_head_timer();
+            ready!(this.poll_ingest(cx))?;
         }
     }
 }
@@ -696,5 +765,44 @@ mod tests {
         let mut want = b"GET /1 HTTP/1.1\r\n\r\n".to_vec();
         want.extend_from_slice(REJECTION);
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn opening_tells_the_http2_preface_from_http1_and_keeps_the_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cases = [
+            (H2_PREFACE.to_vec(), Opening::Passthrough),
+            (b"GET / HTTP/1.1\r\n\r\n".to_vec(), Opening::Http1),
+            (b"PROPFIND / HTTP/1.1\r\n\r\n".to_vec(), Opening::Http1),
+            (b"PRI".to_vec(), Opening::Http1),
+            (Vec::new(), Opening::Http1),
+        ];
+        for (input, want) in cases {
+            let (mut client, server) = tokio::io::duplex(1024);
+            let mut guard = RequestFramingGuard::new(server, LIMIT);
+            client.write_all(&input).await.unwrap();
+            drop(client);
+            assert_eq!(guard.opening().await.unwrap(), want, "{input:?}");
+            let mut got = Vec::new();
+            guard.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, input);
+        }
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_are_read_again_first_and_buffers_are_released() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut guard = RequestFramingGuard::new(server, LIMIT);
+        client.write_all(b"GET /2 HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(guard.opening().await.unwrap(), Opening::Http1);
+        assert!(guard.has_work());
+        guard.unread(b"GET /1 HTTP/1.1\r\n\r\n");
+        drop(client);
+        let mut got = Vec::new();
+        guard.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+        guard.release_buffer();
+        assert_eq!((guard.pending.capacity(), guard.tracker.held.capacity()), (0, 0));
     }
 }

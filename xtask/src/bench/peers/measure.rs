@@ -195,8 +195,9 @@ fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line)?;
     let opened = super::super::loadgen::idle_opened(&line);
-    // The last connections' upstream sides settle on node 2.
-    std::thread::sleep(Duration::from_millis(500));
+    // The last connections' upstream sides settle on node 2, and the connections are
+    // idle: Ambit parks a keep-alive connection a second or so after its last request.
+    std::thread::sleep(Duration::from_secs(3));
     let during = per_node(s);
     drop(child.stdin.take());
     let _ = child.wait_with_output();
