@@ -50,7 +50,8 @@ impl Holder {
         for line in stderr.lines() {
             let line = line.expect("reading ambit-load's stderr");
             if let Some(n) = line.strip_prefix("OPEN ") {
-                opened = Some(n.trim().parse().expect("OPEN count"));
+                // `OPEN <n>`, then the failures when some connections failed.
+                opened = Some(n.split_whitespace().next().unwrap_or_default().parse().expect("OPEN count"));
                 break;
             }
         }

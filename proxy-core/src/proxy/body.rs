@@ -53,3 +53,15 @@ where
 {
     body.map_err(Into::into).boxed()
 }
+
+/// A body of `parts` as separate data frames, then `trailers` (tests of bodies that
+/// are copied or replayed).
+#[cfg(test)]
+pub(crate) fn chunked(parts: &[&'static str], trailers: Option<http::HeaderMap>) -> Body {
+    let mut frames: Vec<Result<http_body::Frame<bytes::Bytes>, BoxError>> =
+        parts.iter().map(|p| Ok(http_body::Frame::data(bytes::Bytes::from_static(p.as_bytes())))).collect();
+    if let Some(t) = trailers {
+        frames.push(Ok(http_body::Frame::trailers(t)));
+    }
+    boxed(http_body_util::StreamBody::new(futures::stream::iter(frames)))
+}

@@ -116,15 +116,7 @@ impl HttpBody for Tee {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn chunked(parts: &[&'static str], trailers: Option<HeaderMap>) -> Body {
-        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
-        if let Some(t) = trailers {
-            frames.push(Ok(Frame::trailers(t)));
-        }
-        body::boxed(http_body_util::StreamBody::new(futures::stream::iter(frames)))
-    }
+    use crate::proxy::body::chunked;
 
     #[tokio::test]
     async fn copies_reach_every_receiver_once_the_body_ends() {

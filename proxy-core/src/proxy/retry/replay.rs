@@ -172,16 +172,8 @@ impl HttpBody for AttemptBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::body::chunked;
     use http_body_util::BodyExt;
-
-    fn chunked(parts: &[&'static str], trailers: Option<HeaderMap>) -> Body {
-        let mut frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
-        if let Some(t) = trailers {
-            frames.push(Ok(Frame::trailers(t)));
-        }
-        body::boxed(http_body_util::StreamBody::new(futures::stream::iter(frames)))
-    }
 
     #[tokio::test]
     async fn every_attempt_sends_the_whole_body_and_its_trailers() {
