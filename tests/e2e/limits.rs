@@ -49,9 +49,8 @@ impl Holder {
         let mut opened = None;
         for line in stderr.lines() {
             let line = line.expect("reading ambit-load's stderr");
-            if let Some(n) = line.strip_prefix("OPEN ") {
-                // `OPEN <n>`, then the failures when some connections failed.
-                opened = Some(n.split_whitespace().next().unwrap_or_default().parse().expect("OPEN count"));
+            if line.starts_with("OPEN ") {
+                opened = Some(ambit_e2e::load_output::idle_opened(&line).expect("OPEN count"));
                 break;
             }
         }

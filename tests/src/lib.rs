@@ -34,6 +34,7 @@ pub mod echo_server;
 pub mod grpc_wire;
 pub mod join;
 pub mod kubectl;
+pub mod load_output;
 pub mod long_stream;
 pub mod manifests;
 pub mod mesh_ca;

@@ -120,9 +120,3 @@ mod tests {
         assert_eq!(r.failed, 10);
     }
 }
-
-/// The connections `ambit-load idle` opened, from its first stderr line
-/// (`OPEN <n>`, followed by the failures when some connections failed).
-pub fn idle_opened(line: &str) -> usize {
-    line.trim().strip_prefix("OPEN ").and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or(0)
-}

@@ -26,7 +26,7 @@ fn one(world: &World, pid: i32, addr: &str, connections: usize) -> Result<(f64, 
     let stderr = child.stderr.take().context("no stderr")?;
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line)?;
-    let opened = super::loadgen::idle_opened(&line);
+    let opened = ambit_e2e::load_output::idle_opened(&line).unwrap_or(0);
     // Idle means idle: Ambit parks a keep-alive connection (drops its HTTP state) a
     // second or so after its last request, HAProxy releases its buffers at once.
     std::thread::sleep(IDLE_BEFORE_MEASURING);

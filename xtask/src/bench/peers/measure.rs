@@ -194,7 +194,7 @@ fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let stderr = child.stderr.take().context("no stderr")?;
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line)?;
-    let opened = super::super::loadgen::idle_opened(&line);
+    let opened = ambit_e2e::load_output::idle_opened(&line).unwrap_or(0);
     // The last connections' upstream sides settle on node 2, and the connections are
     // idle: Ambit parks a keep-alive connection a second or so after its last request.
     std::thread::sleep(Duration::from_secs(3));
