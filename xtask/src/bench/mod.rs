@@ -65,6 +65,11 @@ pub struct Args {
     /// (built once from ../shared/peers/ztunnel), HAProxy and direct on two nodes.
     #[arg(long, conflicts_with = "only")]
     peers: bool,
+    /// Within the node part, run only these scenarios (comma-separated numbers 1-7; the
+    /// metrics and two-core runs count as scenario 1); all by default. For investigating
+    /// one figure: a report made this way is partial.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<u8>,
 }
 
 /// The parts of a bench run, for `--only`.
@@ -92,6 +97,11 @@ impl Args {
             return part != Part::Peers;
         }
         self.only.contains(&part)
+    }
+
+    /// Whether node scenario `number` (1-7) runs.
+    fn runs_scenario(&self, number: u8) -> bool {
+        self.scenarios.is_empty() || self.scenarios.contains(&number)
     }
 }
 
@@ -205,7 +215,7 @@ pub fn run(args: &Args) -> Result<()> {
     let dir = target_dir(root.as_path()).join("bench");
     if args.runs(Part::Node) {
         let mut plots = plot::PlotData::default();
-        single_node(&root, &plan, &mut report, &mut plots)?;
+        single_node(&root, args, &plan, &mut report, &mut plots)?;
         match plot::write(&dir, &plots) {
             Ok(paths) => paths.iter().for_each(|p| println!("plot: {}", p.display())),
             Err(e) => report.fail("plots", format!("{e:#}")),
@@ -256,12 +266,22 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Scenarios 1-7 on the one-node bed; scenarios 1 and 2 also fill `plots`.
-fn single_node(root: &Path, plan: &Plan, report: &mut Report, plots: &mut plot::PlotData) -> Result<()> {
+fn single_node(root: &Path, args: &Args, plan: &Plan, report: &mut Report, plots: &mut plot::PlotData) -> Result<()> {
+    if args.runs_scenario(7) {
+        control_plane_step(root, plan, report);
+    }
+    single_node_bed(root, args, plan, report, plots)
+}
+
+fn control_plane_step(root: &Path, plan: &Plan, report: &mut Report) {
     println!("==> 7 control plane, in process ({} Services, {} HTTPRoutes)", plan.services, plan.services * 2);
     if let Err(e) = control_plane_in_process(root, plan, report) {
         report.fail("7 control plane (in process)", format!("{e:#}"));
     }
+}
 
+/// Scenarios 1-7 in the one-node bed.
+fn single_node_bed(root: &Path, args: &Args, plan: &Plan, report: &mut Report, plots: &mut plot::PlotData) -> Result<()> {
     println!("==> bringing up the bed (agent on CPU {PROXY_CPU}, load generator and echo pods on CPU {LOAD_CPU})");
     let mut world = World::start(release_bin(root, "ambit-load"))?;
     let haproxy_pid = world.start_haproxy()?;
@@ -279,6 +299,10 @@ fn single_node(root: &Path, plan: &Plan, report: &mut Report, plots: &mut plot::
         ("7 manifest change → effect", Box::new(move |w, r| change::run(w, plan_ref, r))),
     ];
     for (name, mut step) in steps {
+        let number = name.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if !args.runs_scenario(number) {
+            continue;
+        }
         println!("==> {name}");
         if let Err(e) = step(&world, report) {
             println!("    failed: {e:#}");
@@ -286,25 +310,32 @@ fn single_node(root: &Path, plan: &Plan, report: &mut Report, plots: &mut plot::
         }
     }
 
-    println!("==> 1 metrics on vs off (agent restarted per run)");
-    if let Err(e) = throughput::metrics_overhead(&mut world, plan, report) {
-        println!("    failed: {e:#}");
-        report.fail("1 metrics overhead", format!("{e:#}"));
+    if args.runs_scenario(1) {
+        throughput_restarts(&mut world, plan, report, plots);
     }
-
-    println!("==> 1 max throughput, proxy on 2 cores (agent and HAProxy restarted)");
-    if let Err(e) = throughput::run_two_cores(&mut world, plan, report, &mut plots.cores) {
-        println!("    failed: {e:#}");
-        report.fail("1 max throughput, 2 cores", format!("{e:#}"));
-    }
-
-    println!("==> 3 connect hook cost (attached and detached rounds alternating)");
-    if let Err(e) = connect::hook_cost(&mut world, plan, report) {
-        println!("    failed: {e:#}");
-        report.fail("3 connect hook cost", format!("{e:#}"));
+    if args.runs_scenario(3) {
+        println!("==> 3 connect hook cost (attached and detached rounds alternating)");
+        if let Err(e) = connect::hook_cost(&mut world, plan, report) {
+            println!("    failed: {e:#}");
+            report.fail("3 connect hook cost", format!("{e:#}"));
+        }
     }
     drop(world);
     Ok(())
+}
+
+/// Scenario 1's runs that restart the proxies: metrics on vs off, and two cores.
+fn throughput_restarts(world: &mut World, plan: &Plan, report: &mut Report, plots: &mut plot::PlotData) {
+    println!("==> 1 metrics on vs off (agent restarted per run)");
+    if let Err(e) = throughput::metrics_overhead(world, plan, report) {
+        println!("    failed: {e:#}");
+        report.fail("1 metrics overhead", format!("{e:#}"));
+    }
+    println!("==> 1 max throughput, proxy on 2 cores (agent and HAProxy restarted)");
+    if let Err(e) = throughput::run_two_cores(world, plan, report, &mut plots.cores) {
+        println!("    failed: {e:#}");
+        report.fail("1 max throughput, 2 cores", format!("{e:#}"));
+    }
 }
 
 fn environment(report: &mut Report, plan: &Plan) {
