@@ -387,11 +387,19 @@ fn control_plane_in_process(root: &Path, plan: &Plan, report: &mut Report) -> Re
     report.push(mem.note("live heap bytes held by the translation (counting allocator)"));
     let mut lookup = Figure::new(&scenario, "route lookup per request", "ns", Better::Lower);
     lookup.ambit = nums("lookup_ns");
-    report.push(lookup.target("≤ 1000 ns", |_, m| m <= 1000.0).note(
-        "Service by dialled address + the caller scope's route list, header + prefix match; each lookup a different Service, spread over all of them (cold caches)",
-    ));
     let mut hot = Figure::new(&scenario, "route lookup per request, 100 hot Services", "ns", Better::Lower);
     hot.ambit = nums("hot_lookup_ns");
+    let (cold_ns, hot_ns) = (lookup.ambit_median().unwrap_or(f64::NAN), hot.ambit_median().unwrap_or(f64::NAN));
+    report.push(
+        lookup
+            .target("≤ 1000 ns", |_, m| m <= 1000.0)
+            .note("Service by dialled address + the caller scope's route list, header + prefix match; each lookup a different Service, spread over all of them (cold caches)")
+            .why(format!(
+                "the same lookups over 100 hot Services take {hot_ns:.0} ns, so {:.0} ns of the {cold_ns:.0} are the wait for memory: \
+                 the Services' tables do not fit in the CPU caches, and each lookup follows a chain of dependent loads through them",
+                cold_ns - hot_ns
+            )),
+    );
     report.push(hot.note("the same lookups confined to 100 of the Services (table in cache): the per-request code's own cost"));
     Ok(())
 }

@@ -179,15 +179,19 @@ pub fn raise_nofile(pid: i32) -> Result<()> {
 
 /// User + system CPU time of `pid` (all its threads), in seconds.
 pub fn cpu_seconds(pid: i32) -> Result<f64> {
+    stat_times(pid).map(|(user, system)| user + system)
+}
+
+/// User and system CPU time of `pid` (all its threads) from /proc, in seconds.
+fn stat_times(pid: i32) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("no utime")?.parse()?;
-    let stime: f64 = f.get(12).context("no stime")?.parse()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) / hz)
+    let ticks = |i: usize| -> Result<f64> { Ok(f.get(i).context("short stat")?.parse::<f64>()? / hz) };
+    Ok((ticks(11)?, ticks(12)?))
 }
 
 /// CPU time of `pid`'s live threads in seconds, to the nanosecond: the sum of each
@@ -205,6 +209,53 @@ pub fn cpu_seconds_fine(pid: i32) -> Result<f64> {
     Ok(ns as f64 / 1e9)
 }
 
+/// How a process used the CPU so far (all its threads; user and system time in clock
+/// ticks, the rest summed over its live threads): subtract two samples for a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUse {
+    pub user_s: f64,
+    pub system_s: f64,
+    /// Times a thread gave up the CPU to wait (a wake-up follows each).
+    pub voluntary_switches: u64,
+    /// Seconds the threads spent runnable but waiting for a CPU.
+    pub run_delay_s: f64,
+}
+
+impl std::ops::Sub for CpuUse {
+    type Output = CpuUse;
+    fn sub(self, o: CpuUse) -> CpuUse {
+        CpuUse {
+            user_s: self.user_s - o.user_s,
+            system_s: self.system_s - o.system_s,
+            voluntary_switches: self.voluntary_switches.saturating_sub(o.voluntary_switches),
+            run_delay_s: self.run_delay_s - o.run_delay_s,
+        }
+    }
+}
+
+/// A [`CpuUse`] sample of `pid`.
+pub fn cpu_use(pid: i32) -> Result<CpuUse> {
+    let (user_s, system_s) = stat_times(pid)?;
+    let mut sample = CpuUse { user_s, system_s, ..CpuUse::default() };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("listing /proc/{pid}/task"))? {
+        let dir = task?.path();
+        // A thread may end between the listing and the reads.
+        let (Ok(status), Ok(schedstat)) =
+            (std::fs::read_to_string(dir.join("status")), std::fs::read_to_string(dir.join("schedstat")))
+        else {
+            continue;
+        };
+        sample.voluntary_switches += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let delay_ns: u64 = schedstat.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        sample.run_delay_s += delay_ns as f64 / 1e9;
+    }
+    Ok(sample)
+}
+
 /// Resident set size of `pid` in bytes (VmRSS).
 pub fn rss_bytes(pid: i32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
@@ -215,7 +266,22 @@ pub fn rss_bytes(pid: i32) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cpu_list;
+    use super::{cpu_use, parse_cpu_list};
+
+    #[test]
+    fn a_busy_thread_shows_in_its_own_cpu_use() {
+        let pid = std::process::id() as i32;
+        let before = cpu_use(pid).expect("sample");
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+        let mut x = 0u64;
+        while std::time::Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let used = cpu_use(pid).expect("sample") - before;
+        assert!(used.user_s + used.system_s >= 0.1, "{used:?}");
+        assert!(used.voluntary_switches >= 1, "the sleep is a voluntary switch: {used:?}");
+    }
 
     #[test]
     fn cpu_lists_parse_ranges_and_singles() {

@@ -35,6 +35,9 @@ pub struct Figure {
     pub haproxy: Vec<f64>,
     pub target: Option<Target>,
     pub note: String,
+    /// Where the time (or memory) goes, from measurements of the same run: printed
+    /// beside the figure when its target is missed.
+    pub why: String,
 }
 
 /// The median of `v` (None when empty).
@@ -60,6 +63,7 @@ impl Figure {
             haproxy: vec![],
             target: None,
             note: String::new(),
+            why: String::new(),
         }
     }
 
@@ -94,6 +98,12 @@ impl Figure {
         self
     }
 
+    /// Sets the measured explanation shown when the target is missed.
+    pub fn why(mut self, why: impl Into<String>) -> Self {
+        self.why = why.into();
+        self
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "scenario": self.scenario,
@@ -107,6 +117,7 @@ impl Figure {
             "ratio_to_haproxy": self.ratio_to_haproxy(),
             "target": self.target.as_ref().map(|t| json!({"text": t.text, "met": t.met})),
             "note": self.note,
+            "why": self.why,
         })
     }
 }
@@ -207,7 +218,12 @@ impl Report {
         }
         for f in missed {
             let t = f.target.as_ref().map(|t| t.text.as_str()).unwrap_or("");
-            let _ = writeln!(s, "- {} / {}: {} {} against the target {t}.", f.scenario, f.metric, num(f.ambit_median()), f.unit);
+            let _ = write!(s, "- {} / {}: {} {} against the target {t}.", f.scenario, f.metric, num(f.ambit_median()), f.unit);
+            if f.why.is_empty() {
+                let _ = writeln!(s);
+            } else {
+                let _ = writeln!(s, " Where it goes (measured in this run): {}", f.why);
+            }
         }
         for (sc, why) in &self.failures {
             let _ = writeln!(s, "- {sc}: did not run: {why}");

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use super::loadgen::h2load;
 use super::plot::{CorePoint, System};
-use super::procs::cpu_seconds;
+use super::procs::{cpu_use, CpuUse};
 use super::report::{median, Better, Figure, Report};
 use super::Plan;
 use super::world::{Cores, World};
@@ -16,16 +16,33 @@ const SCENARIO_TWO: &str = "1 HTTP/1.1 max throughput, proxy on 2 cores (64 conn
 
 /// One core: the proxy on CPU 0, h2load (one thread) and the echo pods on CPU 1.
 pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report, plot: &mut Vec<CorePoint>) -> Result<()> {
-    let (rps, per_core) = measure(world, haproxy_pid, plan, SCENARIO)?;
+    let Measured { rps, per_core, user, kernel } = measure(world, haproxy_pid, plan, SCENARIO)?;
     plot.extend(points(Cores::One, &rps, &per_core));
     report.push(rps.note("h2load --h1 -c 64 -t 1; proxy on CPU 0 (one thread), h2load and the echo pods on CPU 1"));
     let ha = median(&per_core.haproxy);
+    let why = split_why(&user, &kernel);
     report.push(
         per_core
             .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
-            .note("requests served per second of the proxy's own CPU time (utime+stime from /proc)"),
+            .note("requests served per second of the proxy's own CPU time (utime+stime from /proc)")
+            .why(why),
     );
+    report.push(user.note("the proxy's user time (/proc utime) over the requests served"));
+    report.push(kernel.note("the proxy's system time (/proc stime) over the requests served: socket reads and writes, epoll"));
     Ok(())
+}
+
+/// Where the per-request CPU goes, Ambit against HAProxy (user space, kernel).
+fn split_why(user: &Figure, kernel: &Figure) -> String {
+    let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
+    let (au, hu, ak, hk) = (m(&user.ambit), m(&user.haproxy), m(&kernel.ambit), m(&kernel.haproxy));
+    format!(
+        "per request Ambit spends {au:.1} µs in user space and {ak:.1} µs in the kernel, HAProxy {hu:.1} and {hk:.1}: \
+         the gap is {:+.1} µs in user space (HTTP parsing and routing in hyper/Ambit against HAProxy's) and {:+.1} µs \
+         in the kernel (the same socket calls; tokio's wake-ups and epoll)",
+        au - hu,
+        ak - hk
+    )
 }
 
 /// Two cores: the agent (`--workers 2`) and HAProxy (`nbthread 2`) restarted on CPUs
@@ -35,17 +52,19 @@ pub fn run_two_cores(world: &mut World, plan: &Plan, report: &mut Report, plot: 
     let haproxy_pid = world.set_cores(Cores::Two)?.context("HAProxy is not running")?;
     let measured = measure(world, haproxy_pid, plan, SCENARIO_TWO);
     world.set_cores(Cores::One)?;
-    let (rps, per_core) = measured?;
+    let Measured { rps, per_core, user, kernel } = measured?;
     plot.extend(points(Cores::Two, &rps, &per_core));
     report.push(rps.note(
         "h2load --h1 -c 64 -t 2; the proxy (2 threads), h2load and the echo pods share CPUs 0 and 1, so the load generator \
          and the backends take CPU from the proxy: compare per-core figures, not throughput, with the one-core run",
     ));
     let ha = median(&per_core.haproxy);
+    let why = split_why(&user, &kernel);
     report.push(
         per_core
             .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
-            .note("requests per second of the proxy's own CPU time, both cores together"),
+            .note("requests per second of the proxy's own CPU time, both cores together")
+            .why(why),
     );
     Ok(())
 }
@@ -61,33 +80,52 @@ fn points(cores: Cores, rps: &Figure, per_core: &Figure) -> Vec<CorePoint> {
     ]
 }
 
-/// Throughput and throughput per proxy core, repetitions of direct, Ambit and HAProxy in turn.
-fn measure(world: &World, haproxy_pid: i32, plan: &Plan, scenario: &str) -> Result<(Figure, Figure)> {
+/// One scenario 1 run's figures.
+struct Measured {
+    rps: Figure,
+    per_core: Figure,
+    /// The proxy's user-space CPU per request (µs).
+    user: Figure,
+    /// The proxy's kernel CPU per request (µs).
+    kernel: Figure,
+}
+
+/// Throughput, throughput per proxy core and its split, repetitions of direct, Ambit and
+/// HAProxy in turn.
+fn measure(world: &World, haproxy_pid: i32, plan: &Plan, scenario: &str) -> Result<Measured> {
     let ambit_url = format!("http://{}/", world.service("echo", 80)?);
     let direct_url = format!("http://{}/", world.direct_http());
     let haproxy_url = format!("http://{}/", world.haproxy_addr());
-    let mut rps = Figure::new(scenario, "throughput", "req/s", Better::Higher);
-    let mut per_core = Figure::new(scenario, "throughput per proxy core", "req/s per core-second", Better::Higher);
+    let mut m = Measured {
+        rps: Figure::new(scenario, "throughput", "req/s", Better::Higher),
+        per_core: Figure::new(scenario, "throughput per proxy core", "req/s per core-second", Better::Higher),
+        user: Figure::new(scenario, "proxy user-space CPU per request", "µs", Better::Lower),
+        kernel: Figure::new(scenario, "proxy kernel CPU per request", "µs", Better::Lower),
+    };
     // Warm-up: connections, pools, caches.
     for url in [&direct_url, &ambit_url, &haproxy_url] {
         h2load(world, url, plan.requests / 10, 64, &["--h1"])?;
     }
     for _ in 0..plan.reps {
-        rps.direct.push(h2load(world, &direct_url, plan.requests, 64, &["--h1"])?.requests_per_s);
+        m.rps.direct.push(h2load(world, &direct_url, plan.requests, 64, &["--h1"])?.requests_per_s);
         for (pid, url, is_ambit) in [(world.agent_pid, &ambit_url, true), (haproxy_pid, &haproxy_url, false)] {
-            let cpu0 = cpu_seconds(pid)?;
+            let before = cpu_use(pid)?;
             let r = h2load(world, url, plan.requests, 64, &["--h1"])?;
-            let cpu = cpu_seconds(pid)? - cpu0;
+            let used: CpuUse = cpu_use(pid)? - before;
             if r.failed > 0 {
                 anyhow::bail!("{url}: {} of {} requests failed", r.failed, plan.requests);
             }
+            let cpu = used.user_s + used.system_s;
             let core = if cpu > 0.0 { r.succeeded as f64 / cpu } else { f64::NAN };
-            let (a, b) = if is_ambit { (&mut rps.ambit, &mut per_core.ambit) } else { (&mut rps.haproxy, &mut per_core.haproxy) };
-            a.push(r.requests_per_s);
-            b.push(core);
+            let per_request_us = |s: f64| s / r.succeeded.max(1) as f64 * 1e6;
+            let pick = |f: &mut Figure, v: f64| if is_ambit { f.ambit.push(v) } else { f.haproxy.push(v) };
+            pick(&mut m.rps, r.requests_per_s);
+            pick(&mut m.per_core, core);
+            pick(&mut m.user, per_request_us(used.user_s));
+            pick(&mut m.kernel, per_request_us(used.system_s));
         }
     }
-    Ok((rps, per_core))
+    Ok(m)
 }
 
 /// Scenario 1 again for Ambit alone, with its data-path metrics on and off
