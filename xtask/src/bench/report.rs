@@ -154,6 +154,10 @@ impl Report {
         self.figures.push(f);
     }
 
+    pub fn extend(&mut self, figures: impl IntoIterator<Item = Figure>) {
+        self.figures.extend(figures);
+    }
+
     pub fn fail(&mut self, scenario: &str, why: impl Into<String>) {
         self.failures.push((scenario.into(), why.into()));
     }
