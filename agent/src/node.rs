@@ -417,6 +417,7 @@ impl Node {
             problems = translation.problems.len(),
             routes_compiled = reused.routes_compiled,
             routes_reused = reused.routes_reused,
+            ports_built = reused.ports_built,
             service_index_reused = reused.index_reused,
             translate_ms = translated.as_millis() as u64,
             published_ms = published.as_millis() as u64,

@@ -3,7 +3,8 @@
 //! HTTPRoutes, GRPCRoutes, TCPRoutes, namespaces; valid and invalid rules, regexes,
 //! producer and consumer routes, missing backends) goes through a long sequence of
 //! pseudo-random changes; after each, both translations are rendered and compared.
-//! A change to routes alone must compile only the changed routes.
+//! A change to routes alone must compile only the changed routes, and build again only
+//! the Service ports they attach to.
 
 use ambit_agent::cluster::{ClusterState, ObjectKey, ObjectKind};
 use ambit_agent::manifests::parse_text;
@@ -250,7 +251,7 @@ fn reusing_translation_equals_a_fresh_one_after_every_change() {
     let first = translate_reusing(&state, &node, &mut reuse);
     assert_eq!(first_difference(&rendered(&first), &rendered(&translate(&state, &node))), None);
     assert!(!first.route_status.is_empty() && !first.config.services.is_empty(), "the world translates to something");
-    let (mut route_only, mut reused) = (0, 0);
+    let (mut route_only, mut reused, mut ports_reused) = (0, 0, 0);
     for step in 0..STEPS {
         let before = state.clone();
         let routes_only = change(&mut rng, &mut state);
@@ -269,8 +270,12 @@ fn reusing_translation_equals_a_fresh_one_after_every_change() {
                 .sum::<usize>();
             assert!(counts.index_reused, "step {step}: a route change rebuilt the Service index");
             assert!(counts.routes_compiled <= 1, "step {step}: {counts:?} after a change to one route ({changed_routes})");
+            // The ports its old and new versions attach to (each parentRef selects at most 3).
+            assert!(counts.ports_built <= 6, "step {step}: {counts:?} after a change to one route");
+            ports_reused += counts.ports_reused;
         }
     }
     assert!(route_only > STEPS / 3, "only {route_only} route-only changes");
     assert!(reused > STEPS * HTTP_ROUTES / 3, "only {reused} routes reused in {STEPS} steps");
+    assert!(ports_reused > route_only * SERVICES, "only {ports_reused} Service ports reused after {route_only} route changes");
 }

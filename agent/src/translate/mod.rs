@@ -134,6 +134,7 @@ pub enum Scope {
 }
 
 /// The routes attached to one Service port and scope: all of the kind that owns it.
+#[derive(Clone)]
 struct ScopeRules {
     /// The first kind attached; routes are attached in precedence order
     /// (GRPCRoute, HTTPRoute, TLSRoute, TCPRoute), so it is the winning kind.
@@ -141,6 +142,20 @@ struct ScopeRules {
     rules: Vec<Arc<Rule>>,
     l4: Vec<TlsRoute>,
 }
+
+impl ScopeRules {
+    /// The same routes: the same rule and connection-route allocations, in the same order.
+    fn same(&self, other: &ScopeRules) -> bool {
+        self.owner == other.owner
+            && self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.l4.len() == other.l4.len()
+            && self.l4.iter().zip(&other.l4).all(|(a, b)| Arc::ptr_eq(&a.route, &b.route) && a.hostnames == b.hostnames)
+    }
+}
+
+/// The routes attached to one Service port, by scope.
+type Scopes = BTreeMap<Scope, ScopeRules>;
 
 /// What a route brings to the Service ports it attaches to.
 enum Attachable {
@@ -282,43 +297,8 @@ pub fn translate_reusing(state: &ClusterState, node: &NodeView<'_>, reuse: &mut 
             continue;
         }
         for port in info.ports.iter().filter(|p| p.tcp) {
-            let mut routes = RouteSet::default();
-            if let Some(scopes) = buckets.remove(&(key.clone(), port.port)) {
-                for (scope, rules) in scopes {
-                    match rules.owner {
-                        RouteKind::Http | RouteKind::Grpc => {
-                            let list = Arc::new(RouteList::new(rules.owner, rules.rules));
-                            match scope {
-                                Scope::Producer => routes.producer = Some(list),
-                                Scope::Consumer(ns) => {
-                                    routes.consumers.insert(ns, list);
-                                }
-                            }
-                        }
-                        RouteKind::Tls | RouteKind::Tcp => {
-                            let l4 = Arc::new(if rules.owner == RouteKind::Tls {
-                                L4Routes::tls(rules.l4)
-                            } else {
-                                L4Routes::tcp(rules.l4.into_iter().map(|r| r.route).collect::<Vec<Arc<L4Route>>>())
-                            });
-                            match scope {
-                                Scope::Producer => routes.l4_producer = Some(l4),
-                                Scope::Consumer(ns) => {
-                                    routes.l4_consumers.insert(ns, l4);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let sp = Arc::new(ServicePort {
-                service: info.service.clone(),
-                port: port.port,
-                port_name: port.name.clone(),
-                protocol: port.protocol,
-                endpoints: port.endpoints.clone(),
-                routes,
-            });
+            let scopes = buckets.remove(&(key.clone(), port.port));
+            let sp = reuse.service_port(key, port.port, scopes, |scopes| Arc::new(service_port(info, port, scopes)));
             for ip in &info.ips {
                 let addr = SocketAddr::new(*ip, port.port);
                 out.service_addrs.insert(addr);
@@ -328,6 +308,45 @@ pub fn translate_reusing(state: &ClusterState, node: &NodeView<'_>, reuse: &mut 
     }
     reuse.finish();
     out
+}
+
+/// One Service port with the routes attached to it, per scope.
+fn service_port(info: &ServiceInfo, port: &PortInfo, scopes: Option<Scopes>) -> ServicePort {
+    let mut routes = RouteSet::default();
+    for (scope, rules) in scopes.into_iter().flatten() {
+        match rules.owner {
+            RouteKind::Http | RouteKind::Grpc => {
+                let list = Arc::new(RouteList::new(rules.owner, rules.rules));
+                match scope {
+                    Scope::Producer => routes.producer = Some(list),
+                    Scope::Consumer(ns) => {
+                        routes.consumers.insert(ns, list);
+                    }
+                }
+            }
+            RouteKind::Tls | RouteKind::Tcp => {
+                let l4 = Arc::new(if rules.owner == RouteKind::Tls {
+                    L4Routes::tls(rules.l4)
+                } else {
+                    L4Routes::tcp(rules.l4.into_iter().map(|r| r.route).collect::<Vec<Arc<L4Route>>>())
+                });
+                match scope {
+                    Scope::Producer => routes.l4_producer = Some(l4),
+                    Scope::Consumer(ns) => {
+                        routes.l4_consumers.insert(ns, l4);
+                    }
+                }
+            }
+        }
+    }
+    ServicePort {
+        service: info.service.clone(),
+        port: port.port,
+        port_name: port.name.clone(),
+        protocol: port.protocol,
+        endpoints: port.endpoints.clone(),
+        routes,
+    }
 }
 
 /// An HTTPRoute's rules as the mirror reads them; no rules is the API default: one rule

@@ -1,7 +1,9 @@
 //! What one translation derived that the next one reuses when its inputs are the very
 //! same objects: the Service index (while the Services and EndpointSlices maps are
-//! unchanged), and each HTTPRoute's and GRPCRoute's compiled rules (while the route
-//! object is the same allocation and the index was reused).
+//! unchanged), each HTTPRoute's and GRPCRoute's compiled rules (while the route
+//! object is the same allocation and the index was reused), and each Service port
+//! (while the index was reused and the same compiled rules, in the same order, attach
+//! to it).
 //!
 //! The store shares unchanged objects and maps between states (see
 //! [`crate::cluster::Objects`]), so "same allocation" means "unchanged". A reused
@@ -14,17 +16,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ambit_proxy_core::config::ServicePort;
 use ambit_proxy_core::routes::RegexBudget;
 
 use super::rules::CompiledRoute;
 use super::services::ServiceIndex;
+use super::Scopes;
 use crate::cluster::{ClusterState, ObjectKey, Objects, StoredService, StoredSlice};
 
 /// Carried from one translation to the next (start with `Reuse::default()`).
 #[derive(Default)]
 pub struct Reuse {
     index: Option<IndexMemo>,
-    routes: RouteMemos,
+    routes: Memos<(u8, ObjectKey), RouteMemo>,
+    ports: Memos<(ObjectKey, u16), PortMemo>,
     /// Routes compiled and reused by the last translation.
     pub last: ReuseCounts,
 }
@@ -35,6 +40,9 @@ pub struct ReuseCounts {
     pub index_reused: bool,
     pub routes_compiled: usize,
     pub routes_reused: usize,
+    /// Service ports built again, and reused.
+    pub ports_built: usize,
+    pub ports_reused: usize,
 }
 
 struct IndexMemo {
@@ -72,11 +80,37 @@ impl Charged {
     }
 }
 
-/// The compiled routes by (kind, key); an index rebuild clears them.
-#[derive(Default)]
-struct RouteMemos {
-    previous: HashMap<(u8, ObjectKey), RouteMemo>,
-    current: HashMap<(u8, ObjectKey), RouteMemo>,
+/// A Service port, with the routes it was built from.
+struct PortMemo {
+    scopes: Option<Scopes>,
+    port: Arc<ServicePort>,
+}
+
+fn same_scopes(a: &Option<Scopes>, b: &Option<Scopes>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().zip(b).all(|((sa, ra), (sb, rb))| sa == sb && ra.same(rb)),
+        _ => false,
+    }
+}
+
+/// The last translation's entries (`previous`, taken from as they are reused) and this
+/// one's (`current`); an index rebuild clears them.
+struct Memos<K, V> {
+    previous: HashMap<K, V>,
+    current: HashMap<K, V>,
+}
+
+impl<K, V> Default for Memos<K, V> {
+    fn default() -> Self {
+        Self { previous: HashMap::new(), current: HashMap::new() }
+    }
+}
+
+impl<K, V> Memos<K, V> {
+    fn start(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
 }
 
 impl Reuse {
@@ -84,7 +118,8 @@ impl Reuse {
     /// problems are appended to `problems` either way).
     pub(super) fn index(&mut self, state: &ClusterState, problems: &mut Vec<String>) -> Arc<ServiceIndex> {
         self.last = ReuseCounts::default();
-        self.routes.previous = std::mem::take(&mut self.routes.current);
+        self.routes.start();
+        self.ports.start();
         if let Some(memo) = self.index.as_ref().filter(|m| m.services.same(&state.services) && m.slices.same(&state.endpoint_slices)) {
             problems.extend(memo.problems.iter().cloned());
             self.last.index_reused = true;
@@ -99,8 +134,9 @@ impl Reuse {
             index: index.clone(),
             problems: own,
         });
-        // Compiled routes resolved their backends against the old index.
+        // Compiled routes resolved their backends against the old index, and ports hold its endpoints.
         self.routes.previous.clear();
+        self.ports.previous.clear();
         index
     }
 
@@ -138,8 +174,34 @@ impl Reuse {
         compiled
     }
 
-    /// Ends a translation: memos of routes that are gone are dropped.
+    /// The Service port `port` of the Service at `key`, with the routes `scopes`:
+    /// reused when the index was reused and the routes are the same allocations, built
+    /// by `build` otherwise.
+    pub(super) fn service_port(
+        &mut self,
+        key: &ObjectKey,
+        port: u16,
+        scopes: Option<Scopes>,
+        build: impl FnOnce(Option<Scopes>) -> Arc<ServicePort>,
+    ) -> Arc<ServicePort> {
+        let id = (key.clone(), port);
+        if let Some(memo) = self.ports.previous.remove(&id) {
+            if same_scopes(&memo.scopes, &scopes) {
+                let reused = memo.port.clone();
+                self.ports.current.insert(id, memo);
+                self.last.ports_reused += 1;
+                return reused;
+            }
+        }
+        let built = build(scopes.clone());
+        self.last.ports_built += 1;
+        self.ports.current.insert(id, PortMemo { scopes, port: built.clone() });
+        built
+    }
+
+    /// Ends a translation: entries for what is gone are dropped.
     pub(super) fn finish(&mut self) {
         self.routes.previous.clear();
+        self.ports.previous.clear();
     }
 }
