@@ -1,7 +1,7 @@
 //! The node runtime shared by standalone and Kubernetes modes: the proxy listeners,
 //! the eBPF redirector, and publishing each new cluster view to both.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -211,6 +211,8 @@ pub struct Node {
     version: AtomicU64,
     ready: AtomicBool,
     applied: Mutex<Applied>,
+    /// What the last translation derived, for the next one to reuse.
+    reuse: Mutex<translate::Reuse>,
     listeners: Mutex<Listeners>,
     /// The data-path runtime the proxy listeners are served on.
     data_path: tokio::runtime::Handle,
@@ -303,6 +305,7 @@ impl Node {
             version: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             applied: Mutex::default(),
+            reuse: Mutex::default(),
             listeners: Mutex::new(Listeners::Bound { proxy: listeners, hbone }),
             data_path: data_path.clone(),
             shutdown,
@@ -375,7 +378,10 @@ impl Node {
     fn apply_inner(&self, state: &ClusterState) -> anyhow::Result<usize> {
         let started = std::time::Instant::now();
         let view = translate::NodeView { node_name: self.options.node_name.as_deref(), cgroups: &self.cgroups };
-        let mut translation = translate::translate(state, &view);
+        let mut reuse = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+        let mut translation = translate::translate_reusing(state, &view, &mut reuse);
+        let reused = reuse.last;
+        drop(reuse);
         let translated = started.elapsed();
         let version = self.version.fetch_add(1, Ordering::AcqRel) + 1;
         let mut config = std::mem::take(&mut translation.config);
@@ -401,15 +407,18 @@ impl Node {
         let strict = self.strict.as_ref().map(|guard| guard.sync(&guarded));
         let unguarded = strict.as_ref().map_or(0, |s| s.unresolved);
         translation.problems.extend(strict.iter().flat_map(|s| s.problems.iter().cloned()));
-        for problem in &translation.problems {
-            tracing::warn!(%problem, "configuration problem");
-        }
+        self.log_new_problems(&translation.problems);
         let pending = translation.pending_cgroups;
         tracing::info!(
             version,
             services = translation.service_addrs.len(),
             enrolled = translation.enrolled_cgroups.len(),
             pending_cgroups = pending,
+            problems = translation.problems.len(),
+            routes_compiled = reused.routes_compiled,
+            routes_reused = reused.routes_reused,
+            ports_built = reused.ports_built,
+            service_index_reused = reused.index_reused,
             translate_ms = translated.as_millis() as u64,
             published_ms = published.as_millis() as u64,
             "configuration applied"
@@ -435,6 +444,18 @@ impl Node {
         }
         // STRICT pods whose interface is not there yet are retried like missing cgroups.
         Ok(pending + unguarded)
+    }
+
+    /// Logs the problems the last applied translation did not have (each apply has them
+    /// all; `/config_dump` lists them): a cluster with thousands of them is not logged
+    /// thousands of lines per change.
+    fn log_new_problems(&self, problems: &[String]) {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let known: HashSet<&str> =
+            applied.translation.iter().flat_map(|t| t.problems.iter().map(String::as_str)).collect();
+        for problem in problems.iter().filter(|p| !known.contains(p.as_str())) {
+            tracing::warn!(%problem, "configuration problem");
+        }
     }
 
     /// Writes the Service and enrollment maps: every entry that can be written is, even

@@ -80,6 +80,20 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// Every kind, in the store's order.
+    pub const ALL: [ObjectKind; 10] = [
+        ObjectKind::Namespace,
+        ObjectKind::Pod,
+        ObjectKind::Service,
+        ObjectKind::EndpointSlice,
+        ObjectKind::HttpRoute,
+        ObjectKind::GrpcRoute,
+        ObjectKind::TlsRoute,
+        ObjectKind::TcpRoute,
+        ObjectKind::MeshNode,
+        ObjectKind::AuthorizationPolicy,
+    ];
+
     /// The Kubernetes `kind` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,6 +344,45 @@ impl ClusterState {
             ObjectKind::TcpRoute => self.tcp_routes = from.tcp_routes,
             ObjectKind::MeshNode => self.mesh_nodes = from.mesh_nodes,
             ObjectKind::AuthorizationPolicy => self.authorization_policies = from.authorization_policies,
+        }
+    }
+
+    /// Number of stored objects of `kind`.
+    pub fn count(&self, kind: ObjectKind) -> usize {
+        match kind {
+            ObjectKind::Namespace => self.namespaces.len(),
+            ObjectKind::Pod => self.pods.len(),
+            ObjectKind::Service => self.services.len(),
+            ObjectKind::EndpointSlice => self.endpoint_slices.len(),
+            ObjectKind::HttpRoute => self.http_routes.len(),
+            ObjectKind::GrpcRoute => self.grpc_routes.len(),
+            ObjectKind::TlsRoute => self.tls_routes.len(),
+            ObjectKind::TcpRoute => self.tcp_routes.len(),
+            ObjectKind::MeshNode => self.mesh_nodes.len(),
+            ObjectKind::AuthorizationPolicy => self.authorization_policies.len(),
+        }
+    }
+
+    /// Adds (or replaces with) the objects of `kind` that `from` holds, sharing them.
+    pub fn extend_kind(&mut self, kind: ObjectKind, from: &ClusterState) {
+        fn extend<K: Ord + Clone, V>(to: &mut Objects<K, V>, from: &Objects<K, V>) {
+            if from.is_empty() {
+                return;
+            }
+            let map = to.make_mut();
+            map.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        match kind {
+            ObjectKind::Namespace => extend(&mut self.namespaces, &from.namespaces),
+            ObjectKind::Pod => extend(&mut self.pods, &from.pods),
+            ObjectKind::Service => extend(&mut self.services, &from.services),
+            ObjectKind::EndpointSlice => extend(&mut self.endpoint_slices, &from.endpoint_slices),
+            ObjectKind::HttpRoute => extend(&mut self.http_routes, &from.http_routes),
+            ObjectKind::GrpcRoute => extend(&mut self.grpc_routes, &from.grpc_routes),
+            ObjectKind::TlsRoute => extend(&mut self.tls_routes, &from.tls_routes),
+            ObjectKind::TcpRoute => extend(&mut self.tcp_routes, &from.tcp_routes),
+            ObjectKind::MeshNode => extend(&mut self.mesh_nodes, &from.mesh_nodes),
+            ObjectKind::AuthorizationPolicy => extend(&mut self.authorization_policies, &from.authorization_policies),
         }
     }
 

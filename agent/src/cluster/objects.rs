@@ -15,6 +15,12 @@ impl<K, V> Objects<K, V> {
     pub fn new() -> Self {
         Self(Arc::new(BTreeMap::new()))
     }
+
+    /// Whether both are the same map (one a clone of the other, unchanged since): then
+    /// they hold the same objects.
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl<K: Ord + Clone, V> Objects<K, V> {

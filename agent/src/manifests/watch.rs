@@ -3,9 +3,10 @@
 //! Each poll lists the directory and compares every file's stamp (size, modification
 //! time in nanoseconds, inode) with the last poll; only new or changed files are read
 //! and parsed again, so a change to one file among thousands costs one parse. An atomic
-//! rename changes the inode, and any rewrite changes the modification time.
+//! rename changes the inode, and any rewrite changes the modification time. The merged
+//! state is rebuilt only for the kinds of object the changed files hold (or held).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 
 use super::load::{manifest_files, parse_file, Loaded, ParsedFile};
 use super::ManifestError;
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, ObjectKind};
 
 /// What identifies one version of a file without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,38 @@ impl Stamp {
     }
 }
 
-/// The parsed content of a manifests directory, file by file.
+/// One file's objects (shared with the merged state) and the documents that failed.
+#[derive(Default)]
+struct FileState {
+    state: ClusterState,
+    errors: Vec<ManifestError>,
+}
+
+impl FileState {
+    fn of(parsed: ParsedFile) -> Self {
+        let mut state = ClusterState::new();
+        for object in parsed.objects {
+            // Keys were checked when the file was parsed.
+            let _ = state.insert(object);
+        }
+        Self { state, errors: parsed.errors }
+    }
+
+    fn kinds(&self) -> impl Iterator<Item = ObjectKind> + '_ {
+        ObjectKind::ALL.into_iter().filter(|k| self.state.count(*k) > 0)
+    }
+}
+
+/// The parsed content of a manifests directory, file by file, and all of it merged.
+///
+/// The merged state is kept between refreshes: a change rebuilds only the kinds the
+/// changed files held before or hold now, so the other kinds' maps (and every object)
+/// stay the same allocations, which lets translation reuse what it derived from them.
 #[derive(Default)]
 pub struct ManifestCache {
-    files: BTreeMap<PathBuf, (Option<Stamp>, ParsedFile)>,
+    files: BTreeMap<PathBuf, (Option<Stamp>, FileState)>,
     listing_error: Option<String>,
+    merged: ClusterState,
 }
 
 impl ManifestCache {
@@ -51,18 +79,26 @@ impl ManifestCache {
     pub fn refresh(&mut self, dir: &Path) -> Option<Loaded> {
         let first = self.files.is_empty() && self.listing_error.is_none();
         let mut changed = first;
+        let mut dirty: BTreeSet<ObjectKind> = BTreeSet::new();
         match manifest_files(dir) {
             Err(e) => {
                 let message = format!("cannot read directory: {e}");
                 changed |= self.listing_error.as_deref() != Some(message.as_str()) || !self.files.is_empty();
                 self.listing_error = Some(message);
-                self.files.clear();
+                for (_, old) in std::mem::take(&mut self.files).into_values() {
+                    dirty.extend(old.kinds());
+                }
             }
             Ok(files) => {
                 changed |= self.listing_error.take().is_some();
-                let before = self.files.len();
-                self.files.retain(|path, _| files.binary_search(path).is_ok());
-                changed |= self.files.len() != before;
+                self.files.retain(|path, (_, old)| {
+                    let keep = files.binary_search(path).is_ok();
+                    if !keep {
+                        dirty.extend(old.kinds());
+                        changed = true;
+                    }
+                    keep
+                });
                 for file in files {
                     let stamp = Stamp::of(&file);
                     let fresh = match self.files.get(&file) {
@@ -70,27 +106,36 @@ impl ManifestCache {
                         None => true,
                     };
                     if fresh {
-                        let parsed = parse_file(&file);
-                        self.files.insert(file, (stamp, parsed));
+                        let parsed = FileState::of(parse_file(&file));
+                        dirty.extend(parsed.kinds());
+                        if let Some((_, old)) = self.files.insert(file, (stamp, parsed)) {
+                            dirty.extend(old.kinds());
+                        }
                         changed = true;
                     }
                 }
             }
         }
-        changed.then(|| self.loaded(dir))
+        changed.then(|| self.loaded(dir, &dirty))
     }
 
-    /// Everything, as one state: files in path order, later definitions winning.
-    fn loaded(&self, dir: &Path) -> Loaded {
-        let mut state = ClusterState::new();
+    /// Everything, as one state: files in path order, later definitions winning. Only
+    /// the `dirty` kinds are merged again.
+    fn loaded(&mut self, dir: &Path, dirty: &BTreeSet<ObjectKind>) -> Loaded {
+        for kind in dirty {
+            self.merged.replace_kind(*kind, ClusterState::new());
+            for (_, file) in self.files.values() {
+                self.merged.extend_kind(*kind, &file.state);
+            }
+        }
         let mut errors = Vec::new();
         if let Some(message) = &self.listing_error {
             errors.push(ManifestError { file: dir.to_path_buf(), document: None, kind: None, name: None, message: message.clone() });
         }
-        for (_, parsed) in self.files.values() {
-            parsed.load_into(&mut state, &mut errors);
+        for (_, file) in self.files.values() {
+            errors.extend(file.errors.iter().cloned());
         }
-        Loaded { state, errors }
+        Loaded { state: self.merged.clone(), errors }
     }
 }
 
@@ -177,6 +222,33 @@ mod tests {
         let removed = cache.refresh(dir.path()).expect("removed file");
         assert!(removed.state.services.is_empty());
         assert_eq!(removed.state.namespaces.len(), 1);
+    }
+
+    #[test]
+    fn a_change_merges_again_only_the_kinds_it_touches() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a-ns.yaml"), NS).unwrap();
+        std::fs::write(dir.path().join("b-svc.yaml"), SVC).unwrap();
+        let mut cache = ManifestCache::default();
+        let first = cache.refresh(dir.path()).unwrap();
+
+        // A later file redefines the Service: it wins; the Namespaces map is untouched.
+        std::fs::write(dir.path().join("c-svc.yaml"), SVC.replace("10.96.0.1", "10.96.0.3")).unwrap();
+        let second = cache.refresh(dir.path()).unwrap();
+        assert!(second.state.namespaces.same(&first.state.namespaces), "Namespaces were merged again");
+        assert!(!second.state.services.same(&first.state.services));
+        let ip = |l: &Loaded| l.state.services.values().next().unwrap().cluster_ips.addresses().to_vec();
+        assert_eq!(ip(&second), ["10.96.0.3".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(first.state.services.len(), 1, "a published state is never changed");
+        assert_eq!(ip(&first), ["10.96.0.1".parse::<std::net::IpAddr>().unwrap()]);
+
+        // Removing the later file brings back the earlier definition, the same object.
+        std::fs::remove_file(dir.path().join("c-svc.yaml")).unwrap();
+        let third = cache.refresh(dir.path()).unwrap();
+        assert_eq!(ip(&third), ip(&first));
+        let (a, b) = (third.state.services.values().next().unwrap(), first.state.services.values().next().unwrap());
+        assert!(Arc::ptr_eq(a, b), "an unchanged file's objects are shared, not copied");
+        assert!(third.state.namespaces.same(&first.state.namespaces));
     }
 
     #[test]

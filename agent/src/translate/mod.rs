@@ -28,6 +28,7 @@ pub mod mesh;
 pub mod mesh_mode;
 mod owner;
 mod retry;
+mod reuse;
 mod rules;
 mod services;
 mod spec;
@@ -35,6 +36,7 @@ mod status;
 
 pub use authz::{allow_selected_pods, PolicyStatus};
 pub use backends::RefProblem;
+pub use reuse::{Reuse, ReuseCounts};
 pub use rules::{DroppedRule, RuleError};
 pub use services::{PortInfo, ServiceIndex, ServiceInfo};
 pub use status::{Condition, ConditionType, ParentRef, ParentStatus, Reason, RouteStatus};
@@ -132,6 +134,7 @@ pub enum Scope {
 }
 
 /// The routes attached to one Service port and scope: all of the kind that owns it.
+#[derive(Clone)]
 struct ScopeRules {
     /// The first kind attached; routes are attached in precedence order
     /// (GRPCRoute, HTTPRoute, TLSRoute, TCPRoute), so it is the winning kind.
@@ -140,10 +143,24 @@ struct ScopeRules {
     l4: Vec<TlsRoute>,
 }
 
+impl ScopeRules {
+    /// The same routes: the same rule and connection-route allocations, in the same order.
+    fn same(&self, other: &ScopeRules) -> bool {
+        self.owner == other.owner
+            && self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.l4.len() == other.l4.len()
+            && self.l4.iter().zip(&other.l4).all(|(a, b)| Arc::ptr_eq(&a.route, &b.route) && a.hostnames == b.hostnames)
+    }
+}
+
+/// The routes attached to one Service port, by scope.
+type Scopes = BTreeMap<Scope, ScopeRules>;
+
 /// What a route brings to the Service ports it attaches to.
 enum Attachable {
     /// HTTPRoute/GRPCRoute rules.
-    Rules(CompiledRoute),
+    Rules(Arc<CompiledRoute>),
     /// A TLSRoute/TCPRoute.
     Connection(l4::CompiledL4),
 }
@@ -217,10 +234,18 @@ pub fn pod_in_mesh(state: &ClusterState, pod: &Pod) -> bool {
 
 /// Translates the whole store for one node.
 pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
+    translate_reusing(state, node, &mut Reuse::default())
+}
+
+/// Translates the whole store for one node, reusing what the previous translation with
+/// `reuse` derived from objects that did not change (see [`reuse`]); the result is
+/// exactly [`translate`]'s.
+pub fn translate_reusing(state: &ClusterState, node: &NodeView<'_>, reuse: &mut Reuse) -> Translation {
     let mut out = Translation::default();
     workloads(state, node, &mut out);
     policies(state, node, &mut out);
-    let index = ServiceIndex::build(state, &mut out.problems);
+    let index = reuse.index(state, &mut out.problems);
+    let index = &*index;
 
     // Routes are attached in precedence order of their kinds: GRPCRoute, HTTPRoute,
     // TLSRoute, TCPRoute.
@@ -230,50 +255,38 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
 
     for (key, route) in &state.grpc_routes {
         let parents = parent_refs!(route.spec.parent_refs);
-        let meta = route_meta(RouteKind::Grpc, key, &route.metadata);
-        let ctx = RuleCtx { kind: RouteKind::Grpc, services: &index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
-        let rules: Result<Vec<RuleSpec<GrpcMatchSpec>>, String> = match &route.spec.rules {
-            None => Ok(vec![]),
-            Some(r) => mirror(r),
-        };
-        let compiled = compile_route(&ctx, rules);
-        attach(key, &route.metadata, parents, Attachable::Rules(compiled), &index, &mut buckets, &mut out);
+        let compiled = reuse.route(0, key, route, &regexes, || {
+            let meta = route_meta(RouteKind::Grpc, key, &route.metadata);
+            let ctx = RuleCtx { kind: RouteKind::Grpc, services: index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
+            let rules: Result<Vec<RuleSpec<GrpcMatchSpec>>, String> = match &route.spec.rules {
+                None => Ok(vec![]),
+                Some(r) => mirror(r),
+            };
+            compile_route(&ctx, rules)
+        });
+        attach(key, &route.metadata, parents, Attachable::Rules(compiled), index, &mut buckets, &mut out);
     }
     for (key, route) in &state.http_routes {
         let parents = parent_refs!(route.spec.parent_refs);
-        let meta = route_meta(RouteKind::Http, key, &route.metadata);
-        let ctx = RuleCtx { kind: RouteKind::Http, services: &index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
-        let rules: Result<Vec<RuleSpec<HttpMatchSpec>>, String> = match &route.spec.rules {
-            // The API default: one rule matching every path, with no backends.
-            None => Ok(vec![RuleSpec {
-                name: None,
-                matches: vec![HttpMatchSpec {
-                    path: Some(PathSpec { type_: Some("PathPrefix".into()), value: Some("/".into()) }),
-                    ..Default::default()
-                }],
-                filters: vec![],
-                backend_refs: vec![],
-                timeouts: None,
-                other: Default::default(),
-                retry: None,
-            }]),
-            Some(r) => mirror(r),
-        };
-        let compiled = compile_route(&ctx, rules);
-        attach(key, &route.metadata, parents, Attachable::Rules(compiled), &index, &mut buckets, &mut out);
+        let compiled = reuse.route(1, key, route, &regexes, || {
+            let meta = route_meta(RouteKind::Http, key, &route.metadata);
+            let ctx = RuleCtx { kind: RouteKind::Http, services: index, route_ns: &key.namespace, meta: &meta, regexes: &regexes };
+            compile_route(&ctx, http_rules(&route.spec.rules))
+        });
+        attach(key, &route.metadata, parents, Attachable::Rules(compiled), index, &mut buckets, &mut out);
     }
 
     for (key, route) in &state.tls_routes {
         let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Tls, key, &route.metadata);
-        let compiled = l4::compile(RouteKind::Tls, &meta, &index, &key.namespace, Some(&route.spec.hostnames), mirror(&route.spec.rules));
-        attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
+        let compiled = l4::compile(RouteKind::Tls, &meta, index, &key.namespace, Some(&route.spec.hostnames), mirror(&route.spec.rules));
+        attach(key, &route.metadata, parents, Attachable::Connection(compiled), index, &mut buckets, &mut out);
     }
     for (key, route) in &state.tcp_routes {
         let parents = parent_refs!(route.spec.parent_refs);
         let meta = route_meta(RouteKind::Tcp, key, &route.metadata);
-        let compiled = l4::compile(RouteKind::Tcp, &meta, &index, &key.namespace, None, mirror(&route.spec.rules));
-        attach(key, &route.metadata, parents, Attachable::Connection(compiled), &index, &mut buckets, &mut out);
+        let compiled = l4::compile(RouteKind::Tcp, &meta, index, &key.namespace, None, mirror(&route.spec.rules));
+        attach(key, &route.metadata, parents, Attachable::Connection(compiled), index, &mut buckets, &mut out);
     }
 
     for (key, info) in &index.services {
@@ -284,43 +297,8 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
             continue;
         }
         for port in info.ports.iter().filter(|p| p.tcp) {
-            let mut routes = RouteSet::default();
-            if let Some(scopes) = buckets.remove(&(key.clone(), port.port)) {
-                for (scope, rules) in scopes {
-                    match rules.owner {
-                        RouteKind::Http | RouteKind::Grpc => {
-                            let list = Arc::new(RouteList::new(rules.owner, rules.rules));
-                            match scope {
-                                Scope::Producer => routes.producer = Some(list),
-                                Scope::Consumer(ns) => {
-                                    routes.consumers.insert(ns, list);
-                                }
-                            }
-                        }
-                        RouteKind::Tls | RouteKind::Tcp => {
-                            let l4 = Arc::new(if rules.owner == RouteKind::Tls {
-                                L4Routes::tls(rules.l4)
-                            } else {
-                                L4Routes::tcp(rules.l4.into_iter().map(|r| r.route).collect::<Vec<Arc<L4Route>>>())
-                            });
-                            match scope {
-                                Scope::Producer => routes.l4_producer = Some(l4),
-                                Scope::Consumer(ns) => {
-                                    routes.l4_consumers.insert(ns, l4);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let sp = Arc::new(ServicePort {
-                service: info.service.clone(),
-                port: port.port,
-                port_name: port.name.clone(),
-                protocol: port.protocol,
-                endpoints: port.endpoints.clone(),
-                routes,
-            });
+            let scopes = buckets.remove(&(key.clone(), port.port));
+            let sp = reuse.service_port(key, port.port, scopes, |scopes| Arc::new(service_port(info, port, scopes)));
             for ip in &info.ips {
                 let addr = SocketAddr::new(*ip, port.port);
                 out.service_addrs.insert(addr);
@@ -328,7 +306,67 @@ pub fn translate(state: &ClusterState, node: &NodeView<'_>) -> Translation {
             }
         }
     }
+    reuse.finish();
     out
+}
+
+/// One Service port with the routes attached to it, per scope.
+fn service_port(info: &ServiceInfo, port: &PortInfo, scopes: Option<Scopes>) -> ServicePort {
+    let mut routes = RouteSet::default();
+    for (scope, rules) in scopes.into_iter().flatten() {
+        match rules.owner {
+            RouteKind::Http | RouteKind::Grpc => {
+                let list = Arc::new(RouteList::new(rules.owner, rules.rules));
+                match scope {
+                    Scope::Producer => routes.producer = Some(list),
+                    Scope::Consumer(ns) => {
+                        routes.consumers.insert(ns, list);
+                    }
+                }
+            }
+            RouteKind::Tls | RouteKind::Tcp => {
+                let l4 = Arc::new(if rules.owner == RouteKind::Tls {
+                    L4Routes::tls(rules.l4)
+                } else {
+                    L4Routes::tcp(rules.l4.into_iter().map(|r| r.route).collect::<Vec<Arc<L4Route>>>())
+                });
+                match scope {
+                    Scope::Producer => routes.l4_producer = Some(l4),
+                    Scope::Consumer(ns) => {
+                        routes.l4_consumers.insert(ns, l4);
+                    }
+                }
+            }
+        }
+    }
+    ServicePort {
+        service: info.service.clone(),
+        port: port.port,
+        port_name: port.name.clone(),
+        protocol: port.protocol,
+        endpoints: port.endpoints.clone(),
+        routes,
+    }
+}
+
+/// An HTTPRoute's rules as the mirror reads them; no rules is the API default: one rule
+/// matching every path, with no backends.
+fn http_rules<T: serde::Serialize>(rules: &Option<Vec<T>>) -> Result<Vec<RuleSpec<HttpMatchSpec>>, String> {
+    match rules {
+        None => Ok(vec![RuleSpec {
+            name: None,
+            matches: vec![HttpMatchSpec {
+                path: Some(PathSpec { type_: Some("PathPrefix".into()), value: Some("/".into()) }),
+                ..Default::default()
+            }],
+            filters: vec![],
+            backend_refs: vec![],
+            timeouts: None,
+            other: Default::default(),
+            retry: None,
+        }]),
+        Some(r) => mirror(r),
+    }
 }
 
 fn route_meta(kind: RouteKind, key: &ObjectKey, meta: &ObjectMeta) -> RouteMeta {

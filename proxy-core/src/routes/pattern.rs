@@ -36,11 +36,16 @@ pub enum PatternError {
 pub struct RegexBudget {
     total: usize,
     left: Cell<usize>,
+    /// Charges asked for so far, and how many of them were refused (did not fit).
+    asked: Cell<usize>,
+    refused: Cell<usize>,
+    /// The least left since [`RegexBudget::mark_lowest`].
+    lowest: Cell<usize>,
 }
 
 impl RegexBudget {
     pub fn new(total: usize) -> Self {
-        Self { total, left: Cell::new(total) }
+        Self { total, left: Cell::new(total), asked: Cell::new(0), refused: Cell::new(0), lowest: Cell::new(total) }
     }
 
     /// No configuration-wide limit (the per-pattern limits still apply).
@@ -53,14 +58,52 @@ impl RegexBudget {
         self.total - self.left.get()
     }
 
+    /// Bytes still free.
+    pub fn left(&self) -> usize {
+        self.left.get()
+    }
+
+    /// How many charges were asked for so far (a compilation that asked for none did
+    /// not depend on the budget).
+    pub fn asked(&self) -> usize {
+        self.asked.get()
+    }
+
+    /// Starts watching the least left (see [`RegexBudget::lowest`]).
+    pub fn mark_lowest(&self) {
+        self.lowest.set(self.left.get());
+    }
+
+    /// The least left since the last [`RegexBudget::mark_lowest`]: with what was left
+    /// then, how much the charges since needed at their peak.
+    pub fn lowest(&self) -> usize {
+        self.lowest.get()
+    }
+
+    /// How many charges were refused so far.
+    pub fn refused(&self) -> usize {
+        self.refused.get()
+    }
+
+    /// Charges `bytes` that patterns compiled earlier (and kept) use; false, charging
+    /// nothing, when they do not fit.
+    pub fn spend(&self, bytes: usize) -> bool {
+        self.charge(bytes).is_ok()
+    }
+
     fn charge(&self, needs: usize) -> Result<(), PatternError> {
+        self.asked.set(self.asked.get() + 1);
         let left = self.left.get();
         match left.checked_sub(needs) {
             Some(rest) => {
                 self.left.set(rest);
+                self.lowest.set(self.lowest.get().min(rest));
                 Ok(())
             }
-            None => Err(PatternError::OverBudget { needs, left, total: self.total }),
+            None => {
+                self.refused.set(self.refused.get() + 1);
+                Err(PatternError::OverBudget { needs, left, total: self.total })
+            }
         }
     }
 

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use ambit_agent::translate::{translate, NodeView};
+use ambit_agent::cluster::{ClusterObject, ClusterState};
+use ambit_agent::translate::{translate, translate_reusing, NodeView, Reuse};
 use ambit_proxy_core::config::Decision;
 use ambit_proxy_core::routes::RequestView;
 use anyhow::{bail, Context, Result};
@@ -67,6 +68,35 @@ spec:
     s
 }
 
+/// The first HTTPRoute of `scale_yaml`, its header modifier's value set to `value`.
+fn first_route_with(value: &str) -> Result<ClusterObject> {
+    let yaml = scale_yaml(1, 1).replace("value: r0}", &format!("value: {value}}}"));
+    let parsed = ambit_agent::manifests::parse_text(std::path::Path::new("change.yaml"), &yaml);
+    parsed.objects.into_iter().find(|o| matches!(o, ClusterObject::HttpRoute(_))).context("no HTTPRoute in the change")
+}
+
+/// Rewrites one HTTPRoute `times` times; after each, translates reusing the previous
+/// translation, then afresh (interleaved). Returns both times per change, in ms.
+fn one_route_changes(state: &mut ClusterState, node: &NodeView<'_>, times: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut reuse = Reuse::default();
+    drop(translate_reusing(state, node, &mut reuse));
+    let (mut reusing, mut fresh) = (Vec::new(), Vec::new());
+    for i in 0..times {
+        state.insert(first_route_with(&format!("changed-{i}"))?)?;
+        let t = Instant::now();
+        let out = translate_reusing(state, node, &mut reuse);
+        reusing.push(t.elapsed().as_secs_f64() * 1000.0);
+        if reuse.last.routes_compiled != 1 {
+            bail!("a one-route change compiled {} routes", reuse.last.routes_compiled);
+        }
+        drop(out);
+        let t = Instant::now();
+        drop(std::hint::black_box(translate(state, node)));
+        fresh.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((reusing, fresh))
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("scale.yaml"), scale_yaml(args.services, args.routes_per_service))?;
@@ -93,6 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
         translation = Some(out);
     }
     let translation = translation.context("no translation")?;
+    let (change_ms, change_full_ms) = one_route_changes(&mut state, &node, args.repetitions.max(1))?;
     let routes: usize = translation.route_status.len();
     let config = &translation.config;
     let addrs: Vec<(SocketAddr, String)> =
@@ -140,6 +171,8 @@ pub fn run(args: &Args) -> Result<()> {
             "parse_s": parse_s,
             "build_ms": build_ms,
             "build_ms_median": median(&build_ms),
+            "change_ms": change_ms,
+            "change_full_ms": change_full_ms,
             "table_bytes": table_bytes,
             "lookup_ns": lookup_ns,
             "lookup_ns_median": median(&lookup_ns),
