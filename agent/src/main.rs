@@ -1,5 +1,7 @@
 //! `ambit-agent`: Ambit's per-node agent.
 
+mod allocator;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;

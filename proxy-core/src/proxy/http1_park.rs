@@ -109,7 +109,8 @@ pub(super) async fn serve<S>(
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
-        let (mut guard, quiet) = match round(builder, io, service.clone(), in_flight, timeouts, shutdown).await {
+        // Boxed: its state (hyper's connection, the drain's) is freed while parked.
+        let (mut guard, quiet) = match Box::pin(round(builder, io, service.clone(), in_flight, timeouts, shutdown)).await {
             RoundEnd::Parked { io, quiet } => (io, quiet),
             RoundEnd::Over => return,
         };
@@ -150,33 +151,34 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let io = TokioIo::new(RoundIo { inner: io, shutdown_requested: false });
-    // Boxed: the task of a parked connection keeps no room for hyper's state.
-    let mut conn = Box::new(builder.serve_connection(io, service).with_upgrades());
+    // Inline: the caller boxes this round, so that a parked connection keeps no room
+    // for hyper's state.
+    let mut conn = builder.serve_connection(io, service).with_upgrades();
     // This round began because the client sent something (the connection's opening,
     // or bytes that woke it from parking).
     let since = in_flight.started();
     let mut parked = None;
     let result = tokio::select! {
-        result = &mut *conn => result,
+        result = &mut conn => result,
         _ = shutdown.cancelled() => {
-            match drain::until_pending_request(&mut *conn, in_flight, since, timeouts.request_head).await {
+            match drain::until_pending_request(&mut conn, in_flight, since, timeouts.request_head).await {
                 Some(result) => result,
                 None => {
-                    Pin::new(&mut *conn).graceful_shutdown();
-                    (&mut *conn).await
+                    Pin::new(&mut conn).graceful_shutdown();
+                    (&mut conn).await
                 }
             }
         }
         quiet = in_flight.quiet_for(PARK_AFTER.min(timeouts.http_idle)) => {
-            Pin::new(&mut *conn).graceful_shutdown();
+            Pin::new(&mut conn).graceful_shutdown();
             // Idle between two requests, hyper closes in this very poll; if it does
             // not, it is inside a message: let it finish and end the connection.
-            match futures::poll!(&mut *conn) {
+            match futures::poll!(&mut conn) {
                 Poll::Ready(result) => {
                     parked = Some(quiet);
                     result
                 }
-                Poll::Pending => (&mut *conn).await,
+                Poll::Pending => (&mut conn).await,
             }
         }
     };
@@ -184,7 +186,7 @@ where
         tracing::debug!(%error, "HTTP connection ended with an error");
     }
     // None once upgraded: the upgraded stream owns the socket.
-    let Some(parts) = (*conn).into_parts() else { return RoundEnd::Over };
+    let Some(parts) = conn.into_parts() else { return RoundEnd::Over };
     let RoundIo { inner: mut guard, shutdown_requested } = parts.io.into_inner();
     match parked {
         Some(quiet) if quiet < timeouts.http_idle && result.is_ok() => {

@@ -13,7 +13,8 @@
 //!   closed with RST so no TIME_WAIT builds up; times connect() and the whole exchange.
 //! - `tcp`: one connection to a TCP echo; writes `bytes` and reads them back.
 //! - `idle`: opens `connections` keep-alive HTTP connections, one request each,
-//!   prints `OPEN <n>` on stderr, holds them until stdin closes or `hold_secs` pass.
+//!   prints `OPEN <n>` on stderr, holds them until stdin closes or `hold_secs` pass,
+//!   then closes them with RST (no TIME_WAIT left for the next run).
 //! - `watch`: polls a URL until the response body contains a string; prints the
 //!   wall-clock time (Unix ns) when it first did.
 //! - `steady`: constant mixed traffic (keep-alive, new connections, h2c, TCP) for a
@@ -199,8 +200,23 @@ impl RequestTemplate {
 }
 
 async fn h1_connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>> {
+    h1_connect_closing(addr, Close::Fin).await
+}
+
+/// How a client socket is closed when dropped.
+#[derive(Clone, Copy)]
+enum Close {
+    Fin,
+    /// With RST: no TIME_WAIT (see [`close_with_rst`]).
+    Rst,
+}
+
+async fn h1_connect_closing(addr: SocketAddr, close: Close) -> Result<SendRequest<Empty<Bytes>>> {
     let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
+    if let Close::Rst = close {
+        close_with_rst(&stream);
+    }
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -398,7 +414,11 @@ async fn idle_mode(t: Target, connections: usize, hold_secs: u64) -> Result<serd
         while tasks.len() < 64 && opened + errors + tasks.len() < connections {
             let tmpl = tmpl.clone();
             tasks.spawn(async move {
-                let mut s = h1_connect(t.addr).await?;
+                // Closed with RST at the end: 10,000 sockets left in TIME_WAIT (60 s)
+                // would hold that many of the pod's 28,232 ephemeral ports to the same
+                // destination, so that a repetition within the minute could not open
+                // its 10,000 (the third one opened 8,235).
+                let mut s = h1_connect_closing(t.addr, Close::Rst).await?;
                 let (ok, _) = exchange(&mut s, &tmpl).await?;
                 if !ok {
                     bail!("non-2xx answer");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::loadgen::spawn_ambit_load;
-use super::procs::rss_bytes;
+use super::procs::{rss_bytes, settled_rss};
 use super::report::{Better, Figure, Report};
 use super::world::{World, MATCH_HEADER};
 use super::Plan;
@@ -17,7 +17,7 @@ const IDLE_BEFORE_MEASURING: Duration = Duration::from_secs(3);
 
 /// RSS growth of `pid` while `connections` idle connections to `addr` are open.
 fn one(world: &World, pid: i32, addr: &str, connections: usize) -> Result<(f64, f64)> {
-    let before = rss_bytes(pid)?;
+    let before = settled_rss(&[pid])?[0];
     let n = connections.to_string();
     let mut child = spawn_ambit_load(
         world,
@@ -58,7 +58,7 @@ pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report) ->
             Err(e) => report.fail("6 memory (HAProxy)", format!("{e:#}")),
         }
     }
-    report.push(rss.note("VmRSS while the connections are open, 3 s after the last one was opened"));
+    report.push(rss.note("VmRSS while the connections are open, 3 s after the last one was opened; the RSS before is read once it has stopped falling"));
     report.push(
         per.target("≤ 8 KiB", |_, m| m <= 8192.0)
             .note("(RSS with the connections open − RSS before) / connections; the kernel's socket buffers are not in RSS"),

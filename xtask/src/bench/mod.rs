@@ -70,6 +70,11 @@ pub struct Args {
     /// one figure: a report made this way is partial.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<u8>,
+    /// Run this ambit-agent binary instead of the release build, for A/B runs (e.g. one
+    /// built with `--no-default-features`: the system allocator instead of jemalloc).
+    /// Its file name must contain `ambit-agent`.
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
 }
 
 /// The parts of a bench run, for `--only`.
@@ -203,7 +208,7 @@ pub fn run(args: &Args) -> Result<()> {
     // SAFETY: single-threaded at this point; the bed reads these to find its binaries.
     unsafe {
         std::env::set_var("AMBIT_POD_BIN", release_bin(&root, "ambit-pod"));
-        std::env::set_var("AMBIT_AGENT_BIN", release_bin(&root, "ambit-agent"));
+        std::env::set_var("AMBIT_AGENT_BIN", args.agent_bin.clone().unwrap_or_else(|| release_bin(&root, "ambit-agent")));
     }
     if args.soak {
         println!("==> soak: {} minutes of mixed traffic with pod and route churn", args.soak_minutes);
@@ -212,6 +217,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut report = Report::default();
     environment(&mut report, &plan);
+    if let Some(bin) = &args.agent_bin {
+        report.environment.push(("agent binary".into(), bin.display().to_string()));
+    }
     let dir = target_dir(root.as_path()).join("bench");
     if args.runs(Part::Node) {
         let mut plots = plot::PlotData::default();

@@ -264,6 +264,27 @@ pub fn rss_bytes(pid: i32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// The RSS of each of `pids` once their sum has stopped falling: read every second
+/// until it fell by less than 1% (or 256 KiB) in that second, for at most 15 s. An
+/// allocator that returns freed pages on a schedule (the agent's jemalloc: about a
+/// second) is still giving back the previous scenario's memory right after it; a
+/// "before" read then would count that return against the connections measured next.
+pub fn settled_rss(pids: &[i32]) -> Result<Vec<u64>> {
+    let read = || pids.iter().map(|&p| rss_bytes(p)).collect::<Result<Vec<u64>>>();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut last = read()?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = read()?;
+        let (before, after) = (last.iter().sum::<u64>(), now.iter().sum::<u64>());
+        let fell = before.saturating_sub(after);
+        if fell < (before / 100).max(256 << 10) || std::time::Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{cpu_use, parse_cpu_list};

@@ -188,7 +188,9 @@ fn bulk_tcp(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
 fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let n = ctx.plan.idle_connections;
     let per_node = |s: &Subject| s.proxies.iter().map(|&p| procs::rss_bytes(p)).collect::<Result<Vec<u64>>>();
-    let before = per_node(s)?;
+    // Once the previous scenario's freed memory has gone back (Ambit's jemalloc
+    // returns it over about a second): else that return counts against this one.
+    let before = procs::settled_rss(&s.proxies)?;
     let addr = s.http.to_string();
     let mut child = s.spawn_load(ctx, &["idle", "--addr", &addr, "--connections", &n.to_string(), "--hold-secs", "60"], 90)?;
     let stderr = child.stderr.take().context("no stderr")?;
