@@ -61,6 +61,13 @@ fn iproute2() -> anyhow::Result<()> {
     apt_package("iproute2")
 }
 
+/// `make` and a C compiler: the agent's allocator (jemalloc, via tikv-jemalloc-sys) is
+/// built from its C sources.
+fn c_build_tools() -> anyhow::Result<()> {
+    apt_package("make")?;
+    apt_package("gcc")
+}
+
 /// What `cargo xtask image` and the image's end-to-end test need.
 fn image_tools() -> anyhow::Result<()> {
     for package in ["podman", "buildah", "runc", "musl-tools"] {
@@ -133,6 +140,7 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run(_args: &Args) -> anyhow::Result<()> {
     iproute2()?;
+    c_build_tools()?;
     llvm()?;
     nightly()?;
     bpf_linker()?;
