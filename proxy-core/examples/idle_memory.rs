@@ -123,7 +123,7 @@ fn config(backend: SocketAddr) -> ProxyConfig {
         cgroup: CALLER,
     };
     ProxyConfig {
-        services: HashMap::from([(VIP.parse().expect("VIP"), Arc::new(port))]),
+        services: [(VIP.parse().expect("VIP"), Arc::new(port))].into_iter().collect(),
         workloads: HashMap::from([(CALLER, Arc::new(caller))]),
         version: 1,
         ..ProxyConfig::default()

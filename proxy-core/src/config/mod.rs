@@ -11,7 +11,7 @@ mod service;
 mod route_set;
 
 pub use mesh::MeshDestination;
-pub use route_set::{Decision, RouteSet, ScopeRoutes};
+pub use route_set::{ByNamespace, Decision, RouteSet, ScopeRoutes};
 pub use service::{AppProtocol, EndpointSet, ServicePort, ServiceRef};
 
 use std::collections::HashMap;
@@ -22,11 +22,21 @@ use arc_swap::ArcSwap;
 
 use crate::identity::{CgroupId, Workload};
 
+/// Service ports by cluster IP and port.
+///
+/// Hashed with foldhash rather than the standard SipHash: the map is read on every
+/// request and every connect, and SipHash of a socket address costs several times
+/// foldhash's. The keys are cluster IPs from the configuration, not chosen per
+/// request, so a flooding attack would have to create colliding Services, and
+/// foldhash's per-map random seed keeps collisions from being computed ahead. A
+/// lookup of an arbitrary dialled address costs one probe sequence, like any other.
+pub type ServiceMap = HashMap<SocketAddr, Arc<ServicePort>, foldhash::fast::RandomState>;
+
 /// One immutable view of everything the proxy needs.
 #[derive(Debug, Default)]
 pub struct ProxyConfig {
     /// Service ports by cluster IP and port (IPv4 addresses as plain IPv4).
-    pub services: HashMap<SocketAddr, Arc<ServicePort>>,
+    pub services: ServiceMap,
     /// Enrolled workloads by pod cgroup id.
     pub workloads: HashMap<CgroupId, Arc<Workload>>,
     /// Mesh pods by pod IP (IPv4 as plain IPv4): connections to them are tunnelled

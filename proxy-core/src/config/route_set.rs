@@ -18,12 +18,18 @@ pub struct RouteSet {
     /// Routes in the Service's own namespace.
     pub producer: Option<Arc<RouteList>>,
     /// Routes in other namespaces, by the route's (= the caller's) namespace.
-    pub consumers: HashMap<Arc<str>, Arc<RouteList>>,
+    pub consumers: ByNamespace<Arc<RouteList>>,
     /// TLSRoutes or TCPRoutes in the Service's own namespace.
     pub l4_producer: Option<Arc<L4Routes>>,
     /// TLSRoutes or TCPRoutes in other namespaces, by namespace.
-    pub l4_consumers: HashMap<Arc<str>, Arc<L4Routes>>,
+    pub l4_consumers: ByNamespace<Arc<L4Routes>>,
 }
+
+/// Consumer routes by namespace, read per request when there are any: hashed with
+/// foldhash, like [`ServiceMap`](super::ServiceMap) (namespaces come from the
+/// configuration; the caller's namespace only selects one). An empty map is not
+/// hashed into at all.
+pub type ByNamespace<T> = HashMap<Arc<str>, T, foldhash::fast::RandomState>;
 
 /// The routes that govern one caller.
 #[derive(Clone, Copy, Debug)]

@@ -4,6 +4,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::sync::Arc;
 
+use super::compact::{Arena, ArenaBuilder, MatchTest};
 use super::matching::{grpc_specificity, prefix_core};
 use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 
@@ -29,7 +30,10 @@ use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 #[derive(Debug)]
 pub struct RouteList {
     kind: RouteKind,
+    /// In precedence order; each with its match in compact form.
     entries: Vec<Entry>,
+    /// The literals of the entries' compact matches.
+    arena: Arena,
     /// Distinct rules, in precedence order of their best match.
     rules: Vec<Arc<Rule>>,
     /// `labels[i]` names `rules[i]`.
@@ -38,6 +42,9 @@ pub struct RouteList {
 
 #[derive(Debug)]
 struct Entry {
+    /// What a request must meet (read first; the rule is only read once it has won,
+    /// or for a match the compact form does not hold whole).
+    test: MatchTest,
     rule: Arc<Rule>,
     /// Index into `rule.matches`, or None for a rule without matches.
     match_index: Option<usize>,
@@ -160,10 +167,14 @@ impl RouteList {
             .flat_map(|rule| {
                 let indices: Vec<Option<usize>> =
                     if rule.matches.is_empty() { vec![None] } else { (0..rule.matches.len()).map(Some).collect() };
-                indices.into_iter().map(|match_index| Entry { rule: rule.clone(), match_index, rule_index: 0 })
+                indices.into_iter().map(|match_index| Entry { test: MatchTest::default(), rule: rule.clone(), match_index, rule_index: 0 })
             })
             .collect();
         entries.sort_by(|a, b| precedence(kind, a, b));
+        let mut arena = ArenaBuilder::default();
+        for e in &mut entries {
+            e.test = arena.add(e.route_match());
+        }
         let mut distinct: Vec<Arc<Rule>> = Vec::new();
         for e in &mut entries {
             e.rule_index = match distinct.iter().position(|r| Arc::ptr_eq(r, &e.rule)) {
@@ -180,7 +191,7 @@ impl RouteList {
             let made = RuleLabels::of(rule, same_route.map(|(other, l)| (&**other, l)));
             labels.push(made);
         }
-        Self { kind, entries, rules: distinct, labels }
+        Self { kind, entries, arena: arena.finish(), rules: distinct, labels }
     }
 
     pub fn kind(&self) -> RouteKind {
@@ -202,9 +213,13 @@ impl RouteList {
         self.entries.is_empty()
     }
 
-    /// The highest-precedence match for a request.
+    /// The highest-precedence match for a request: the first entry whose compact
+    /// test holds (confirmed on the original match when the test is not whole).
     pub fn find(&self, request: &RequestView<'_>) -> Option<MatchedRule<'_>> {
-        self.matches().find(|m| m.route_match.is_none_or(|rm| rm.matches(request)))
+        let entry = self.entries.iter().find(|e| {
+            e.test.holds(&self.arena, request) && (!e.test.is_full() || e.route_match().is_none_or(|rm| rm.matches(request)))
+        })?;
+        Some(MatchedRule { rule: &entry.rule, route_match: entry.route_match(), labels: &self.labels[entry.rule_index] })
     }
 }
 
