@@ -140,20 +140,34 @@ fn precedence(kind: RouteKind, a: &Entry, b: &Entry) -> Ordering {
         .then_with(|| a.match_index.cmp(&b.match_index))
 }
 
-/// The rule that matched a request, and the match that selected it (needed by
+/// The rule that matched a request, and which of its matches selected it (needed by
 /// `ReplacePrefixMatch`).
+///
+/// Finding it reads only the route list (its entries and their compact tests): the
+/// rule and the match are read by whoever uses them.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchedRule<'a> {
     pub rule: &'a Arc<Rule>,
-    pub route_match: Option<&'a RouteMatch>,
+    /// Index into `rule.matches`, or None for a rule without matches.
+    match_index: Option<usize>,
     /// The rule's metric and log labels.
     pub labels: &'a RuleLabels,
 }
 
-impl MatchedRule<'_> {
+impl<'a> MatchedRule<'a> {
+    /// The match that selected the rule (None for a rule without matches).
+    pub fn route_match(&self) -> Option<&'a RouteMatch> {
+        self.match_index.and_then(|i| self.rule.matches.get(i))
+    }
+
+    /// The position of [`MatchedRule::route_match`] in the rule's matches.
+    pub fn match_index(&self) -> Option<usize> {
+        self.match_index
+    }
+
     /// The path match that selected the rule, if it had one.
-    pub fn path_match(&self) -> Option<&PathMatch> {
-        self.route_match.and_then(|m| m.path.as_ref())
+    pub fn path_match(&self) -> Option<&'a PathMatch> {
+        self.route_match().and_then(|m| m.path.as_ref())
     }
 }
 
@@ -206,7 +220,7 @@ impl RouteList {
     /// Every (rule, match) pair in precedence order; the match is None for a rule
     /// without matches.
     pub fn matches(&self) -> impl Iterator<Item = MatchedRule<'_>> {
-        self.entries.iter().map(|e| MatchedRule { rule: &e.rule, route_match: e.route_match(), labels: &self.labels[e.rule_index] })
+        self.entries.iter().map(|e| self.matched(e))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,7 +233,11 @@ impl RouteList {
         let entry = self.entries.iter().find(|e| {
             e.test.holds(&self.arena, request) && (!e.test.is_full() || e.route_match().is_none_or(|rm| rm.matches(request)))
         })?;
-        Some(MatchedRule { rule: &entry.rule, route_match: entry.route_match(), labels: &self.labels[entry.rule_index] })
+        Some(self.matched(entry))
+    }
+
+    fn matched<'a>(&'a self, e: &'a Entry) -> MatchedRule<'a> {
+        MatchedRule { rule: &e.rule, match_index: e.match_index, labels: &self.labels[e.rule_index] }
     }
 }
 
@@ -390,7 +408,7 @@ mod tests {
             .matches()
             .map(|m| {
                 let r = m.rule.route();
-                let mi = m.route_match.map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
+                let mi = m.route_match().map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
                 format!("{}/{}#{}.{}", r.namespace, r.name, m.rule.index, mi.unwrap())
             })
             .collect();
@@ -433,7 +451,8 @@ mod tests {
         let list = RouteList::new(RouteKind::Http, vec![http_rule("all", 0, vec![])]);
         let req = Req::new(Method::PATCH, "/deep/path?x=1", &[("a", "b")]);
         let m = list.find(&req.view()).unwrap();
-        assert!(m.route_match.is_none());
+        assert!(m.route_match().is_none());
+        assert!(m.match_index().is_none());
         assert!(m.path_match().is_none());
     }
 
@@ -574,7 +593,7 @@ mod tests {
                     Some(found) => {
                         let best = matching.iter().copied().min_by(|a, b| precedence(list.kind, a, b)).unwrap();
                         prop_assert!(Arc::ptr_eq(found.rule, &best.rule));
-                        prop_assert_eq!(found.route_match.map(|m| m as *const _), best.route_match().map(|m| m as *const _));
+                        prop_assert_eq!(found.route_match().map(|m| m as *const _), best.route_match().map(|m| m as *const _));
                     }
                 }
             }
