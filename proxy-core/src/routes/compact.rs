@@ -6,7 +6,10 @@
 //! reduced, when the list is built, to a small fixed-size [`MatchTest`] kept inline in
 //! the list's entry, whose literals (path, header and query names and values) sit in
 //! one [`Arena`] shared by the whole list. Trying a match then reads the entry and
-//! perhaps a few bytes of the arena; the rule itself is only read once it has won.
+//! perhaps a few bytes of the arena, never the rule. A short list keeps its entries
+//! and its arena inline, in the list's own allocation: all of it is then at known
+//! offsets from the list, and a cold lookup's loads of it go out together instead
+//! of one after the other.
 //!
 //! Regular expressions (path, header or query values) and extension methods are not
 //! copied: a match that has any is marked `full`, and once its compact conditions hold
@@ -15,8 +18,9 @@
 
 use http::header::SET_COOKIE;
 use http::{HeaderMap, Method};
+use smallvec::SmallVec;
 
-use super::matching::{header_value_matches, prefix_core, prefix_matches, query_param_value, unique_by};
+use super::matching::{header_value_matches, prefix_core, prefix_matches_bytes, query_param_value, unique_by};
 use super::{PathMatch, RequestView, RouteMatch, StringMatch};
 
 /// Where a literal sits in the arena's text.
@@ -70,11 +74,18 @@ pub(super) struct MatchTest {
     full: bool,
 }
 
-/// The literals and exact-value conditions of every match of one route list.
+/// Literal bytes kept inline in a route list (a Service's few short paths and
+/// header values); more go to the heap.
+const INLINE_TEXT: usize = 64;
+/// Exact header and query conditions kept inline.
+const INLINE_CONDS: usize = 2;
+
+/// The literals and exact-value conditions of every match of one route list. The
+/// text is the UTF-8 of whole `str`s, one after the other.
 #[derive(Debug, Default)]
 pub(super) struct Arena {
-    text: Box<str>,
-    conds: Box<[Cond]>,
+    text: SmallVec<[u8; INLINE_TEXT]>,
+    conds: SmallVec<[Cond; INLINE_CONDS]>,
 }
 
 /// Builds an [`Arena`] while the list's matches are compiled.
@@ -148,22 +159,33 @@ impl ArenaBuilder {
     }
 
     pub(super) fn finish(self) -> Arena {
-        Arena { text: self.text.into_boxed_str(), conds: self.conds.into_boxed_slice() }
+        Arena { text: SmallVec::from_slice(self.text.as_bytes()), conds: SmallVec::from_slice(&self.conds) }
     }
 }
 
 impl Arena {
-    fn str(&self, span: Span) -> Option<&str> {
+    /// Whether the arena lives in its list's allocation.
+    pub(super) fn is_inline(&self) -> bool {
+        !self.text.spilled() && !self.conds.spilled()
+    }
+
+    fn bytes(&self, span: Span) -> Option<&[u8]> {
         let start = span.start as usize;
         self.text.get(start..start + span.len as usize)
     }
 
+    /// A name or value (whole `str`s were stored, so this only fails on a bad span).
+    fn str(&self, span: Span) -> Option<&str> {
+        std::str::from_utf8(self.bytes(span)?).ok()
+    }
+
     fn path_holds(&self, test: PathTest, path: &str) -> bool {
+        let path = path.as_bytes();
         match test {
             PathTest::Any => true,
-            PathTest::Exact(span) => span.len as usize == path.len() && self.str(span) == Some(path),
+            PathTest::Exact(span) => span.len as usize == path.len() && self.bytes(span) == Some(path),
             PathTest::Prefix(span) => {
-                span.len as usize <= path.len() && self.str(span).is_some_and(|core| prefix_matches(core, path))
+                span.len as usize <= path.len() && self.bytes(span).is_some_and(|core| prefix_matches_bytes(core, path))
             }
         }
     }
@@ -174,15 +196,15 @@ impl Arena {
     }
 
     fn header_holds(&self, cond: &Cond, headers: &HeaderMap) -> bool {
-        match (self.str(cond.name), self.str(cond.value)) {
-            (Some(name), Some(value)) => header_value_matches(headers, name, name == SET_COOKIE, |v| v == value),
+        match (self.str(cond.name), self.bytes(cond.value)) {
+            (Some(name), Some(value)) => header_value_matches(headers, name, name == SET_COOKIE, |v| v.as_bytes() == value),
             _ => false,
         }
     }
 
     fn query_holds(&self, cond: &Cond, query: Option<&str>) -> bool {
-        match (self.str(cond.name), self.str(cond.value)) {
-            (Some(name), Some(value)) => query_param_value(query, name).is_some_and(|v| v == value),
+        match (self.str(cond.name), self.bytes(cond.value)) {
+            (Some(name), Some(value)) => query_param_value(query, name).is_some_and(|v| v.as_bytes() == value),
             _ => false,
         }
     }

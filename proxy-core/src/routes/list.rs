@@ -4,6 +4,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use super::compact::{Arena, ArenaBuilder, MatchTest};
 use super::matching::{grpc_specificity, prefix_core};
 use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
@@ -30,8 +32,9 @@ use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 #[derive(Debug)]
 pub struct RouteList {
     kind: RouteKind,
-    /// In precedence order; each with its match in compact form.
-    entries: Vec<Entry>,
+    /// In precedence order; each with its match in compact form. A few are kept
+    /// inline (most Services' lists are short).
+    entries: SmallVec<[Entry; INLINE_ENTRIES]>,
     /// The literals of the entries' compact matches.
     arena: Arena,
     /// Distinct rules, in precedence order of their best match.
@@ -39,6 +42,9 @@ pub struct RouteList {
     /// `labels[i]` names `rules[i]`.
     labels: Vec<RuleLabels>,
 }
+
+/// Entries kept in the list's own allocation.
+const INLINE_ENTRIES: usize = 4;
 
 #[derive(Debug)]
 struct Entry {
@@ -205,7 +211,7 @@ impl RouteList {
             let made = RuleLabels::of(rule, same_route.map(|(other, l)| (&**other, l)));
             labels.push(made);
         }
-        Self { kind, entries, arena: arena.finish(), rules: distinct, labels }
+        Self { kind, entries: entries.into_iter().collect(), arena: arena.finish(), rules: distinct, labels }
     }
 
     pub fn kind(&self) -> RouteKind {
@@ -436,6 +442,28 @@ mod tests {
         let first = list.rules().next().unwrap().route().clone();
         // The spec orders by the string "{namespace}/{name}".
         assert_eq!(&*first.namespace, "a-b");
+    }
+
+    /// Two HTTPRoutes of two rules (a header and path prefix match, an exact path):
+    /// the shape of bench scenario 7's lists, held in the list's own allocation.
+    #[test]
+    fn a_short_list_is_held_inline() {
+        let api = |r: usize| RouteMatch { headers: vec![header("x-tenant", &format!("t{r}"))], ..prefix(&format!("/r{r}/api")) };
+        let rules: Vec<_> = (0..2)
+            .flat_map(|r| {
+                let name = format!("route-{r}");
+                [http_rule(&name, 0, vec![api(r)]), http_rule(&name, 1, vec![exact_path(&format!("/r{r}/health"))])]
+            })
+            .collect();
+        let list = RouteList::new(RouteKind::Http, rules);
+        assert!(!list.entries.spilled() && list.arena.is_inline());
+        assert_eq!(name_of(&list, "/r1/health").as_deref(), Some("route-1#1"));
+        let req = Req::new(Method::GET, "/r1/api/x", &[("x-tenant", "t1")]);
+        assert_eq!(chosen(&list, &req).map(|c| c.0).as_deref(), Some("route-1"));
+        let long: Vec<_> = (0..5).map(|i| http_rule("long", i, vec![exact_path(&format!("/{i}"))])).collect();
+        let list = RouteList::new(RouteKind::Http, long);
+        assert!(list.entries.spilled());
+        assert_eq!(name_of(&list, "/4").as_deref(), Some("long#4"));
     }
 
     #[test]

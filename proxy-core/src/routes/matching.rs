@@ -130,8 +130,13 @@ pub(crate) fn prefix_core(prefix: &str) -> &str {
 
 /// Element-wise prefix test: `core` must be followed by the end of the path or a `/`.
 pub(super) fn prefix_matches(core: &str, path: &str) -> bool {
+    prefix_matches_bytes(core.as_bytes(), path.as_bytes())
+}
+
+/// [`prefix_matches`] on the bytes of both.
+pub(super) fn prefix_matches_bytes(core: &[u8], path: &[u8]) -> bool {
     match path.strip_prefix(core) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        Some(rest) => rest.is_empty() || rest.first() == Some(&b'/'),
         None => false,
     }
 }
