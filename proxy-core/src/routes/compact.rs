@@ -165,6 +165,7 @@ impl ArenaBuilder {
 
 impl Arena {
     /// Whether the arena lives in its list's allocation.
+    #[cfg(test)]
     pub(super) fn is_inline(&self) -> bool {
         !self.text.spilled() && !self.conds.spilled()
     }
