@@ -7,8 +7,7 @@
 //! differences say what each step adds:
 //! - `service`: the Service port by dialled address (the hash map);
 //! - `scope`: then the caller scope's route list;
-//! - `decide`: then the first matching rule (the whole lookup);
-//! - `siphash`: the `service` stage on a copy of the map with the standard hasher.
+//! - `decide`: then the first matching rule (the whole lookup).
 //!
 //! To read the cold figures in cache misses (this machine's virtual CPUs expose no
 //! hardware counters to `perf stat`), it also times one dependent load from memory:
@@ -21,7 +20,6 @@
 //! target/release/examples/route_lookup [services] [lookups]
 //! ```
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -136,20 +134,6 @@ fn time(config: &ProxyConfig, addrs: &[(SocketAddr, String)], stage: Stage, spre
     ns
 }
 
-/// The `service` stage on a map hashed with SipHash.
-fn time_std(map: &HashMap<SocketAddr, Arc<ServicePort>>, addrs: &[(SocketAddr, String)], spread: usize, lookups: usize) -> f64 {
-    let mut matched = 0usize;
-    let started = Instant::now();
-    for i in 0..lookups {
-        let (addr, _) = &addrs[i.wrapping_mul(7919) % spread];
-        let Some(port) = map.get(&black_box(*addr)) else { panic!("Service missing") };
-        matched += usize::from(black_box(port.port) == 80);
-    }
-    let ns = started.elapsed().as_nanos() as f64 / lookups as f64;
-    assert_eq!(matched, lookups, "every lookup finds its Service");
-    ns
-}
-
 /// Nanoseconds per hop of a random pointer chase through `lines` cache lines (one
 /// dependent load each, missing every cache level and mostly the TLB).
 fn chase_ns(lines: usize, hops: usize) -> f64 {
@@ -183,10 +167,6 @@ fn main() {
     let (config, addrs) = table(services);
     println!("{services} Services; ns per lookup in three rounds, the stages interleaved (cold: spread over all; hot: 100 Services)");
     let stages = [("service", Stage::Service), ("scope", Stage::Scope), ("decide", Stage::Decide)];
-    // The same Service ports in a map with the standard library's hasher (SipHash),
-    // for the `service` stage's comparison.
-    let std_map: HashMap<SocketAddr, Arc<ServicePort>> = config.services.iter().map(|(a, p)| (*a, p.clone())).collect();
-    let mut sip = (Vec::new(), Vec::new());
     let mut cold = vec![Vec::new(); stages.len()];
     let mut hot = vec![Vec::new(); stages.len()];
     for _ in 0..3 {
@@ -194,14 +174,11 @@ fn main() {
             cold[s].push(time(&config, &addrs, *stage, addrs.len(), lookups));
             hot[s].push(time(&config, &addrs, *stage, addrs.len().min(100), lookups));
         }
-        sip.0.push(time_std(&std_map, &addrs, addrs.len(), lookups));
-        sip.1.push(time_std(&std_map, &addrs, addrs.len().min(100), lookups));
     }
     let show = |v: &[f64]| v.iter().map(|x| format!("{x:6.0}")).collect::<Vec<_>>().join(" ");
     for (s, (name, _)) in stages.iter().enumerate() {
         println!("{name:>8}: cold {}   hot {}", show(&cold[s]), show(&hot[s]));
     }
-    println!("{:>8}: cold {}   hot {}", "siphash", show(&sip.0), show(&sip.1));
     let chase: Vec<f64> = (0..3).map(|_| chase_ns(2 << 20, lookups)).collect();
     println!("one dependent load from memory (pointer chase, 128 MiB): {} ns", show(&chase));
 }

@@ -25,11 +25,10 @@ pub struct RouteSet {
     pub l4_consumers: ByNamespace<Arc<L4Routes>>,
 }
 
-/// Consumer routes by namespace, read per request when there are any: hashed with
-/// foldhash, like [`ServiceMap`](super::ServiceMap) (namespaces come from the
-/// configuration; the caller's namespace only selects one). An empty map is not
-/// hashed into at all.
-pub type ByNamespace<T> = HashMap<Arc<str>, T, foldhash::fast::RandomState>;
+/// Consumer routes by namespace, read per request when there are any (an empty map
+/// is not hashed into at all); the standard hasher, as for
+/// [`ServiceMap`](super::ServiceMap).
+pub type ByNamespace<T> = HashMap<Arc<str>, T>;
 
 /// The routes that govern one caller.
 #[derive(Clone, Copy, Debug)]
