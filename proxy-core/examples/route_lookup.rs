@@ -180,5 +180,10 @@ fn main() {
         println!("{name:>8}: cold {}   hot {}", show(&cold[s]), show(&hot[s]));
     }
     let chase: Vec<f64> = (0..3).map(|_| chase_ns(2 << 20, lookups)).collect();
+    println!(
+        "sizes: Service port {} bytes, route list {} bytes (a short list's entries and literals inline)",
+        std::mem::size_of::<ServicePort>(),
+        std::mem::size_of::<RouteList>()
+    );
     println!("one dependent load from memory (pointer chase, 128 MiB): {} ns", show(&chase));
 }
