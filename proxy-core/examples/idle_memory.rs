@@ -123,7 +123,7 @@ fn config(backend: SocketAddr) -> ProxyConfig {
         cgroup: CALLER,
     };
     ProxyConfig {
-        services: [(VIP.parse().expect("VIP"), Arc::new(port))].into_iter().collect(),
+        services: HashMap::from([(VIP.parse().expect("VIP"), Arc::new(port))]),
         workloads: HashMap::from([(CALLER, Arc::new(caller))]),
         version: 1,
         ..ProxyConfig::default()

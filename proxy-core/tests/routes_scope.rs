@@ -1,6 +1,7 @@
 //! GEP-1294 caller scopes at the `RouteSet` level: consumer routes in namespace A
 //! govern callers in A only; every other caller sees the producer routes (or none).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ambit_proxy_core::config::{Decision, RouteSet};
@@ -62,7 +63,7 @@ fn build(namespace: &str, paths: &[Option<&str>]) -> Arc<RouteList> {
 
 #[test]
 fn consumer_routes_replace_producer_routes_for_their_namespace_only() {
-    let mut set = RouteSet { producer: Some(build("svc-ns", &[Some("/a")])), ..Default::default() };
+    let mut set = RouteSet { producer: Some(build("svc-ns", &[Some("/a")])), consumers: HashMap::new(), ..Default::default() };
     set.consumers.insert("ns-a".into(), build("ns-a", &[Some("/b")]));
     // The consumer's own callers: only its routes, producer routes no longer apply.
     assert_eq!(outcome(&set, "ns-a", "/b"), Outcome::Matched("HTTPRoute ns-a/route".into(), 0));

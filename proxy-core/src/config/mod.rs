@@ -11,7 +11,7 @@ mod service;
 mod route_set;
 
 pub use mesh::MeshDestination;
-pub use route_set::{ByNamespace, Decision, RouteSet, ScopeRoutes};
+pub use route_set::{Decision, RouteSet, ScopeRoutes};
 pub use service::{AppProtocol, EndpointSet, ServicePort, ServiceRef};
 
 use std::collections::HashMap;

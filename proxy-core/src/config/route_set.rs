@@ -18,17 +18,12 @@ pub struct RouteSet {
     /// Routes in the Service's own namespace.
     pub producer: Option<Arc<RouteList>>,
     /// Routes in other namespaces, by the route's (= the caller's) namespace.
-    pub consumers: ByNamespace<Arc<RouteList>>,
+    pub consumers: HashMap<Arc<str>, Arc<RouteList>>,
     /// TLSRoutes or TCPRoutes in the Service's own namespace.
     pub l4_producer: Option<Arc<L4Routes>>,
     /// TLSRoutes or TCPRoutes in other namespaces, by namespace.
-    pub l4_consumers: ByNamespace<Arc<L4Routes>>,
+    pub l4_consumers: HashMap<Arc<str>, Arc<L4Routes>>,
 }
-
-/// Consumer routes by namespace, read per request when there are any (an empty map
-/// is not hashed into at all); the standard hasher, as for
-/// [`ServiceMap`](super::ServiceMap).
-pub type ByNamespace<T> = HashMap<Arc<str>, T>;
 
 /// The routes that govern one caller.
 #[derive(Clone, Copy, Debug)]

@@ -52,7 +52,7 @@ pub fn service_port(protocol: AppProtocol, endpoints: Vec<SocketAddr>, routes: R
 }
 
 pub fn config_with(port: ServicePort) -> ProxyConfig {
-    let mut services = ambit_proxy_core::config::ServiceMap::default();
+    let mut services = HashMap::new();
     services.insert(VIP.parse().unwrap(), Arc::new(port));
     let mut workloads = HashMap::new();
     workloads.insert(
