@@ -127,10 +127,10 @@ fn rules(kind: RouteKind, inputs: &[RuleInput]) -> Vec<Arc<Rule>> {
 fn chosen(list: &RouteList, request: &RequestView<'_>) -> Option<(String, usize, Option<usize>)> {
     let matched = list.find(request)?;
     let rule = matched.rule;
-    if let Some(m) = matched.route_match {
+    if let Some(m) = matched.route_match() {
         assert!(m.matches(request), "the chosen match does not match");
     }
-    let index = matched.route_match.map(|m| rule.matches.iter().position(|x| std::ptr::eq(x, m)).unwrap());
+    let index = matched.route_match().map(|m| rule.matches.iter().position(|x| std::ptr::eq(x, m)).unwrap());
     Some((rule.route().name.to_string(), rule.index, index))
 }
 

@@ -181,8 +181,7 @@ pub fn explain_in(
             Decision::NoRoutes => Outcome::NoRoutes,
             Decision::NoMatch => Outcome::NoMatch { scope },
             Decision::Matched(m) => {
-                let match_index = m.route_match.and_then(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)));
-                Outcome::Matched { scope, rule: m.rule.clone(), match_index }
+                Outcome::Matched { scope, rule: m.rule.clone(), match_index: m.match_index() }
             }
         }
         }

@@ -4,6 +4,9 @@
 use std::cmp::{Ordering, Reverse};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
+use super::compact::{Arena, ArenaBuilder, MatchTest};
 use super::matching::{grpc_specificity, prefix_core};
 use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 
@@ -29,15 +32,25 @@ use super::{PathMatch, RequestView, RouteKind, RouteMatch, Rule, RuleLabels};
 #[derive(Debug)]
 pub struct RouteList {
     kind: RouteKind,
-    entries: Vec<Entry>,
+    /// In precedence order; each with its match in compact form. A few are kept
+    /// inline (most Services' lists are short).
+    entries: SmallVec<[Entry; INLINE_ENTRIES]>,
+    /// The literals of the entries' compact matches.
+    arena: Arena,
     /// Distinct rules, in precedence order of their best match.
     rules: Vec<Arc<Rule>>,
     /// `labels[i]` names `rules[i]`.
     labels: Vec<RuleLabels>,
 }
 
+/// Entries kept in the list's own allocation.
+const INLINE_ENTRIES: usize = 4;
+
 #[derive(Debug)]
 struct Entry {
+    /// What a request must meet (read first; the rule is only read once it has won,
+    /// or for a match the compact form does not hold whole).
+    test: MatchTest,
     rule: Arc<Rule>,
     /// Index into `rule.matches`, or None for a rule without matches.
     match_index: Option<usize>,
@@ -133,20 +146,34 @@ fn precedence(kind: RouteKind, a: &Entry, b: &Entry) -> Ordering {
         .then_with(|| a.match_index.cmp(&b.match_index))
 }
 
-/// The rule that matched a request, and the match that selected it (needed by
+/// The rule that matched a request, and which of its matches selected it (needed by
 /// `ReplacePrefixMatch`).
+///
+/// Finding it reads only the route list (its entries and their compact tests): the
+/// rule and the match are read by whoever uses them.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchedRule<'a> {
     pub rule: &'a Arc<Rule>,
-    pub route_match: Option<&'a RouteMatch>,
+    /// Index into `rule.matches`, or None for a rule without matches.
+    match_index: Option<usize>,
     /// The rule's metric and log labels.
     pub labels: &'a RuleLabels,
 }
 
-impl MatchedRule<'_> {
+impl<'a> MatchedRule<'a> {
+    /// The match that selected the rule (None for a rule without matches).
+    pub fn route_match(&self) -> Option<&'a RouteMatch> {
+        self.match_index.and_then(|i| self.rule.matches.get(i))
+    }
+
+    /// The position of [`MatchedRule::route_match`] in the rule's matches.
+    pub fn match_index(&self) -> Option<usize> {
+        self.match_index
+    }
+
     /// The path match that selected the rule, if it had one.
-    pub fn path_match(&self) -> Option<&PathMatch> {
-        self.route_match.and_then(|m| m.path.as_ref())
+    pub fn path_match(&self) -> Option<&'a PathMatch> {
+        self.route_match().and_then(|m| m.path.as_ref())
     }
 }
 
@@ -160,10 +187,14 @@ impl RouteList {
             .flat_map(|rule| {
                 let indices: Vec<Option<usize>> =
                     if rule.matches.is_empty() { vec![None] } else { (0..rule.matches.len()).map(Some).collect() };
-                indices.into_iter().map(|match_index| Entry { rule: rule.clone(), match_index, rule_index: 0 })
+                indices.into_iter().map(|match_index| Entry { test: MatchTest::default(), rule: rule.clone(), match_index, rule_index: 0 })
             })
             .collect();
         entries.sort_by(|a, b| precedence(kind, a, b));
+        let mut arena = ArenaBuilder::default();
+        for e in &mut entries {
+            e.test = arena.add(e.route_match());
+        }
         let mut distinct: Vec<Arc<Rule>> = Vec::new();
         for e in &mut entries {
             e.rule_index = match distinct.iter().position(|r| Arc::ptr_eq(r, &e.rule)) {
@@ -180,7 +211,7 @@ impl RouteList {
             let made = RuleLabels::of(rule, same_route.map(|(other, l)| (&**other, l)));
             labels.push(made);
         }
-        Self { kind, entries, rules: distinct, labels }
+        Self { kind, entries: entries.into_iter().collect(), arena: arena.finish(), rules: distinct, labels }
     }
 
     pub fn kind(&self) -> RouteKind {
@@ -195,16 +226,24 @@ impl RouteList {
     /// Every (rule, match) pair in precedence order; the match is None for a rule
     /// without matches.
     pub fn matches(&self) -> impl Iterator<Item = MatchedRule<'_>> {
-        self.entries.iter().map(|e| MatchedRule { rule: &e.rule, route_match: e.route_match(), labels: &self.labels[e.rule_index] })
+        self.entries.iter().map(|e| self.matched(e))
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// The highest-precedence match for a request.
+    /// The highest-precedence match for a request: the first entry whose compact
+    /// test holds (confirmed on the original match when the test is not whole).
     pub fn find(&self, request: &RequestView<'_>) -> Option<MatchedRule<'_>> {
-        self.matches().find(|m| m.route_match.is_none_or(|rm| rm.matches(request)))
+        let entry = self.entries.iter().find(|e| {
+            e.test.holds(&self.arena, request) && (!e.test.is_full() || e.route_match().is_none_or(|rm| rm.matches(request)))
+        })?;
+        Some(self.matched(entry))
+    }
+
+    fn matched<'a>(&'a self, e: &'a Entry) -> MatchedRule<'a> {
+        MatchedRule { rule: &e.rule, match_index: e.match_index, labels: &self.labels[e.rule_index] }
     }
 }
 
@@ -375,7 +414,7 @@ mod tests {
             .matches()
             .map(|m| {
                 let r = m.rule.route();
-                let mi = m.route_match.map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
+                let mi = m.route_match().map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).unwrap());
                 format!("{}/{}#{}.{}", r.namespace, r.name, m.rule.index, mi.unwrap())
             })
             .collect();
@@ -405,6 +444,28 @@ mod tests {
         assert_eq!(&*first.namespace, "a-b");
     }
 
+    /// Two HTTPRoutes of two rules (a header and path prefix match, an exact path):
+    /// the shape of bench scenario 7's lists, held in the list's own allocation.
+    #[test]
+    fn a_short_list_is_held_inline() {
+        let api = |r: usize| RouteMatch { headers: vec![header("x-tenant", &format!("t{r}"))], ..prefix(&format!("/r{r}/api")) };
+        let rules: Vec<_> = (0..2)
+            .flat_map(|r| {
+                let name = format!("route-{r}");
+                [http_rule(&name, 0, vec![api(r)]), http_rule(&name, 1, vec![exact_path(&format!("/r{r}/health"))])]
+            })
+            .collect();
+        let list = RouteList::new(RouteKind::Http, rules);
+        assert!(!list.entries.spilled() && list.arena.is_inline());
+        assert_eq!(name_of(&list, "/r1/health").as_deref(), Some("route-1#1"));
+        let req = Req::new(Method::GET, "/r1/api/x", &[("x-tenant", "t1")]);
+        assert_eq!(chosen(&list, &req).map(|c| c.0).as_deref(), Some("route-1"));
+        let long: Vec<_> = (0..5).map(|i| http_rule("long", i, vec![exact_path(&format!("/{i}"))])).collect();
+        let list = RouteList::new(RouteKind::Http, long);
+        assert!(list.entries.spilled());
+        assert_eq!(name_of(&list, "/4").as_deref(), Some("long#4"));
+    }
+
     #[test]
     fn empty_list_matches_nothing() {
         let list = RouteList::new(RouteKind::Http, vec![]);
@@ -418,7 +479,8 @@ mod tests {
         let list = RouteList::new(RouteKind::Http, vec![http_rule("all", 0, vec![])]);
         let req = Req::new(Method::PATCH, "/deep/path?x=1", &[("a", "b")]);
         let m = list.find(&req.view()).unwrap();
-        assert!(m.route_match.is_none());
+        assert!(m.route_match().is_none());
+        assert!(m.match_index().is_none());
         assert!(m.path_match().is_none());
     }
 
@@ -559,7 +621,7 @@ mod tests {
                     Some(found) => {
                         let best = matching.iter().copied().min_by(|a, b| precedence(list.kind, a, b)).unwrap();
                         prop_assert!(Arc::ptr_eq(found.rule, &best.rule));
-                        prop_assert_eq!(found.route_match.map(|m| m as *const _), best.route_match().map(|m| m as *const _));
+                        prop_assert_eq!(found.route_match().map(|m| m as *const _), best.route_match().map(|m| m as *const _));
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use http::header::AsHeaderName;
 use http::{HeaderMap, HeaderName, Method};
 use regex::Regex;
 
@@ -128,9 +129,14 @@ pub(crate) fn prefix_core(prefix: &str) -> &str {
 }
 
 /// Element-wise prefix test: `core` must be followed by the end of the path or a `/`.
-fn prefix_matches(core: &str, path: &str) -> bool {
+pub(super) fn prefix_matches(core: &str, path: &str) -> bool {
+    prefix_matches_bytes(core.as_bytes(), path.as_bytes())
+}
+
+/// [`prefix_matches`] on the bytes of both.
+pub(super) fn prefix_matches_bytes(core: &[u8], path: &[u8]) -> bool {
     match path.strip_prefix(core) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        Some(rest) => rest.is_empty() || rest.first() == Some(&b'/'),
         None => false,
     }
 }
@@ -154,42 +160,50 @@ impl RouteMatch {
 
     /// The header matches that count: the first one per (case-insensitive) name.
     pub fn effective_headers(&self) -> impl Iterator<Item = &HeaderMatch> {
-        self.headers
-            .iter()
-            .enumerate()
-            .filter(|(i, h)| !self.headers[..*i].iter().any(|earlier| earlier.name == h.name))
-            .map(|(_, h)| h)
+        unique_by(&self.headers, |a, b| a.name == b.name)
     }
 
     /// The query parameter matches that count: the first one per (case-sensitive) name.
     pub fn effective_query(&self) -> impl Iterator<Item = &QueryMatch> {
-        self.query
-            .iter()
-            .enumerate()
-            .filter(|(i, q)| !self.query[..*i].iter().any(|earlier| earlier.name == q.name))
-            .map(|(_, q)| q)
+        unique_by(&self.query, |a, b| a.name == b.name)
     }
+}
+
+/// The items of `items` that no earlier item is `same` as.
+pub(super) fn unique_by<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> impl Iterator<Item = &T> {
+    items.iter().enumerate().filter(move |(i, x)| !items[..*i].iter().any(|earlier| same(earlier, x))).map(|(_, x)| x)
 }
 
 /// A header is matched on its combined value: repeated header lines are joined with
 /// `,` in order, as RFC 7230 section 3.2.2 describes (which the spec defers to).
 /// `Set-Cookie` cannot be combined that way, so there any single value may match.
 fn header_matches(m: &HeaderMatch, headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(&m.name).iter();
+    header_value_matches(headers, &m.name, m.name == http::header::SET_COOKIE, |value| m.value.matches(value))
+}
+
+/// [`header_matches`] for any way of naming the header (`set_cookie`: it names
+/// `Set-Cookie`) and any test of its value.
+pub(super) fn header_value_matches<K: AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+    set_cookie: bool,
+    test: impl Fn(&str) -> bool,
+) -> bool {
+    let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else { return false };
-    if m.name == http::header::SET_COOKIE {
-        return std::iter::once(first).chain(values).any(|v| m.value.matches(&String::from_utf8_lossy(v.as_bytes())));
+    if set_cookie {
+        return std::iter::once(first).chain(values).any(|v| test(&String::from_utf8_lossy(v.as_bytes())));
     }
     match values.next() {
         // The common case: one header line, matched without allocating.
-        None => m.value.matches(&String::from_utf8_lossy(first.as_bytes())),
+        None => test(&String::from_utf8_lossy(first.as_bytes())),
         Some(second) => {
             let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
             for v in std::iter::once(second).chain(values) {
                 joined.push(',');
                 joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
             }
-            m.value.matches(&joined)
+            test(&joined)
         }
     }
 }
@@ -198,7 +212,7 @@ fn header_matches(m: &HeaderMatch, headers: &HeaderMap) -> bool {
 /// occurrence, as the spec recommends. Names are compared case-sensitively after
 /// percent-decoding; a parameter without `=` has the empty value.
 fn query_matches(m: &QueryMatch, query: Option<&str>) -> bool {
-    match query_param_cow(query, &m.name) {
+    match query_param_value(query, &m.name) {
         Some(value) => m.value.matches(&value),
         None => false,
     }
@@ -206,11 +220,11 @@ fn query_matches(m: &QueryMatch, query: Option<&str>) -> bool {
 
 /// The percent-decoded value of the first occurrence of `name` in a raw query string.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query_param_cow(query, name).map(Cow::into_owned)
+    query_param_value(query, name).map(Cow::into_owned)
 }
 
 /// [`query_param`] without allocating when nothing needs decoding.
-fn query_param_cow<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
+pub(super) fn query_param_value<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
     query?
         .split('&')
         .filter(|pair| !pair.is_empty())

@@ -3,6 +3,7 @@
 //! per request) and TLSRoute/TCPRoute resources (evaluated per connection).
 
 mod backend;
+mod compact;
 pub mod cors;
 mod filters;
 mod l4;

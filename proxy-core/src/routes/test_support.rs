@@ -83,7 +83,7 @@ impl Req {
 pub(crate) fn chosen(list: &RouteList, req: &Req) -> Option<(String, usize, Option<usize>)> {
     list.find(&req.view()).map(|m| {
         let match_index = m
-            .route_match
+            .route_match()
             .map(|rm| m.rule.matches.iter().position(|x| std::ptr::eq(x, rm)).expect("match belongs to its rule"));
         (m.rule.route().name.to_string(), m.rule.index, match_index)
     })
