@@ -199,14 +199,7 @@ fn stat_times(pid: i32) -> Result<(f64, f64)> {
 /// clock ticks (10 ms), too coarse for a mostly idle process; threads that ended are
 /// not counted here.
 pub fn cpu_seconds_fine(pid: i32) -> Result<f64> {
-    let mut ns: u64 = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("listing /proc/{pid}/task"))? {
-        let path = task?.path().join("schedstat");
-        // A thread may end between the listing and the read.
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        ns += text.split_whitespace().next().context("empty schedstat")?.parse::<u64>()?;
-    }
-    Ok(ns as f64 / 1e9)
+    cpu_use(pid).map(|u| u.run_s)
 }
 
 /// How a process used the CPU so far (all its threads; user and system time in clock
@@ -217,6 +210,8 @@ pub struct CpuUse {
     pub system_s: f64,
     /// Times a thread gave up the CPU to wait (a wake-up follows each).
     pub voluntary_switches: u64,
+    /// Seconds the live threads ran, to the nanosecond (schedstat).
+    pub run_s: f64,
     /// Seconds the threads spent runnable but waiting for a CPU.
     pub run_delay_s: f64,
 }
@@ -228,6 +223,7 @@ impl std::ops::Sub for CpuUse {
             user_s: self.user_s - o.user_s,
             system_s: self.system_s - o.system_s,
             voluntary_switches: self.voluntary_switches.saturating_sub(o.voluntary_switches),
+            run_s: self.run_s - o.run_s,
             run_delay_s: self.run_delay_s - o.run_delay_s,
         }
     }
@@ -250,8 +246,10 @@ pub fn cpu_use(pid: i32) -> Result<CpuUse> {
             .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let delay_ns: u64 = schedstat.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-        sample.run_delay_s += delay_ns as f64 / 1e9;
+        let mut fields = schedstat.split_whitespace();
+        let mut next_ns = || -> Result<f64> { Ok(fields.next().context("short schedstat")?.parse::<u64>()? as f64 / 1e9) };
+        sample.run_s += next_ns()?;
+        sample.run_delay_s += next_ns()?;
     }
     Ok(sample)
 }
@@ -301,6 +299,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let used = cpu_use(pid).expect("sample") - before;
         assert!(used.user_s + used.system_s >= 0.1, "{used:?}");
+        assert!(used.run_s >= 0.1, "schedstat's run time counts the busy loop too: {used:?}");
         assert!(used.voluntary_switches >= 1, "the sleep is a voluntary switch: {used:?}");
     }
 
