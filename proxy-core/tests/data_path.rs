@@ -88,6 +88,29 @@ async fn conflicting_content_length_and_transfer_encoding_cannot_smuggle() {
 }
 
 #[tokio::test]
+async fn a_refused_head_cut_across_reads_gets_400_too() {
+    let backend = http_backend("a").await;
+    let proxy = start_proxy(config_with(service_port(AppProtocol::Http, vec![backend], RouteSet::default()))).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // The first part of the ambiguous head arrives with a good request; once that one is
+    // answered, the server has read the part too.
+    stream.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-").await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("/first") {
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    stream.write_all(b"Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer:?}");
+    assert!(!answer.contains("/smuggled"), "{answer:?}");
+    assert!(answer[answer.rfind("HTTP/1.1 ").unwrap()..].starts_with("HTTP/1.1 400"), "{answer:?}");
+}
+
+#[tokio::test]
 async fn pipelined_requests_with_bodies_are_all_answered_in_order() {
     let backend = http_backend("a").await;
     let proxy = start_proxy(config_with(service_port(AppProtocol::Http, vec![backend], RouteSet::default()))).await;

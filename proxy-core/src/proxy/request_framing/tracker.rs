@@ -1,0 +1,276 @@
+//! Follows the request stream of one HTTP/1 connection, message by message: each head's
+//! framing (see [`super::head_scan`]), then its body, to know where the next head starts.
+
+use super::head_scan::{trim, Framing, HeadScan, HeadScanner};
+use super::Rejected;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Longest chunk-size line, chunk terminator or trailer section the tracker follows.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// A refused head: why, and where in the stream (bytes from the connection's first) it
+/// starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub why: Rejected,
+    pub head_start: u64,
+}
+
+/// Where in a chunked body the tracker is.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunked {
+    /// Reading a chunk-size line (bytes so far).
+    Size(Vec<u8>),
+    /// Inside chunk data: bytes left.
+    Data(u64),
+    /// After chunk data, up to its line end (bytes seen).
+    DataEnd(usize),
+    /// After the last chunk: trailer lines until an empty one (length of the current
+    /// line without CR, total bytes seen).
+    Trailers { line: usize, total: usize },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    /// Before the first byte: may still be the HTTP/2 preface.
+    Start,
+    /// Between messages or inside a head.
+    Head,
+    /// Inside a body of known length: bytes left.
+    FixedBody(u64),
+    Chunked(Chunked),
+    /// Not following any more (HTTP/2, upgraded, or left to hyper's own checks).
+    Passthrough,
+    /// A head was refused; every later call fails too.
+    Refused(Refusal),
+}
+
+/// Follows the request stream of one HTTP/1 connection (see the module docs).
+pub struct FramingTracker {
+    state: State,
+    /// The bytes of a head (or of a possible HTTP/2 preface) cut across reads, until the
+    /// head is complete. Empty while heads arrive whole.
+    held: Vec<u8>,
+    /// Where the scan of the held head stands.
+    scanner: HeadScanner,
+    /// Largest head followed; a longer one is left to hyper, which answers 431.
+    max_head: usize,
+    /// Stream position of the next byte fed.
+    offset: u64,
+}
+
+impl FramingTracker {
+    /// A tracker that follows heads up to `max_head` bytes.
+    pub fn new(max_head: usize) -> Self {
+        Self { state: State::Start, held: Vec::new(), scanner: HeadScanner::default(), max_head, offset: 0 }
+    }
+
+    /// Whether the tracker has stepped aside for the rest of the connection.
+    pub fn is_passthrough(&self) -> bool {
+        self.state == State::Passthrough
+    }
+
+    /// Whether nothing is known yet of how the connection opens (no byte, or a
+    /// possible HTTP/2 preface so far).
+    pub fn at_start(&self) -> bool {
+        self.state == State::Start
+    }
+
+    /// Whether a request head is being received: nothing read yet on a new connection,
+    /// or part of a head read.
+    pub fn head_in_progress(&self) -> bool {
+        match self.state {
+            State::Start => true,
+            State::Head => !self.held.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Stream position of the next byte fed (bytes fed so far).
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// Frees the copy of a cut head once it is no longer needed.
+    pub fn release_buffer(&mut self) {
+        if self.held.is_empty() {
+            self.held = Vec::new();
+        }
+    }
+
+    /// Follows the next bytes of the stream. Fails when they complete a refused head;
+    /// once refused, every later call fails too.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), Refusal> {
+        loop {
+            if let State::Refused(refusal) = self.state {
+                return Err(refusal);
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+            let used = match &mut self.state {
+                State::Refused(_) => unreachable!("handled above"),
+                State::Passthrough => {
+                    if self.held.capacity() > 0 {
+                        self.held = Vec::new();
+                    }
+                    data.len()
+                }
+                State::Start => self.start(data),
+                State::FixedBody(left) | State::Chunked(Chunked::Data(left)) => {
+                    let k = (*left).min(data.len() as u64);
+                    *left -= k;
+                    if *left == 0 {
+                        self.end_of_body_data();
+                    }
+                    k as usize
+                }
+                State::Chunked(_) => {
+                    self.chunk_control_byte(data[0]);
+                    1
+                }
+                State::Head => self.head(data)?,
+            };
+            self.offset += used as u64;
+            data = &data[used..];
+        }
+    }
+
+    /// Bytes that may be the HTTP/2 preface: returns how many were used.
+    fn start(&mut self, data: &[u8]) -> usize {
+        let want = &H2_PREFACE[self.held.len()..];
+        let k = want.len().min(data.len());
+        if data[..k] != want[..k] {
+            // Not the preface: what was held starts the first head.
+            self.state = State::Head;
+            return 0;
+        }
+        self.held.extend_from_slice(&data[..k]);
+        if self.held.len() == H2_PREFACE.len() {
+            self.held = Vec::new();
+            self.state = State::Passthrough;
+        }
+        k
+    }
+
+    fn end_of_body_data(&mut self) {
+        self.state = match self.state {
+            State::FixedBody(_) => State::Head,
+            _ => State::Chunked(Chunked::DataEnd(0)),
+        };
+    }
+
+    /// Head bytes: returns how many were used (all of them unless the head ends).
+    fn head(&mut self, data: &[u8]) -> Result<usize, Refusal> {
+        let before = self.held.len();
+        let scan = if before == 0 {
+            // The common case: the head starts in this read, scanned where it lies.
+            let mut scanner = HeadScanner::default();
+            let scan = scanner.scan(data);
+            if scan == HeadScan::Partial {
+                self.held.extend_from_slice(data);
+                self.scanner = scanner;
+            }
+            scan
+        } else {
+            self.held.extend_from_slice(data);
+            self.scanner.scan(&self.held)
+        };
+        match scan {
+            HeadScan::Partial => {
+                if self.held.len() > self.max_head {
+                    self.step_aside();
+                }
+                Ok(data.len())
+            }
+            HeadScan::Complete { len, .. } if len > self.max_head => {
+                self.step_aside();
+                Ok(data.len())
+            }
+            HeadScan::Complete { framing: Err(why), .. } => {
+                let refusal = Refusal { why, head_start: self.offset - before as u64 };
+                self.held = Vec::new();
+                self.state = State::Refused(refusal);
+                Err(refusal)
+            }
+            HeadScan::Complete { len, framing: Ok(framing) } => {
+                self.held.clear();
+                self.scanner = HeadScanner::default();
+                self.state = match framing {
+                    Framing::None | Framing::Length(0) => State::Head,
+                    Framing::Length(n) => State::FixedBody(n),
+                    Framing::Chunked => State::Chunked(Chunked::Size(Vec::new())),
+                    Framing::Passthrough => State::Passthrough,
+                };
+                Ok(len - before)
+            }
+        }
+    }
+
+    /// A head too long to follow: hyper answers 431 itself.
+    fn step_aside(&mut self) {
+        self.held = Vec::new();
+        self.scanner = HeadScanner::default();
+        self.state = State::Passthrough;
+    }
+
+    /// One byte of a chunk-size line, chunk terminator or trailer section.
+    fn chunk_control_byte(&mut self, byte: u8) {
+        let State::Chunked(chunked) = &mut self.state else { return };
+        match chunked {
+            Chunked::Size(line) => {
+                if byte != b'\n' {
+                    line.push(byte);
+                    if line.len() > MAX_CHUNK_LINE {
+                        self.state = State::Passthrough;
+                    }
+                    return;
+                }
+                self.state = match parse_chunk_size(line) {
+                    Some(0) => State::Chunked(Chunked::Trailers { line: 0, total: 0 }),
+                    Some(size) => State::Chunked(Chunked::Data(size)),
+                    None => State::Passthrough,
+                };
+            }
+            Chunked::Data(_) => unreachable!("chunk data is handled in bulk"),
+            Chunked::DataEnd(seen) => {
+                *seen += 1;
+                if byte == b'\n' {
+                    self.state = State::Chunked(Chunked::Size(Vec::new()));
+                } else if *seen > 2 {
+                    // hyper requires CRLF here and fails the body otherwise.
+                    self.state = State::Passthrough;
+                }
+            }
+            Chunked::Trailers { line, total } => {
+                *total += 1;
+                if byte == b'\n' {
+                    if *line == 0 {
+                        self.state = State::Head;
+                        return;
+                    }
+                    *line = 0;
+                } else if byte != b'\r' {
+                    *line += 1;
+                }
+                if *total > MAX_CHUNK_LINE * 16 {
+                    self.state = State::Passthrough;
+                }
+            }
+        }
+    }
+}
+
+/// A chunk-size line (without its LF): hex size, optional extensions after `;`.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let size = line.split(|&b| b == b';').next()?;
+    let size = std::str::from_utf8(trim(size)).ok()?;
+    if size.is_empty() {
+        return None;
+    }
+    u64::from_str_radix(size, 16).ok()
+}
+
+#[cfg(test)]
+mod tests;
