@@ -116,7 +116,18 @@ impl FramingTracker {
                     }
                     data.len()
                 }
-                State::Start => self.start(data),
+                State::Start => match self.start(data) {
+                    Some(used) => used,
+                    None => {
+                        // Not the preface: what was held is followed as the stream's
+                        // first bytes, then this read.
+                        let held = std::mem::take(&mut self.held);
+                        self.state = State::Head;
+                        self.offset -= held.len() as u64;
+                        self.feed(&held)?;
+                        0
+                    }
+                },
                 State::FixedBody(left) | State::Chunked(Chunked::Data(left)) => {
                     let k = (*left).min(data.len() as u64);
                     *left -= k;
@@ -136,21 +147,20 @@ impl FramingTracker {
         }
     }
 
-    /// Bytes that may be the HTTP/2 preface: returns how many were used.
-    fn start(&mut self, data: &[u8]) -> usize {
+    /// Bytes that may be the HTTP/2 preface: returns how many were used, or `None` when
+    /// they show that the stream does not open with it.
+    fn start(&mut self, data: &[u8]) -> Option<usize> {
         let want = &H2_PREFACE[self.held.len()..];
         let k = want.len().min(data.len());
         if data[..k] != want[..k] {
-            // Not the preface: what was held starts the first head.
-            self.state = State::Head;
-            return 0;
+            return None;
         }
         self.held.extend_from_slice(&data[..k]);
         if self.held.len() == H2_PREFACE.len() {
             self.held = Vec::new();
             self.state = State::Passthrough;
         }
-        k
+        Some(k)
     }
 
     fn end_of_body_data(&mut self) {

@@ -128,6 +128,12 @@ fn http2_preface_upgrades_and_connect_step_aside() {
     for cut in 0..lookalike.len() {
         assert_eq!(feed_split(lookalike, &[cut]).0, refused(Rejected::ContentLengthWithTransferEncoding, 0), "cut {cut}");
     }
+    // Most of the preface, then not: it was a head with no header, and the next one
+    // (which hyper refuses anyway) starts after it.
+    let almost = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\rGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for cut in 0..almost.len() {
+        assert_eq!(feed_split(almost, &[cut]).0, refused(Rejected::ContentLengthWithTransferEncoding, 18), "cut {cut}");
+    }
     let smuggled = b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
     let upgrade = [&b"GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\n"[..], smuggled].concat();
     let (result, tracker) = feed_split(&upgrade, &[]);
