@@ -102,7 +102,6 @@ impl<S> RequestFramingGuard<S> {
             self.pending = Vec::new();
             self.pending_pos = 0;
         }
-        self.tracker.release_buffer();
     }
 
     /// Feeds the tracker the bytes just read. When they complete a refused head, returns

@@ -45,14 +45,19 @@ enum State {
     Refused(Refusal),
 }
 
+/// The bytes of a head cut across reads, and where their scan stands.
+#[derive(Default)]
+struct Cut {
+    bytes: Vec<u8>,
+    scanner: HeadScanner,
+}
+
 /// Follows the request stream of one HTTP/1 connection (see the module docs).
 pub struct FramingTracker {
     state: State,
-    /// The bytes of a head (or of a possible HTTP/2 preface) cut across reads, until the
-    /// head is complete. Empty while heads arrive whole.
-    held: Vec<u8>,
-    /// Where the scan of the held head stands.
-    scanner: HeadScanner,
+    /// A head (or a possible HTTP/2 preface) cut across reads, until it is complete.
+    /// None while heads arrive whole.
+    cut: Option<Box<Cut>>,
     /// Largest head followed; a longer one is left to hyper, which answers 431.
     max_head: usize,
     /// Stream position of the next byte fed.
@@ -62,7 +67,7 @@ pub struct FramingTracker {
 impl FramingTracker {
     /// A tracker that follows heads up to `max_head` bytes.
     pub fn new(max_head: usize) -> Self {
-        Self { state: State::Start, held: Vec::new(), scanner: HeadScanner::default(), max_head, offset: 0 }
+        Self { state: State::Start, cut: None, max_head, offset: 0 }
     }
 
     /// Whether the tracker has stepped aside for the rest of the connection.
@@ -81,7 +86,7 @@ impl FramingTracker {
     pub fn head_in_progress(&self) -> bool {
         match self.state {
             State::Start => true,
-            State::Head => !self.held.is_empty(),
+            State::Head => self.cut.is_some(),
             _ => false,
         }
     }
@@ -89,13 +94,6 @@ impl FramingTracker {
     /// Stream position of the next byte fed (bytes fed so far).
     pub fn position(&self) -> u64 {
         self.offset
-    }
-
-    /// Frees the copy of a cut head once it is no longer needed.
-    pub fn release_buffer(&mut self) {
-        if self.held.is_empty() {
-            self.held = Vec::new();
-        }
     }
 
     /// Follows the next bytes of the stream. Fails when they complete a refused head;
@@ -111,9 +109,7 @@ impl FramingTracker {
             let used = match &mut self.state {
                 State::Refused(_) => unreachable!("handled above"),
                 State::Passthrough => {
-                    if self.held.capacity() > 0 {
-                        self.held = Vec::new();
-                    }
+                    self.cut = None;
                     data.len()
                 }
                 State::Start => match self.start(data) {
@@ -121,7 +117,7 @@ impl FramingTracker {
                     None => {
                         // Not the preface: what was held is followed as the stream's
                         // first bytes, then this read.
-                        let held = std::mem::take(&mut self.held);
+                        let held = self.cut.take().map(|cut| cut.bytes).unwrap_or_default();
                         self.state = State::Head;
                         self.offset -= held.len() as u64;
                         self.feed(&held)?;
@@ -150,15 +146,17 @@ impl FramingTracker {
     /// Bytes that may be the HTTP/2 preface: returns how many were used, or `None` when
     /// they show that the stream does not open with it.
     fn start(&mut self, data: &[u8]) -> Option<usize> {
-        let want = &H2_PREFACE[self.held.len()..];
+        let held = self.cut.as_ref().map_or(0, |cut| cut.bytes.len());
+        let want = &H2_PREFACE[held..];
         let k = want.len().min(data.len());
         if data[..k] != want[..k] {
             return None;
         }
-        self.held.extend_from_slice(&data[..k]);
-        if self.held.len() == H2_PREFACE.len() {
-            self.held = Vec::new();
+        if held + k == H2_PREFACE.len() {
+            self.cut = None;
             self.state = State::Passthrough;
+        } else {
+            self.cut.get_or_insert_default().bytes.extend_from_slice(&data[..k]);
         }
         Some(k)
     }
@@ -172,55 +170,50 @@ impl FramingTracker {
 
     /// Head bytes: returns how many were used (all of them unless the head ends).
     fn head(&mut self, data: &[u8]) -> Result<usize, Refusal> {
-        let before = self.held.len();
-        let scan = if before == 0 {
+        let (before, scan) = match &mut self.cut {
             // The common case: the head starts in this read, scanned where it lies.
-            let mut scanner = HeadScanner::default();
-            let scan = scanner.scan(data);
-            if scan == HeadScan::Partial {
-                self.held.extend_from_slice(data);
-                self.scanner = scanner;
-            }
-            scan
-        } else {
-            self.held.extend_from_slice(data);
-            self.scanner.scan(&self.held)
-        };
-        match scan {
-            HeadScan::Partial => {
-                if self.held.len() > self.max_head {
-                    self.step_aside();
+            None => {
+                let mut scanner = HeadScanner::default();
+                let scan = scanner.scan(data);
+                if scan == HeadScan::Partial {
+                    self.cut = Some(Box::new(Cut { bytes: data.to_vec(), scanner }));
                 }
-                Ok(data.len())
+                (0, scan)
             }
-            HeadScan::Complete { len, .. } if len > self.max_head => {
-                self.step_aside();
-                Ok(data.len())
+            Some(cut) => {
+                let before = cut.bytes.len();
+                cut.bytes.extend_from_slice(data);
+                (before, cut.scanner.scan(&cut.bytes))
             }
+        };
+        let cut_len = self.cut.as_ref().map_or(0, |cut| cut.bytes.len());
+        match scan {
+            HeadScan::Partial if cut_len > self.max_head => self.step_aside(),
+            HeadScan::Partial => {}
+            HeadScan::Complete { len, .. } if len > self.max_head => self.step_aside(),
             HeadScan::Complete { framing: Err(why), .. } => {
                 let refusal = Refusal { why, head_start: self.offset - before as u64 };
-                self.held = Vec::new();
+                self.cut = None;
                 self.state = State::Refused(refusal);
-                Err(refusal)
+                return Err(refusal);
             }
             HeadScan::Complete { len, framing: Ok(framing) } => {
-                self.held.clear();
-                self.scanner = HeadScanner::default();
+                self.cut = None;
                 self.state = match framing {
                     Framing::None | Framing::Length(0) => State::Head,
                     Framing::Length(n) => State::FixedBody(n),
                     Framing::Chunked => State::Chunked(Chunked::Size(Vec::new())),
                     Framing::Passthrough => State::Passthrough,
                 };
-                Ok(len - before)
+                return Ok(len - before);
             }
         }
+        Ok(data.len())
     }
 
     /// A head too long to follow: hyper answers 431 itself.
     fn step_aside(&mut self) {
-        self.held = Vec::new();
-        self.scanner = HeadScanner::default();
+        self.cut = None;
         self.state = State::Passthrough;
     }
 

@@ -99,7 +99,7 @@ fn random_head(g: &mut Gen) -> Vec<u8> {
     head.push_str(g.pick(ENDS));
     let mut bytes = head.into_bytes();
     // Now and then one byte replaced by a character that may break the head.
-    if g.next() % 4 == 0 {
+    if g.next().is_multiple_of(4) {
         let at = (g.next() % bytes.len() as u64) as usize;
         bytes[at] = g.pick(b"\r\n: \t\x01Aa\x7f");
     }
