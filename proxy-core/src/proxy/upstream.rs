@@ -392,7 +392,9 @@ impl Upstreams {
                 },
             }
         }
-        let mut sender = self.new_http1(caller, &key).await?;
+        // Boxed: a connect (a tunnel's handshake included) is rare, and inline its state
+        // would size every request's future.
+        let mut sender = Box::pin(self.new_http1(caller, &key)).await?;
         let response = sender.send_request(request).await.map_err(|e| UpstreamError::Request(endpoint, e))?;
         Ok(self.recycled(response, key, sender))
     }
@@ -403,7 +405,6 @@ impl Upstreams {
     }
 
     async fn http2_sender(&self, caller: &Caller, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let endpoint = key.1;
         {
             let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(sender) = map.get(&key) {
@@ -413,6 +414,12 @@ impl Upstreams {
                 map.remove(&key);
             }
         }
+        // Boxed: rare, and inline its state would size every request's future.
+        Box::pin(self.new_http2(caller, key)).await
+    }
+
+    async fn new_http2(&self, caller: &Caller, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let endpoint = key.1;
         let stream = self.connect_via(caller, endpoint, &key.2, true).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
