@@ -18,6 +18,7 @@ pub mod ca;
 pub mod cgroups;
 pub mod cpus;
 pub mod check;
+pub mod data_runtime;
 pub mod cluster;
 pub mod directory;
 pub mod duration;

@@ -457,12 +457,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The proxy listeners and their connections: `workers` threads, or one per CPU this
 /// process may use (affinity mask and cgroup CPU quota: [`ambit_agent::cpus`]).
-fn data_path_runtime(workers: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+fn data_path_runtime(workers: Option<u16>) -> anyhow::Result<ambit_agent::data_runtime::DataPathRuntime> {
     let workers = workers.map_or_else(|| ambit_agent::cpus::usable_cpus().get(), usize::from);
     tracing::info!(workers, "data-path runtime");
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.worker_threads(workers);
-    Ok(builder.thread_name("ambit-data").enable_all().build()?)
+    Ok(ambit_agent::data_runtime::DataPathRuntime::new(workers)?)
 }
 
 /// Watches, translation, status writes and the admin API, on the main thread, so that

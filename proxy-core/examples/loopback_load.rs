@@ -1,5 +1,5 @@
 //! A loopback harness for profiling the HTTP data path: one proxy (one data-path
-//! worker thread, `ambit-data`, as the agent under `--workers 1`) routing h2load's
+//! thread, `ambit-data`, as the agent under `--workers 1`) routing h2load's
 //! HTTP/1.1 keep-alive load to two loopback backends with the bench's routing (a header
 //! match, a RequestHeaderModifier, two backends weighted 50/50).
 //!
@@ -167,13 +167,17 @@ fn main() {
     let requests = args.next().unwrap_or(200_000);
     let connections = args.next().unwrap_or(64);
     let (a, b) = start_backends();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("ambit-data")
-        .on_thread_start(ambit_alloc_count::count_allocations_on_this_thread)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // As the agent's data path under `--workers 1`: a current-thread runtime driven by
+    // a thread of its own (`agent/src/data_runtime.rs`).
+    let runtime = Arc::new(tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));
+    let driver = runtime.clone();
+    std::thread::Builder::new()
+        .name("ambit-data".into())
+        .spawn(move || {
+            ambit_alloc_count::count_allocations_on_this_thread();
+            driver.block_on(std::future::pending::<()>())
+        })
+        .expect("data-path thread");
     let metrics = std::env::var_os("NO_METRICS").is_none().then(|| {
         let mut registry = prometheus_client::registry::Registry::default();
         ProxyMetrics::register(&mut registry)

@@ -12,11 +12,13 @@
 //! beyond that, an update with a new label set goes to that set's overflow form (its
 //! caller labels blanked, a bounded set) and counts one overflow.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+/// Hashed on every request with the request's labels: foldhash (seeded per process),
+/// several times faster than the standard SipHash on such keys.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -58,7 +60,7 @@ impl<K, M> Default for LockFreeFamily<K, M> {
 
 impl<K, M> LockFreeFamily<K, M> {
     fn with_cap(cap: Option<Cap<K>>) -> Self {
-        Self { inner: Arc::new(Inner { metrics: ArcSwap::from_pointee(HashMap::new()), insert: Mutex::new(()), cap }) }
+        Self { inner: Arc::new(Inner { metrics: ArcSwap::from_pointee(HashMap::default()), insert: Mutex::new(()), cap }) }
     }
 
     /// A family of at most `max` label sets besides overflow forms: a new label set
