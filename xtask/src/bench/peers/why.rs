@@ -40,6 +40,15 @@ fn us(x: f64) -> String {
     }
 }
 
+/// A difference in µs, with its sign.
+fn signed_us(x: f64) -> String {
+    if x >= 0.0 {
+        format!("+{}", us(x))
+    } else {
+        format!("−{}", us(-x))
+    }
+}
+
 /// "a / b": one value per node, node 1 first.
 fn per_node(nodes: &[NodeStats], pick: impl Fn(&NodeStats) -> String) -> String {
     nodes.iter().map(pick).collect::<Vec<_>>().join(" / ")
@@ -71,9 +80,9 @@ fn cpu(f: &PeerFigure, usage: &Usage) -> String {
     }
     if let (Some(plain), Some(mtls)) = (f.median(System::AmbitPlain), f.median(System::AmbitMtls)) {
         out.push_str(&format!(
-            "; Ambit plaintext (mesh off, one hop) {} µs in all, so the mTLS hop on node 2 and the tunnel add {} µs",
+            "; Ambit plaintext (mesh off, one hop) {} µs in all: Ambit mTLS − plaintext {} µs (the second hop and the tunnel)",
             us(plain),
-            us(mtls - plain)
+            signed_us(mtls - plain)
         ));
     }
     out
@@ -88,7 +97,7 @@ fn latency(f: &PeerFigure, usage: &Usage) -> String {
         [System::Direct, System::AmbitPlain, System::AmbitMtls, System::Ztunnel].into_iter().filter_map(p99).collect::<Vec<_>>().join(", ")
     );
     if let (Some(plain), Some(mtls)) = (f.median(System::AmbitPlain), f.median(System::AmbitMtls)) {
-        out.push_str(&format!(" (mTLS adds {} µs to Ambit's plaintext p99)", us(mtls - plain)));
+        out.push_str(&format!(" (Ambit mTLS − plaintext {} µs)", signed_us(mtls - plain)));
     }
     let parts: Vec<String> = measured(usage, &f.scenario)
         .into_iter()
@@ -202,7 +211,7 @@ mod tests {
         let why = &figs[0].why;
         for part in [
             "Ambit mTLS 640 µs",
-            "mTLS adds 160 µs",
+            "(Ambit mTLS − plaintext +160 µs)",
             "Ambit mTLS 300 / 150 µs CPU, 3.00 / 2.00 wake-ups, 100 / 75.0 µs CPU and 10.0 / 5.0 µs run-queue wait",
             "ztunnel mTLS 200 / 100 µs CPU, 1.00 / 1.00 wake-ups",
         ] {
@@ -220,7 +229,7 @@ mod tests {
         attach(&mut figs, &usage);
         let why = &figs[0].why;
         assert!(why.contains("Ambit mTLS 20.0 / 10.0 µs user + 10.0 / 10.0 µs kernel, 0.01 / 0.01 wake-ups"), "{why}");
-        assert!(why.contains("add 25.0 µs"), "{why}");
+        assert!(why.contains("Ambit mTLS − plaintext +25.0 µs"), "{why}");
         assert!(!why.contains("ztunnel"), "ztunnel was not measured: {why}");
     }
 
@@ -252,6 +261,13 @@ mod tests {
              the load, the successor served after 800 ms and the old proxy had exited 1900 ms after the hand-over began; \
              failures at 3.85 s, 3.90 s"
         );
+    }
+
+    #[test]
+    fn differences_keep_their_sign() {
+        assert_eq!(signed_us(-2650.4), "−2650");
+        assert_eq!(signed_us(19.04), "+19.0");
+        assert_eq!(signed_us(0.0), "+0.0");
     }
 
     #[test]
