@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 pub use super::super::cross_world::Handover;
-use super::super::procs::{self, CpuUse};
+use super::super::procs::{CpuUse, ThreadedSample};
 use super::super::report::median;
 use super::table::System;
 
@@ -79,18 +79,18 @@ impl NodeStats {
 /// Samples `pids` (node 1's proxy first) before a run; [`Sampler::finish`] after it.
 pub struct Sampler {
     pids: Vec<i32>,
-    before: Vec<CpuUse>,
+    before: Vec<ThreadedSample>,
 }
 
 impl Sampler {
     pub fn start(pids: &[i32]) -> anyhow::Result<Sampler> {
-        let before = pids.iter().map(|&p| procs::cpu_use(p)).collect::<anyhow::Result<_>>()?;
+        let before = pids.iter().map(|&p| ThreadedSample::take(p)).collect::<anyhow::Result<_>>()?;
         Ok(Sampler { pids: pids.to_vec(), before })
     }
 
     /// The use since [`Sampler::start`], for a run of `requests`.
     pub fn finish(self, requests: u64) -> anyhow::Result<ProxyUse> {
-        let nodes = self.pids.iter().zip(self.before).map(|(&p, b)| Ok(procs::cpu_use(p)? - b)).collect::<anyhow::Result<_>>()?;
+        let nodes = self.pids.iter().zip(&self.before).map(|(&p, b)| Ok(ThreadedSample::take(p)?.since(b))).collect::<anyhow::Result<_>>()?;
         Ok(ProxyUse { requests, nodes })
     }
 }
