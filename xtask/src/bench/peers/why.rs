@@ -99,6 +99,7 @@ fn latency(f: &PeerFigure, usage: &Usage) -> String {
     if let (Some(plain), Some(mtls)) = (f.median(System::AmbitPlain), f.median(System::AmbitMtls)) {
         out.push_str(&format!(" (Ambit mTLS − plaintext {} µs)", signed_us(mtls - plain)));
     }
+    out.push_str(&spread(f));
     let parts: Vec<String> = measured(usage, &f.scenario)
         .into_iter()
         .map(|(s, n)| {
@@ -116,6 +117,20 @@ fn latency(f: &PeerFigure, usage: &Usage) -> String {
         out.push_str(&format!("; per request, node 1 / node 2 proxy: {}", parts.join("; ")));
     }
     out
+}
+
+/// With more than one repetition, each compared system's runs: how far the figure moved
+/// between repetitions of the same system.
+fn spread(f: &PeerFigure) -> String {
+    let runs: Vec<String> = COMPARED
+        .iter()
+        .filter_map(|s| Some((s, f.runs.get(s).filter(|r| r.len() > 1)?)))
+        .map(|(s, r)| format!("{} {} µs", s.label(), r.iter().map(|&x| us(x)).collect::<Vec<_>>().join(", ")))
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    format!("; by repetition: {}", runs.join("; "))
 }
 
 /// P5: the bytes per idle connection on each node, and the RSS with them open.
@@ -218,6 +233,11 @@ mod tests {
             assert!(why.contains(part), "{part:?} missing from {why:?}");
         }
         assert!(figs[1].why.is_empty(), "only the p99 is explained: {:?}", figs[1].why);
+        assert!(!why.contains("by repetition"), "one repetition has no spread: {why}");
+        figs[0].push(System::AmbitMtls, 900.0);
+        figs[0].push(System::Ztunnel, 520.0);
+        attach(&mut figs, &usage);
+        assert!(figs[0].why.contains("by repetition: Ambit mTLS 640, 900 µs; ztunnel mTLS 530, 520 µs"), "{}", figs[0].why);
     }
 
     #[test]
