@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ambit_e2e::{AgentOptions, BedOptions, MeshCa, Pod, PodSpec, RunningAgent, TestBed};
 use anyhow::{Context, Result};
@@ -31,6 +31,16 @@ spec:
   - {name: http, port: 80, targetPort: 8080, appProtocol: http}
   - {name: tcp, port: 9000, targetPort: 9090, appProtocol: tcp}
 "#;
+
+/// How node 1's proxy was replaced under load, timed from the start of the hand-over.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Handover {
+    /// Until the successor served (Ambit: its admin API ready; ztunnel: its listeners
+    /// open in the client pod).
+    pub successor_ready: Duration,
+    /// Until the old proxy had exited after its SIGTERM.
+    pub old_gone: Duration,
+}
 
 /// The core of simulated node `node` (1 or 2).
 fn node_cpu(node: usize) -> usize {
@@ -111,19 +121,23 @@ impl CrossWorld {
     }
 
     /// A rollout on node 1 (README "Upgrades without an outage"): a successor agent
-    /// starts beside node 1's agent and becomes ready, then the old one gets SIGTERM.
-    pub fn hand_over_client_agent(&mut self) -> Result<()> {
+    /// starts beside node 1's agent and becomes ready, then the old one gets SIGTERM;
+    /// returns when each step ended.
+    pub fn hand_over_client_agent(&mut self) -> Result<Handover> {
+        let began = Instant::now();
         let wire = self.wire.context("no agents running")?;
         let options = self.agent_options(wire);
         let old = self.agents.first_mut().context("no agent on node 1")?;
         let successor = old.start_successor(&self.bed, &options)?;
+        let successor_ready = began.elapsed();
         let pid = successor.pid().context("the successor has no pid")? as i32;
         procs::pin(pid, node_cpu(1))?;
         procs::raise_nofile(pid)?;
         let status = old.hand_over_to(successor)?;
+        let old_gone = began.elapsed();
         anyhow::ensure!(status.success(), "node 1's old agent exited with {status}");
         self.agent_pids[0] = pid;
-        Ok(())
+        Ok(Handover { successor_ready, old_gone })
     }
 
     /// Both agents' CPU time (utime + stime), in seconds.

@@ -1,6 +1,7 @@
 //! Processes under test: finding them, pinning them to a CPU, and reading their
 //! CPU time and memory from /proc.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -233,25 +234,76 @@ impl std::ops::Sub for CpuUse {
 pub fn cpu_use(pid: i32) -> Result<CpuUse> {
     let (user_s, system_s) = stat_times(pid)?;
     let mut sample = CpuUse { user_s, system_s, ..CpuUse::default() };
+    for t in threads(pid)?.values() {
+        sample.voluntary_switches += t.voluntary_switches;
+        sample.run_s += t.run_s;
+        sample.run_delay_s += t.run_delay_s;
+    }
+    Ok(sample)
+}
+
+/// One thread's scheduler counts so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadSched {
+    pub voluntary_switches: u64,
+    pub run_s: f64,
+    pub run_delay_s: f64,
+}
+
+/// The scheduler counts of each live thread of `pid`, by thread id.
+fn threads(pid: i32) -> Result<BTreeMap<i32, ThreadSched>> {
+    let mut out = BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("listing /proc/{pid}/task"))? {
-        let dir = task?.path();
+        let task = task?;
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let dir = task.path();
         // A thread may end between the listing and the reads.
         let (Ok(status), Ok(schedstat)) =
             (std::fs::read_to_string(dir.join("status")), std::fs::read_to_string(dir.join("schedstat")))
         else {
             continue;
         };
-        sample.voluntary_switches += status
+        let voluntary_switches = status
             .lines()
             .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
         let mut fields = schedstat.split_whitespace();
         let mut next_ns = || -> Result<f64> { Ok(fields.next().context("short schedstat")?.parse::<u64>()? as f64 / 1e9) };
-        sample.run_s += next_ns()?;
-        sample.run_delay_s += next_ns()?;
+        let (run_s, run_delay_s) = (next_ns()?, next_ns()?);
+        out.insert(tid, ThreadSched { voluntary_switches, run_s, run_delay_s });
     }
-    Ok(sample)
+    Ok(out)
+}
+
+/// A sample of `pid` that keeps its threads apart: [`ThreadedSample::since`] counts
+/// each thread alive at the later sample from its own earlier count (from zero if it
+/// started in between), so that a thread ending in between subtracts nothing.
+#[derive(Clone, Debug, Default)]
+pub struct ThreadedSample {
+    user_s: f64,
+    system_s: f64,
+    threads: BTreeMap<i32, ThreadSched>,
+}
+
+impl ThreadedSample {
+    pub fn take(pid: i32) -> Result<ThreadedSample> {
+        let (user_s, system_s) = stat_times(pid)?;
+        Ok(ThreadedSample { user_s, system_s, threads: threads(pid)? })
+    }
+
+    /// The use between `before` and this sample (utime and stime count every thread,
+    /// ended ones too; the rest, the threads alive now).
+    pub fn since(&self, before: &ThreadedSample) -> CpuUse {
+        let mut used = CpuUse { user_s: self.user_s - before.user_s, system_s: self.system_s - before.system_s, ..CpuUse::default() };
+        for (tid, now) in &self.threads {
+            let then = before.threads.get(tid).copied().unwrap_or_default();
+            used.voluntary_switches += now.voluntary_switches.saturating_sub(then.voluntary_switches);
+            used.run_s += now.run_s - then.run_s;
+            used.run_delay_s += now.run_delay_s - then.run_delay_s;
+        }
+        used
+    }
 }
 
 /// Resident set size of `pid` in bytes (VmRSS).
@@ -285,7 +337,20 @@ pub fn settled_rss(pids: &[i32]) -> Result<Vec<u64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cpu_use, parse_cpu_list};
+    use super::{cpu_use, parse_cpu_list, ThreadSched, ThreadedSample};
+
+    #[test]
+    fn a_thread_that_ended_subtracts_nothing_and_a_new_one_counts_in_full() {
+        let t = |switches: u64, run_s: f64, run_delay_s: f64| ThreadSched { voluntary_switches: switches, run_s, run_delay_s };
+        let before = ThreadedSample { user_s: 1.0, system_s: 0.5, threads: [(1, t(10, 1.0, 0.1)), (2, t(500, 9.0, 2.0))].into() };
+        let after = ThreadedSample { user_s: 1.5, system_s: 0.75, threads: [(1, t(15, 1.25, 0.15)), (3, t(4, 0.5, 0.05))].into() };
+        let used = after.since(&before);
+        assert_eq!(used.voluntary_switches, 5 + 4, "{used:?}");
+        assert!((used.run_s - 0.75).abs() < 1e-9 && (used.run_delay_s - 0.1).abs() < 1e-9, "{used:?}");
+        assert!((used.user_s - 0.5).abs() < 1e-9 && (used.system_s - 0.25).abs() < 1e-9, "{used:?}");
+        let live = ThreadedSample::take(std::process::id() as i32).expect("sample");
+        assert!(!live.threads.is_empty() && live.threads.contains_key(&(std::process::id() as i32)), "{live:?}");
+    }
 
     #[test]
     fn a_busy_thread_shows_in_its_own_cpu_use() {

@@ -29,7 +29,7 @@ pub fn crosses_as_hbone(bed: &TestBed, s: &Subject, ctx: &Ctx) -> Result<()> {
     if v["errors"].as_u64() != Some(0) {
         bail!("the marked request failed: {v}");
     }
-    captured.check_wire(marker.as_bytes(), ECHO_HTTP_PORT, Wire::Hbone).with_context(|| format!("{}", s.system.label()))
+    captured.check_wire(marker.as_bytes(), ECHO_HTTP_PORT, Wire::Hbone).with_context(|| s.system.label().to_string())
 }
 
 /// Polls node `node`'s ztunnel metrics (from inside its own netns) until they hold `needle`.

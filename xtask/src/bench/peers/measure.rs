@@ -18,6 +18,7 @@ use super::super::profile::Profile;
 use super::super::report::Better;
 use super::super::Plan;
 use super::table::{PeerFigure, System};
+use super::usage::{Handover, RestartRun, Sampler, Usage};
 
 pub const THROUGHPUT: &str = "P1 HTTP/1.1 keep-alive, h2load -c 64";
 pub const CONNECT: &str = "P3 new connection per request";
@@ -56,10 +57,11 @@ pub struct Ctx<'a> {
     pub plan: &'a Plan,
 }
 
-/// The figures collected so far, and what failed.
+/// The figures collected so far, what explains them, and what failed.
 #[derive(Default)]
 pub struct Figures {
     pub list: Vec<PeerFigure>,
+    pub usage: Usage,
     pub failures: Vec<(String, String)>,
 }
 
@@ -82,10 +84,6 @@ impl Figures {
 }
 
 impl Subject {
-    fn cpu_seconds(&self) -> Result<f64> {
-        self.proxies.iter().map(|&p| procs::cpu_seconds(p)).sum()
-    }
-
     fn load(&self, ctx: &Ctx, args: &[&str]) -> Result<Value> {
         ambit_load_in(&self.client, self.cpu, ctx.load_bin, args)
     }
@@ -125,9 +123,10 @@ fn throughput(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     let requests = ctx.plan.requests / 2;
     // With AMBIT_BENCH_PERF=DIR: a perf profile of the proxies during this run.
     let profile = if s.proxies.is_empty() { None } else { Some(Profile::start(&format!("peers-{:?}", s.system), &s.proxies)?) };
-    let cpu0 = s.cpu_seconds()?;
+    let sampler = Sampler::start(&s.proxies)?;
     let r = h2load_in(&s.client, s.cpu, &url, requests, 64, &["--h1"]);
-    let cpu = s.cpu_seconds()? - cpu0;
+    let sampled = r.as_ref().map_or(0, |r| r.succeeded);
+    let used = sampler.finish(sampled)?;
     if let Some(p) = profile {
         p.stop()?;
     }
@@ -137,7 +136,9 @@ fn throughput(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
     }
     figs.record(THROUGHPUT, "throughput", "req/s", Better::Higher, s.system, r.requests_per_s);
     if !s.proxies.is_empty() {
-        figs.record(THROUGHPUT, "proxies' CPU per request, both nodes", "µs", Better::Lower, s.system, cpu / r.succeeded as f64 * 1e6);
+        let cpu = used.cpu_seconds() / r.succeeded as f64 * 1e6;
+        figs.record(THROUGHPUT, "proxies' CPU per request, both nodes", "µs", Better::Lower, s.system, cpu);
+        figs.usage.record(THROUGHPUT, s.system, used);
     }
     Ok(())
 }
@@ -146,9 +147,9 @@ fn fixed_rate(s: &Subject, ctx: &Ctx, rate: u64, figs: &mut Figures) -> Result<(
     let addr = s.http.to_string();
     let requests = rate * ctx.plan.rate_secs;
     let (r, n) = (rate.to_string(), requests.to_string());
-    let cpu0 = s.cpu_seconds()?;
+    let sampler = Sampler::start(&s.proxies)?;
     let v = s.load(ctx, &["rate", "--addr", &addr, "--rate", &r, "--requests", &n, "--connections", RATE_CONNECTIONS])?;
-    let cpu = s.cpu_seconds()? - cpu0;
+    let used = sampler.finish(requests)?;
     if v["errors"].as_u64() != Some(0) || v["timed_out"] != false {
         bail!("{addr} at {rate}/s: {v}");
     }
@@ -157,7 +158,9 @@ fn fixed_rate(s: &Subject, ctx: &Ctx, rate: u64, figs: &mut Figures) -> Result<(
         figs.record(&scenario, metric, "µs", Better::Lower, s.system, v["latency"][key].as_f64().unwrap_or(f64::NAN));
     }
     if !s.proxies.is_empty() {
-        figs.record(&scenario, "proxies' CPU per request, both nodes", "µs", Better::Lower, s.system, cpu / requests as f64 * 1e6);
+        let cpu = used.cpu_seconds() / requests as f64 * 1e6;
+        figs.record(&scenario, "proxies' CPU per request, both nodes", "µs", Better::Lower, s.system, cpu);
+        figs.usage.record(&scenario, s.system, used);
     }
     Ok(())
 }
@@ -219,7 +222,7 @@ fn memory(s: &Subject, ctx: &Ctx, figs: &mut Figures) -> Result<()> {
 }
 
 /// Restarts node 1's proxy (`restart`) while `ambit-load steady` runs a fixed-rate load.
-fn restart(s: &Subject, ctx: &Ctx, restart: &mut dyn FnMut() -> Result<()>, figs: &mut Figures) -> Result<()> {
+fn restart(s: &Subject, ctx: &Ctx, restart: &mut dyn FnMut() -> Result<Handover>, figs: &mut Figures) -> Result<()> {
     // 14 s with --quick, 20 s otherwise: the old proxy's drain ends well before the load.
     let secs = 10 + 2 * ctx.plan.rate_secs;
     let addr = s.http.to_string();
@@ -228,11 +231,13 @@ fn restart(s: &Subject, ctx: &Ctx, restart: &mut dyn FnMut() -> Result<()>, figs
     let secs_s = secs.to_string();
     let mut all = args.to_vec();
     all.extend(["--secs", &secs_s, "--timeout-ms", "5000"]);
+    let started = Instant::now();
     let child = s.spawn_load(ctx, &all, secs + 40)?;
     std::thread::sleep(RESTART_AFTER);
-    let restarted = restart();
+    let began_s = started.elapsed().as_secs_f64();
+    let handover = restart();
     let out = child.wait_with_output().context("waiting for ambit-load steady")?;
-    restarted.context("restarting node 1's proxy")?;
+    let handover = handover.context("restarting node 1's proxy")?;
     if !out.status.success() {
         bail!("ambit-load steady failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -246,12 +251,23 @@ fn restart(s: &Subject, ctx: &Ctx, restart: &mut dyn FnMut() -> Result<()>, figs
         let first: Vec<String> = samples.iter().take(3).map(|x| x.to_string()).collect();
         println!("    {}: {} failed requests, e.g. {}", s.system.label(), get("errors"), first.join("; "));
     }
+    figs.usage.restart(s.system, restart_run(&v, handover, began_s));
     Ok(())
+}
+
+/// What `ambit-load steady`'s output `v` says about the restart, with its timing.
+fn restart_run(v: &Value, handover: Handover, began_s: f64) -> RestartRun {
+    let gaps_ms = v["kinds"]
+        .as_object()
+        .map(|kinds| kinds.iter().map(|(k, x)| (k.clone(), x["longest_gap_ms"].as_f64().unwrap_or(f64::NAN))).collect())
+        .unwrap_or_default();
+    let error_at_s = v["error_samples"].as_array().map(|a| a.iter().filter_map(|x| x["at_s"].as_f64()).collect()).unwrap_or_default();
+    RestartRun { handover, began_s, errors: v["errors"].as_u64(), gaps_ms, error_at_s }
 }
 
 /// Runs every scenario on `s`; `restart_proxy` restarts node 1's proxy (None: the
 /// system has none to restart, or no memory figure, like direct).
-pub fn run_all(s: &Subject, ctx: &Ctx, figs: &mut Figures, restart_proxy: Option<&mut dyn FnMut() -> Result<()>>) {
+pub fn run_all(s: &Subject, ctx: &Ctx, figs: &mut Figures, restart_proxy: Option<&mut dyn FnMut() -> Result<Handover>>) {
     type Step<'a> = (&'a str, Box<dyn Fn(&Subject, &Ctx, &mut Figures) -> Result<()>>);
     let mut steps: Vec<Step> = vec![(THROUGHPUT, Box::new(throughput))];
     for rate in RATES {

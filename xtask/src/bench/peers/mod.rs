@@ -9,13 +9,17 @@
 //!   in-pod capture and one ztunnel per node;
 //! - [`haproxy`] runs HAProxy on node 1;
 //! - [`measure`] runs the same scenarios against each system, interleaved per
-//!   repetition; [`check`] proves the mTLS wire first; [`table`] is the report's part.
+//!   repetition, and [`usage`] what explains the figures (the proxies' CPU use per
+//!   node, the restart's steps); [`check`] proves the mTLS wire first; [`table`] is
+//!   the report's part, and [`why`] the measured explanation beside each target.
 
 mod build;
 mod check;
 mod haproxy;
 mod measure;
 pub mod table;
+mod usage;
+mod why;
 mod xds;
 mod ztunnel;
 
@@ -167,9 +171,12 @@ fn conditions(section: &mut PeerSection, build: &build::ZtunnelBuild, plan: &Pla
 
 /// Turns the collected figures into the section, with targets and notes.
 fn finish(figs: Figures, plan: &Plan, section: &mut PeerSection) {
-    for f in figs.list {
-        section.push(annotate(f, plan));
+    let mut list: Vec<PeerFigure> = figs.list.into_iter().map(|f| annotate(f, plan)).collect();
+    why::attach(&mut list, &figs.usage);
+    for f in list {
+        section.push(f);
     }
+    section.usage = figs.usage;
     section.failures.extend(figs.failures);
 }
 

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::super::report::{median, Better};
+use super::usage::Usage;
 
 /// The systems compared on the two-node bed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,7 +38,7 @@ impl System {
         }
     }
 
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             System::Direct => "direct",
             System::AmbitPlain => "ambit_plaintext",
@@ -73,6 +74,9 @@ pub struct PeerFigure {
     pub runs: BTreeMap<System, Vec<f64>>,
     pub target: Option<PeerTarget>,
     pub note: String,
+    /// Where the time (or memory, or the failures) went, from measurements of the same
+    /// run: printed under a missed target, and in report.json always.
+    pub why: String,
 }
 
 impl PeerFigure {
@@ -85,6 +89,7 @@ impl PeerFigure {
             runs: BTreeMap::new(),
             target: None,
             note: String::new(),
+            why: String::new(),
         }
     }
 
@@ -150,6 +155,7 @@ impl PeerFigure {
             "ratios": ratios,
             "target": self.target.as_ref().map(|t| json!({"text": t.text, "met": t.met})),
             "note": self.note,
+            "why": self.why,
         })
     }
 }
@@ -158,7 +164,7 @@ fn num(v: Option<f64>) -> String {
     match v {
         None => "—".into(),
         Some(x) if !x.is_finite() => "—".into(),
-        Some(x) if x == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.3}"),
@@ -177,6 +183,8 @@ pub struct PeerSection {
     pub figures: Vec<PeerFigure>,
     /// Systems or scenarios that could not run, with the reason.
     pub failures: Vec<(String, String)>,
+    /// What the explanations were made of (report.json's `peers.usage`).
+    pub usage: Usage,
 }
 
 impl PeerSection {
@@ -234,9 +242,9 @@ impl PeerSection {
         }
         for f in missed {
             let t = f.target.as_ref().map(|t| t.text.as_str()).unwrap_or("");
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "- {} / {}: Ambit mTLS {} {}, ztunnel {} {}, against the target {t} (README \"Benchmarks\", peers, explains it).",
+                "- {} / {}: Ambit mTLS {} {}, ztunnel {} {}, against the target {t}.",
                 f.scenario,
                 f.metric,
                 num(f.median(System::AmbitMtls)),
@@ -244,6 +252,11 @@ impl PeerSection {
                 num(f.median(System::Ztunnel)),
                 f.unit
             );
+            if f.why.is_empty() {
+                let _ = writeln!(s);
+            } else {
+                let _ = writeln!(s, " Where it goes (measured in this run): {}", f.why);
+            }
         }
         for (what, why) in &self.failures {
             let _ = writeln!(s, "- {what}: did not run: {why}");
@@ -258,6 +271,7 @@ impl PeerSection {
             "figures": self.figures.iter().map(PeerFigure::to_json).collect::<Vec<_>>(),
             "missed": self.figures.iter().filter(|f| f.missed()).map(|f| format!("{} / {}", f.scenario, f.metric)).collect::<Vec<_>>(),
             "failures": self.failures.iter().map(|(a, b)| json!({"what": a, "error": b})).collect::<Vec<_>>(),
+            "usage": self.usage.json(),
         })
     }
 }
@@ -292,6 +306,37 @@ mod tests {
         let v = section.json();
         assert_eq!(v["figures"][0]["ratios"]["ambit_mtls_over_ztunnel"], 0.5);
         assert_eq!(v["missed"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn a_why_is_printed_only_under_a_missed_target_and_kept_in_the_json() {
+        let figure = |ambit: f64, why: &str| {
+            let mut f = PeerFigure::new("P2", "latency p99", "µs", Better::Lower);
+            f.push(System::AmbitMtls, ambit);
+            f.push(System::Ztunnel, 500.0);
+            let mut f = f.target_vs_ztunnel();
+            f.why = why.into();
+            f
+        };
+        let mut section = PeerSection::default();
+        section.push(figure(400.0, "met-why"));
+        section.push(figure(600.0, "missed-why"));
+        let md = section.markdown();
+        let missed = md.split("### Peer targets missed").nth(1).unwrap_or_default();
+        assert!(
+            missed.contains("Ambit mTLS 600 µs, ztunnel 500 µs, against the target Ambit mTLS ≤ ztunnel. Where it goes (measured in this run): missed-why"),
+            "{md}"
+        );
+        assert!(!md.contains("met-why"), "a met target's why is not printed: {md}");
+        let v = section.json();
+        assert_eq!(v["figures"][0]["why"], "met-why");
+        assert_eq!(v["figures"][1]["why"], "missed-why");
+        assert!(v["usage"]["proxies_per_node"].is_object(), "{v}");
+
+        let mut quiet = PeerSection::default();
+        quiet.push(figure(600.0, ""));
+        let md = quiet.markdown();
+        assert!(md.contains("against the target Ambit mTLS ≤ ztunnel.\n") && !md.contains("Where it goes"), "{md}");
     }
 
     #[test]

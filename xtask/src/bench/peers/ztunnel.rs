@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use ambit_e2e::{netns, Pod, PodSpec, TestBed};
 use anyhow::{bail, Context, Result};
 
+use super::super::cross_world::Handover;
 use super::super::procs;
 use super::build::ZtunnelBuild;
 use super::xds::{self, Service, Workload};
@@ -306,16 +307,20 @@ impl ZtunnelBed {
 
     /// A rollout on node 1: a second ztunnel starts and takes the client pod (its
     /// listeners beside the first's), then the first gets SIGTERM and drains.
-    pub fn restart_client_node(&mut self, bed: &TestBed) -> Result<()> {
+    pub fn restart_client_node(&mut self, bed: &TestBed) -> Result<Handover> {
+        let began = Instant::now();
         let pod = self.client.netns.clone();
         let before = listeners(&pod, OUTBOUND_PORT)?;
         self.generation += 1;
         let successor = ZtProcess::start(&self.setup(bed, 1), self.generation)?;
         wait_for(Duration::from_secs(30), "the successor ztunnel's listeners", || Ok(listeners(&pod, OUTBOUND_PORT)? >= 2 * before))
             .with_context(|| format!("the successor never attached to the client pod; its log:\n{}", successor.log_tail()))?;
+        let successor_ready = began.elapsed();
         let mut old = std::mem::replace(&mut self.procs[0], successor);
         old.stop(Duration::from_secs(30))?;
+        let old_gone = began.elapsed();
         drop(old);
-        wait_for(Duration::from_secs(10), "the old ztunnel's listeners closing", || Ok(listeners(&pod, OUTBOUND_PORT)? <= before))
+        wait_for(Duration::from_secs(10), "the old ztunnel's listeners closing", || Ok(listeners(&pod, OUTBOUND_PORT)? <= before))?;
+        Ok(Handover { successor_ready, old_gone })
     }
 }
