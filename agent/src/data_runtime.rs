@@ -1,61 +1,88 @@
 //! The data path's runtime: the proxy listeners and their connections, apart from the
 //! control plane (which runs on the main thread).
 //!
-//! With several workers it is tokio's multi-thread scheduler (work stealing). With one
-//! it is a current-thread runtime driven by a thread of its own: the same single thread
-//! of work, without the multi-thread scheduler's cross-thread bookkeeping on every task
-//! wake-up (measured: 7% less CPU per request with `examples/loopback_load`, three
-//! interleaved runs each). Either way the data-path threads are named `ambit-data`.
+//! One thread per worker, each driving a current-thread tokio runtime of its own, as
+//! Envoy's workers and HAProxy's threads do: the node agent binds one listener per
+//! worker on each proxy address (SO_REUSEPORT: the kernel spreads new connections over
+//! them) and each worker serves the connections it accepted from start to end, with its
+//! own upstream connections (the HTTP/1.1 pool is sharded by thread). No connection
+//! moves between threads and no worker wakes another; a multi-thread (work-stealing)
+//! runtime with as many workers cost more CPU per request: 7% more with one worker in
+//! `examples/loopback_load` (three interleaved runs each), and on two cores its workers
+//! woke each other and stole work (README, "Performance").
+//!
+//! The data-path threads are named `ambit-data`; blocking-pool threads `ambit-blocking`.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
 /// The name of the data path's worker threads.
 pub const THREAD_NAME: &str = "ambit-data";
 
-/// The data path's runtime (see the module docs). Dropping it stops the data path.
-pub struct DataPathRuntime {
-    handle: Handle,
-    kind: Kind,
+/// Where the data path's tasks go: one handle per worker. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DataPath {
+    workers: Arc<[Handle]>,
 }
 
-enum Kind {
-    Workers(#[allow(dead_code)] Runtime),
-    Single { stop: Option<oneshot::Sender<()>>, thread: Option<JoinHandle<()>> },
+impl DataPath {
+    /// The first worker: for the few tasks that are not per connection (health, admin).
+    pub fn first(&self) -> &Handle {
+        &self.workers[0]
+    }
+
+    /// Every worker: each serves its own listeners.
+    pub fn workers(&self) -> &[Handle] {
+        &self.workers
+    }
+}
+
+/// The data path's worker threads (see the module docs). Dropping it stops them.
+pub struct DataPathRuntime {
+    data_path: DataPath,
+    threads: Vec<Worker>,
+}
+
+struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl DataPathRuntime {
-    /// A runtime with `workers` threads (at least one).
+    /// `workers` threads (at least one), each with its runtime.
     pub fn new(workers: usize) -> std::io::Result<Self> {
-        if workers > 1 {
-            let runtime = Builder::new_multi_thread().worker_threads(workers).thread_name(THREAD_NAME).enable_all().build()?;
-            return Ok(Self { handle: runtime.handle().clone(), kind: Kind::Workers(runtime) });
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..workers.max(1) {
+            let runtime = Builder::new_current_thread().thread_name("ambit-blocking").enable_all().build()?;
+            handles.push(runtime.handle().clone());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+            threads.push(Worker { stop: Some(stop), thread: Some(thread) });
         }
-        // Blocking-pool threads get another name, as they are no data-path worker.
-        let runtime = Builder::new_current_thread().thread_name("ambit-blocking").enable_all().build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name(THREAD_NAME.into()).spawn(move || {
-            runtime.block_on(async {
-                let _ = stopped.await;
-            });
-        })?;
-        Ok(Self { handle, kind: Kind::Single { stop: Some(stop), thread: Some(thread) } })
+        Ok(Self { data_path: DataPath { workers: handles.into() }, threads })
     }
 
     /// Where to spawn the data path's tasks.
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+    pub fn data_path(&self) -> &DataPath {
+        &self.data_path
     }
 }
 
 impl Drop for DataPathRuntime {
     fn drop(&mut self) {
-        if let Kind::Single { stop, thread } = &mut self.kind {
-            drop(stop.take());
-            if let Some(thread) = thread.take() {
+        for worker in &mut self.threads {
+            drop(worker.stop.take());
+        }
+        for worker in &mut self.threads {
+            if let Some(thread) = worker.thread.take() {
                 let _ = thread.join();
             }
         }
@@ -77,38 +104,36 @@ mod tests {
             .count()
     }
 
-    #[test]
-    fn one_worker_is_one_thread_that_runs_spawned_tasks_until_dropped() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let before = data_threads();
-        let runtime = DataPathRuntime::new(1).expect("runtime");
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime.handle().spawn(async move {
-            let name = std::thread::current().name().map(str::to_owned);
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            tx.send(name).expect("send");
-        });
-        let ran_on = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the task ran");
-        assert_eq!(ran_on.as_deref(), Some(THREAD_NAME));
-        assert_eq!(data_threads(), before + 1);
-        drop(runtime);
-        assert_eq!(data_threads(), before, "the thread ends with the runtime");
+    /// The thread each worker's tasks run on.
+    fn threads_of(data_path: &DataPath) -> Vec<std::thread::ThreadId> {
+        data_path
+            .workers()
+            .iter()
+            .map(|handle| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                handle.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    let current = std::thread::current();
+                    tx.send((current.id(), current.name().map(str::to_owned))).expect("send");
+                });
+                let (id, name) = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the task ran");
+                assert_eq!(name.as_deref(), Some(THREAD_NAME));
+                id
+            })
+            .collect()
     }
 
     #[test]
-    fn several_workers_are_as_many_threads() {
+    fn each_worker_is_a_thread_of_its_own_until_dropped() {
         let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let before = data_threads();
-        let runtime = DataPathRuntime::new(2).expect("runtime");
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime.handle().spawn(async move { tx.send(std::thread::current().name().map(str::to_owned)).expect("send") });
-        let ran_on = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the task ran");
-        assert_eq!(ran_on.as_deref(), Some(THREAD_NAME));
-        // Worker threads start (and take their name) in the background.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while data_threads() != before + 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        for workers in [1, 3] {
+            let runtime = DataPathRuntime::new(workers).expect("runtime");
+            let threads: std::collections::HashSet<_> = threads_of(runtime.data_path()).into_iter().collect();
+            assert_eq!(data_threads(), before + workers);
+            assert_eq!(threads.len(), workers, "each worker runs its tasks on its own thread");
+            drop(runtime);
+            assert_eq!(data_threads(), before, "the threads end with the runtime");
         }
-        assert_eq!(data_threads(), before + 2);
     }
 }

@@ -362,7 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let logs = ambit_agent::logging::init(&node.log_level, node.log_json)?;
             let options = node.options(node.standalone_mesh()?)?;
             let data_path = data_path_runtime(node.workers)?;
-            control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.handle().clone()))?;
+            control_runtime()?.block_on(ambit_agent::standalone::run(manifests, options, logs, data_path.data_path().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { kube, node } => {
@@ -374,7 +374,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let options = node.options(None)?;
             let data_path = data_path_runtime(node.workers)?;
-            control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, mesh, logs, data_path.handle().clone()))?;
+            control_runtime()?.block_on(ambit_agent::kubernetes::run(kube, options, mesh, logs, data_path.data_path().clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Signer { args } => {

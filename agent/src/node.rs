@@ -13,6 +13,8 @@ use ambit_proxy_core::proxy::{Proxy, ProxyOptions};
 use ambit_proxy_core::rate_limited_log::{RateLimitedLog, DEFAULT_INTERVAL};
 use serde_json::json;
 use tokio::net::TcpListener;
+
+use crate::data_runtime::DataPath;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroups::PodCgroupResolver;
@@ -123,17 +125,30 @@ impl MapSync {
 }
 
 /// The HBONE listeners (one per node address) when the mesh is on.
-fn bind_hbone(options: &NodeOptions) -> anyhow::Result<Vec<TcpListener>> {
+fn bind_hbone(options: &NodeOptions, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
     let Some(mesh) = &options.mesh else { return Ok(Vec::new()) };
-    options
-        .node_ips
-        .iter()
-        .map(|ip| {
-            let addr = SocketAddr::new(*ip, mesh.hbone_port);
-            ambit_proxy_core::proxy::bind(addr).map_err(|e| anyhow::anyhow!("binding the HBONE listener {addr}: {e}"))
-        })
-        .collect()
+    let mut listeners = Vec::new();
+    for ip in &options.node_ips {
+        let addr = SocketAddr::new(*ip, mesh.hbone_port);
+        listeners.extend(bind_per_worker(addr, workers).map_err(|e| anyhow::anyhow!("binding the HBONE listener {addr}: {e}"))?);
+    }
+    Ok(listeners)
 }
+
+/// One listener per data-path worker on `addr` (SO_REUSEPORT: the kernel spreads new
+/// connections over them). With port 0, the others join the port the first one got.
+fn bind_per_worker(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let first = ambit_proxy_core::proxy::bind_shared(addr, LISTEN_BACKLOG)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(ambit_proxy_core::proxy::bind_shared(addr, LISTEN_BACKLOG)?);
+    }
+    Ok(listeners)
+}
+
+/// Each proxy listener's accept queue.
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Installs the STRICT guard, trusting the agent's own cgroup and the probe cgroups.
 fn install_strict(options: &NodeOptions, metrics: &mut NodeMetrics) -> anyhow::Result<Arc<StrictGuard>> {
@@ -214,16 +229,18 @@ pub struct Node {
     /// What the last translation derived, for the next one to reuse.
     reuse: Mutex<translate::Reuse>,
     listeners: Mutex<Listeners>,
-    /// The data-path runtime the proxy listeners are served on.
-    data_path: tokio::runtime::Handle,
+    /// The data-path workers the proxy listeners are served on.
+    data_path: DataPath,
     shutdown: CancellationToken,
 }
 
 /// The proxy listeners: bound at start, accepting only once a configuration is served,
 /// so that connections a successor agent receives during a rollout wait in its accept
 /// queue instead of meeting an empty configuration (see [`crate::handover`]).
+/// `workers` listeners per address, in order: the k-th is served by worker k mod the
+/// number of workers.
 enum Listeners {
-    Bound { proxy: Vec<TcpListener>, hbone: Vec<TcpListener> },
+    Bound { proxy: Vec<std::net::TcpListener>, hbone: Vec<std::net::TcpListener> },
     Serving(Vec<tokio::task::JoinHandle<()>>),
 }
 
@@ -234,11 +251,12 @@ impl Node {
     /// caller's (control-plane) runtime.
     pub async fn start(
         options: NodeOptions,
-        data_path: &tokio::runtime::Handle,
+        data_path: &DataPath,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         crate::handover::enable_request_migration_logged();
-        let entered = data_path.enter();
+        let entered = data_path.first().enter();
+        let workers = data_path.workers().len();
         let mut listeners = Vec::new();
         let (mut v4, mut v6) = (None, None);
         for ip in &options.node_ips {
@@ -248,12 +266,11 @@ impl Node {
                 _ => anyhow::bail!("at most one IPv4 and one IPv6 node address may be given"),
             }
             let addr = SocketAddr::new(*ip, options.proxy_port);
-            listeners.push(
-                ambit_proxy_core::proxy::bind(addr)
-                    .map_err(|e| anyhow::anyhow!("binding the proxy listener {addr}: {e}"))?,
+            listeners.extend(
+                bind_per_worker(addr, workers).map_err(|e| anyhow::anyhow!("binding the proxy listener {addr}: {e}"))?,
             );
         }
-        let hbone = bind_hbone(&options)?;
+        let hbone = bind_hbone(&options, workers)?;
         let redirector = Redirector::install(&RedirectorConfig {
             attach_cgroup: options.cgroup_root.clone(),
             pin_dir: options.bpf_pin_dir.clone(),
@@ -312,19 +329,31 @@ impl Node {
         }))
     }
 
-    /// Starts accepting on the listeners (once; later calls do nothing).
+    /// Starts accepting on the listeners (once; later calls do nothing), each on its
+    /// worker (registered with that worker's reactor, so its connections stay there).
     fn start_serving(&self) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         let Listeners::Bound { proxy, hbone } = &mut *listeners else { return };
-        let mut tasks: Vec<tokio::task::JoinHandle<()>> = std::mem::take(proxy)
-            .into_iter()
-            .map(|listener| {
-                self.data_path.spawn(self.proxy.clone().serve(listener, self.shutdown.clone(), self.options.drain))
-            })
-            .collect();
+        let workers = self.data_path.workers();
+        let mut tasks = Vec::new();
+        for (k, listener) in std::mem::take(proxy).into_iter().enumerate() {
+            let (proxy, shutdown, drain) = (self.proxy.clone(), self.shutdown.clone(), self.options.drain);
+            tasks.push(workers[k % workers.len()].spawn(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => proxy.serve(listener, shutdown, drain).await,
+                    Err(error) => tracing::error!(%error, "cannot serve a proxy listener"),
+                }
+            }));
+        }
         if let Some(inbound) = self.proxy.hbone_inbound() {
-            for listener in std::mem::take(hbone) {
-                tasks.push(self.data_path.spawn(inbound.clone().serve(listener, self.shutdown.clone())));
+            for (k, listener) in std::mem::take(hbone).into_iter().enumerate() {
+                let (inbound, shutdown) = (inbound.clone(), self.shutdown.clone());
+                tasks.push(workers[k % workers.len()].spawn(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => inbound.serve(listener, shutdown).await,
+                        Err(error) => tracing::error!(%error, "cannot serve an HBONE listener"),
+                    }
+                }));
             }
         }
         *listeners = Listeners::Serving(tasks);

@@ -21,15 +21,15 @@ pub async fn run(
     dir: PathBuf,
     options: NodeOptions,
     logs: LogControl,
-    data_path: tokio::runtime::Handle,
+    data_path: crate::data_runtime::DataPath,
 ) -> anyhow::Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("manifests directory {} does not exist", dir.display());
     }
     let shutdown = CancellationToken::new();
-    let endpoints = Endpoints::bind(&options, &data_path).await?;
+    let endpoints = Endpoints::bind(&options, data_path.first()).await?;
     let node = Node::start(options, &data_path, shutdown.clone()).await?;
-    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown)?;
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), data_path.first(), &shutdown)?;
 
     let mut loaded = manifests::watch_dir(dir, POLL_INTERVAL);
     let mut pending = node.apply(&loaded.borrow_and_update().state)?;

@@ -74,7 +74,7 @@ pub async fn run(
     mut options: NodeOptions,
     mesh: Option<MeshSettings>,
     logs: LogControl,
-    data_path: tokio::runtime::Handle,
+    data_path: crate::data_runtime::DataPath,
 ) -> anyhow::Result<()> {
     if kube.lease_renew >= kube.lease_duration {
         anyhow::bail!("--lease-renew ({:?}) must be shorter than --lease-duration ({:?})", kube.lease_renew, kube.lease_duration);
@@ -88,10 +88,10 @@ pub async fn run(
         _bundle_follower = Some(follower);
     }
     let shutdown = CancellationToken::new();
-    let endpoints = Endpoints::bind(&options, &data_path).await?;
+    let endpoints = Endpoints::bind(&options, data_path.first()).await?;
     let node_name = options.node_name.clone();
     let node = Node::start(options, &data_path, shutdown.clone()).await?;
-    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), &data_path, &shutdown)?;
+    endpoints.serve(Arc::new(Admin { node: node.clone(), logs: Some(logs) }), data_path.first(), &shutdown)?;
 
     let mut feed = ClusterFeed::start(client.clone(), FeedOptions { node_name: node_name.clone(), ..FeedOptions::default() });
     let (status_tx, status_rx) = watch::channel(Arc::new(status::Desired::default()));
