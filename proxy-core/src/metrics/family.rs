@@ -16,9 +16,18 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-/// Hashed on every request with the request's labels: foldhash (seeded per process),
-/// several times faster than the standard SipHash on such keys.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Looked up on every request with the request's labels: hashed with foldhash (seeded
+/// per process, several times faster than SipHash on such keys), and looked up by a
+/// borrowed form of the labels ([`LabelKey`]), so that a request clones no label (each
+/// clone of a shared `Arc<str>` is a write to a cache line that every data-path thread
+/// shares).
+type HashMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A borrowed form of the label set `K`: hashes as `K` does, compares equal to the `K`
+/// it stands for, and makes one when a new label set is first used.
+pub trait LabelKey<K>: Hash + hashbrown::Equivalent<K> {
+    fn to_labels(&self) -> K;
+}
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::{MetricType, TypedMetric};
@@ -77,6 +86,15 @@ impl<K: Clone + Eq + Hash, M: Default> LockFreeFamily<K, M> {
             return f(metric);
         }
         let metric = self.insert_slow(labels);
+        f(&metric)
+    }
+
+    /// Runs `f` on the metric of the label set `key` borrows, creating it on first use.
+    pub fn with_key<Q: LabelKey<K>, R>(&self, key: &Q, f: impl FnOnce(&M) -> R) -> R {
+        if let Some(metric) = self.inner.metrics.load().get(key) {
+            return f(metric);
+        }
+        let metric = self.insert_slow(&key.to_labels());
         f(&metric)
     }
 

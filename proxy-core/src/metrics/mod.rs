@@ -16,7 +16,7 @@ mod upstream;
 
 pub use authz::{AuthzMetrics, DecisionLabels};
 pub use certificates::{CertificateMetrics, RenewalResult};
-pub use family::LockFreeFamily;
+pub use family::{LabelKey, LockFreeFamily};
 pub use histogram::{LatencyHistogram, LATENCY_BUCKETS};
 pub use retries::RetryLabels;
 pub use upstream::{UpstreamConnectLabels, UpstreamConnects};
@@ -79,6 +79,62 @@ pub struct RequestLabels {
     pub status_class: &'static str,
 }
 
+/// [`RequestLabels`] borrowed from the request's connection and route table: what a
+/// request's metrics are looked up with (see [`LabelKey`]). Its fields are
+/// hashed in the same order as [`RequestLabels`]'s.
+#[derive(Clone, Copy, Debug, Hash)]
+pub struct RequestLabelsRef<'a> {
+    pub caller_namespace: &'a str,
+    pub caller_workload: &'a str,
+    pub service: &'a str,
+    pub route: &'a str,
+    pub rule: &'a str,
+    pub backend: &'a str,
+    pub status_class: &'static str,
+}
+
+impl RequestLabels {
+    /// The borrowed form, to record a request with.
+    pub fn borrowed(&self) -> RequestLabelsRef<'_> {
+        RequestLabelsRef {
+            caller_namespace: &self.caller_namespace,
+            caller_workload: &self.caller_workload,
+            service: &self.service,
+            route: &self.route,
+            rule: &self.rule,
+            backend: &self.backend,
+            status_class: self.status_class,
+        }
+    }
+}
+
+impl hashbrown::Equivalent<RequestLabels> for RequestLabelsRef<'_> {
+    fn equivalent(&self, key: &RequestLabels) -> bool {
+        *self == key.borrowed()
+    }
+}
+
+impl PartialEq for RequestLabelsRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.caller_namespace, self.caller_workload, self.service, self.route, self.rule, self.backend, self.status_class)
+            == (other.caller_namespace, other.caller_workload, other.service, other.route, other.rule, other.backend, other.status_class)
+    }
+}
+
+impl LabelKey<RequestLabels> for RequestLabelsRef<'_> {
+    fn to_labels(&self) -> RequestLabels {
+        RequestLabels {
+            caller_namespace: self.caller_namespace.into(),
+            caller_workload: self.caller_workload.into(),
+            service: self.service.into(),
+            route: self.route.into(),
+            rule: self.rule.into(),
+            backend: self.backend.into(),
+            status_class: self.status_class,
+        }
+    }
+}
+
 /// Labels of `ambit_request_duration_seconds`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct LatencyLabels {
@@ -87,11 +143,50 @@ pub struct LatencyLabels {
     pub status_class: &'static str,
 }
 
+/// [`LatencyLabels`] borrowed (hashed in the same order).
+#[derive(Hash)]
+struct LatencyKey<'a> {
+    caller_namespace: &'a str,
+    service: &'a str,
+    status_class: &'static str,
+}
+
+impl hashbrown::Equivalent<LatencyLabels> for LatencyKey<'_> {
+    fn equivalent(&self, key: &LatencyLabels) -> bool {
+        (self.caller_namespace, self.service, self.status_class) == (&*key.caller_namespace, &*key.service, key.status_class)
+    }
+}
+
+impl LabelKey<LatencyLabels> for LatencyKey<'_> {
+    fn to_labels(&self) -> LatencyLabels {
+        LatencyLabels { caller_namespace: self.caller_namespace.into(), service: self.service.into(), status_class: self.status_class }
+    }
+}
+
 /// Labels of `ambit_backend_request_duration_seconds`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct BackendLabels {
     pub service: Arc<str>,
     pub backend: Arc<str>,
+}
+
+/// [`BackendLabels`] borrowed (hashed in the same order).
+#[derive(Hash)]
+struct BackendKey<'a> {
+    service: &'a str,
+    backend: &'a str,
+}
+
+impl hashbrown::Equivalent<BackendLabels> for BackendKey<'_> {
+    fn equivalent(&self, key: &BackendLabels) -> bool {
+        (self.service, self.backend) == (&*key.service, &*key.backend)
+    }
+}
+
+impl LabelKey<BackendLabels> for BackendKey<'_> {
+    fn to_labels(&self) -> BackendLabels {
+        BackendLabels { service: self.service.into(), backend: self.backend.into() }
+    }
 }
 
 /// Labels of the TCP passthrough families.
@@ -112,8 +207,8 @@ pub struct RejectionLabels {
 
 /// One finished HTTP request, as the metrics see it.
 #[derive(Debug)]
-pub struct RequestRecord {
-    pub labels: RequestLabels,
+pub struct RequestRecord<'a> {
+    pub labels: RequestLabelsRef<'a>,
     /// From the request head to the response head.
     pub duration_seconds: f64,
     /// From sending to the backend to its response head (None for local replies).
@@ -260,19 +355,19 @@ impl ProxyMetrics {
     }
 
     /// Records one finished HTTP request.
-    pub fn request(&self, record: RequestRecord) {
+    pub fn request(&self, record: RequestRecord<'_>) {
         let RequestRecord { labels, duration_seconds, backend_seconds } = record;
         if let Some(seconds) = backend_seconds {
-            let backend = BackendLabels { service: labels.service.clone(), backend: labels.backend.clone() };
-            self.backend_duration.with(&backend, |h| h.observe(seconds));
+            let backend = BackendKey { service: labels.service, backend: labels.backend };
+            self.backend_duration.with_key(&backend, |h| h.observe(seconds));
         }
-        let latency = LatencyLabels {
-            caller_namespace: labels.caller_namespace.clone(),
-            service: labels.service.clone(),
+        let latency = LatencyKey {
+            caller_namespace: labels.caller_namespace,
+            service: labels.service,
             status_class: labels.status_class,
         };
-        self.request_duration.with(&latency, |h| h.observe(duration_seconds));
-        self.requests.with(&labels, |c| c.inc());
+        self.request_duration.with_key(&latency, |h| h.observe(duration_seconds));
+        self.requests.with_key(&labels, |c| c.inc());
     }
 
     /// The counters of `ambit_upstream_connects_total`.
@@ -331,7 +426,7 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = ProxyMetrics::register(&mut registry);
         for status in [200, 200, 503] {
-            metrics.request(RequestRecord { labels: labels(status), duration_seconds: 0.002, backend_seconds: Some(0.001) });
+            metrics.request(RequestRecord { labels: labels(status).borrowed(), duration_seconds: 0.002, backend_seconds: Some(0.001) });
         }
         let tcp = TcpLabels { caller_namespace: "a".into(), caller_workload: "web".into(), service: "shop/db:5432".into() };
         metrics.tcp_opened(&tcp);
@@ -356,7 +451,7 @@ mod tests {
         for pod in 0..n {
             let mut l = labels(200);
             l.caller_workload = format!("bare-pod-{pod}").into();
-            metrics.request(RequestRecord { labels: l, duration_seconds: 0.0, backend_seconds: None });
+            metrics.request(RequestRecord { labels: l.borrowed(), duration_seconds: 0.0, backend_seconds: None });
             let tcp = TcpLabels { caller_namespace: format!("ns-{pod}").into(), caller_workload: "w".into(), service: "shop/db:5432".into() };
             metrics.tcp_opened(&tcp);
         }
@@ -380,7 +475,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..1000u16 {
                         let status = if i % 2 == 0 { 200 } else { 404 };
-                        metrics.request(RequestRecord { labels: labels(status), duration_seconds: 0.0, backend_seconds: None });
+                        metrics.request(RequestRecord { labels: labels(status).borrowed(), duration_seconds: 0.0, backend_seconds: None });
                     }
                 })
             })

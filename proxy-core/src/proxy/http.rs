@@ -24,7 +24,7 @@ use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
 use super::upstream::{UpstreamError, UpstreamVersion};
 use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet, ProxyConfig};
-use crate::metrics::{ProxyMetrics, RequestLabels, RequestRecord, StatusClass};
+use crate::metrics::{ProxyMetrics, RequestLabelsRef, RequestRecord, StatusClass};
 use crate::routes::{
     normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RetryPolicy, RuleAction, Timeouts,
 };
@@ -41,22 +41,22 @@ pub(super) struct Target<'a> {
 
 /// Facts about the routing outcome, for the metrics and the access log. The labels
 /// are the ones built with the configuration ("" when none applied).
-pub(super) struct Routed {
-    pub route: Arc<str>,
-    pub rule: Arc<str>,
-    pub backend: Arc<str>,
+pub(super) struct Routed<'a> {
+    pub route: &'a Arc<str>,
+    pub rule: &'a Arc<str>,
+    pub backend: &'a Arc<str>,
     pub endpoint: Option<SocketAddr>,
     /// From sending to the backend to its response head (the last attempt's).
     pub backend_elapsed: Option<Duration>,
 }
 
 /// The shared empty label.
-fn no_label() -> Arc<str> {
+fn no_label() -> &'static Arc<str> {
     static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
-    EMPTY.clone()
+    &EMPTY
 }
 
-impl Default for Routed {
+impl Default for Routed<'_> {
     fn default() -> Self {
         Self { route: no_label(), rule: no_label(), backend: no_label(), endpoint: None, backend_elapsed: None }
     }
@@ -126,19 +126,20 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
 
 /// Counts one request in the metrics (lock-free: see `crate::metrics`; the labels
 /// are shared, not built per request).
-fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed, status: u16, elapsed: Duration) {
+fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed<'_>, status: u16, elapsed: Duration) {
     let (caller_namespace, caller_workload) = match &ctx.caller {
-        Some(w) => (w.namespace.clone(), w.workload.clone()),
-        None => (no_label(), no_label()),
+        Some(w) => (&*w.namespace, &*w.workload),
+        None => ("", ""),
     };
     metrics.request(RequestRecord {
-        labels: RequestLabels {
+        // Borrowed: no label is cloned per request (see `metrics::LabelKey`).
+        labels: RequestLabelsRef {
             caller_namespace,
             caller_workload,
-            service: ctx.service_arc().clone(),
-            route: routed.route.clone(),
-            rule: routed.rule.clone(),
-            backend: routed.backend.clone(),
+            service: ctx.service_arc(),
+            route: routed.route,
+            rule: routed.rule,
+            backend: routed.backend,
             status_class: StatusClass::of(status).label(),
         },
         duration_seconds: elapsed.as_secs_f64(),
@@ -148,13 +149,13 @@ fn record_metrics(metrics: &ProxyMetrics, ctx: &ConnContext, routed: &Routed, st
 
 /// Routes one request with `config`, the snapshot current when it arrived (so changes
 /// apply to open connections).
-async fn route(
+async fn route<'a>(
     proxy: &Arc<Proxy>,
-    config: &ProxyConfig,
-    ctx: &ConnContext,
+    config: &'a ProxyConfig,
+    ctx: &'a ConnContext,
     request: Request<Incoming>,
     grpc: bool,
-    routed: &mut Routed,
+    routed: &mut Routed<'a>,
 ) -> Response<Body> {
     let Some(service) = config.service(ctx.origin.destination) else {
         return LocalReply::ServiceGone.response(grpc);
@@ -175,13 +176,13 @@ async fn route(
                 protocol: service.protocol,
                 label: ctx.service_arc(),
             };
-            routed.backend = target.label.clone();
+            routed.backend = target.label;
             forward(proxy, config, parts, body::boxed(body), &target, Timeouts::default(), None, grpc, routed).await
         }
         Decision::NoMatch => LocalReply::NoRouteMatched.response(grpc),
         Decision::Matched(matched) => {
-            routed.route = matched.labels.route.clone();
-            routed.rule = matched.labels.rule.clone();
+            routed.route = &matched.labels.route;
+            routed.rule = &matched.labels.rule;
             let cors = match cors_reply::before(matched.rule, &parts) {
                 CorsStep::Answer(response) => return response,
                 CorsStep::Forward(cors) => cors,
@@ -193,15 +194,15 @@ async fn route(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn apply_rule(
+async fn apply_rule<'a>(
     proxy: &Arc<Proxy>,
-    config: &ProxyConfig,
+    config: &'a ProxyConfig,
     source: &Caller,
     parts: &mut http::request::Parts,
     body: Incoming,
-    matched: MatchedRule<'_>,
+    matched: MatchedRule<'a>,
     grpc: bool,
-    routed: &mut Routed,
+    routed: &mut Routed<'a>,
 ) -> Response<Body> {
     let rule = matched.rule;
     if let Some(modifier) = &rule.filters.request_headers {
@@ -250,7 +251,7 @@ async fn apply_rule(
                 protocol: service_backend.protocol,
                 label: backend_label,
             };
-            routed.backend = backend_label.clone();
+            routed.backend = backend_label;
             let parts_owned = take_parts(parts);
             let retry = rule.retry.as_ref();
             let response = forward(proxy, config, parts_owned, body, &target, rule.timeouts, retry, grpc, routed).await;
@@ -403,7 +404,7 @@ async fn forward(
     timeouts: Timeouts,
     retry: Option<&RetryPolicy>,
     grpc: bool,
-    routed: &mut Routed,
+    routed: &mut Routed<'_>,
 ) -> Response<Body> {
     let upgrade = parts.version == Version::HTTP_11 && is_upgrade_request(&parts.headers);
     if let (Some(policy), false) = (retry, upgrade) {

@@ -52,7 +52,7 @@ pub(super) async fn forward(
     timeouts: Timeouts,
     policy: &RetryPolicy,
     grpc: bool,
-    routed: &mut Routed,
+    routed: &mut Routed<'_>,
 ) -> Response<Body> {
     let started = Instant::now();
     let attempts = Attempts {
@@ -110,7 +110,7 @@ fn jittered(policy: &RetryPolicy, retry: u32) -> Duration {
 
 impl Attempts<'_> {
     /// One attempt: the next endpoint, the request head again, the body replayed.
-    async fn send(&self, parts: &http::request::Parts, replay: &Replay, routed: &mut Routed) -> Outcome {
+    async fn send(&self, parts: &http::request::Parts, replay: &Replay, routed: &mut Routed<'_>) -> Outcome {
         let Some(endpoint) = self.target.endpoints.pick() else {
             tracing::debug!(backend = %self.target.label, "no ready endpoints");
             return Outcome::NoEndpoints;
@@ -146,17 +146,17 @@ impl Attempts<'_> {
         }
     }
 
-    fn labels(&self, routed: &Routed, reason: &'static str) -> RetryLabels {
+    fn labels(&self, routed: &Routed<'_>, reason: &'static str) -> RetryLabels {
         RetryLabels { route: routed.route.clone(), rule: routed.rule.clone(), backend: self.target.label.clone(), reason }
     }
 
-    fn count_retry(&self, routed: &Routed, reason: &'static str) {
+    fn count_retry(&self, routed: &Routed<'_>, reason: &'static str) {
         if let Some(metrics) = &self.proxy.metrics {
             metrics.retried(&self.labels(routed, reason));
         }
     }
 
-    fn count_refusal(&self, routed: &Routed, refusal: Refusal) {
+    fn count_refusal(&self, routed: &Routed<'_>, refusal: Refusal) {
         if refusal == Refusal::Budget {
             tracing::debug!(backend = %self.target.label, "retry budget spent: not retried");
         }
