@@ -1,15 +1,15 @@
 //! A loopback harness for profiling the HTTP data path: one proxy (one data-path
-//! thread, `ambit-data`, as the agent under `--workers 1`) routing h2load's
-//! HTTP/1.1 keep-alive load to two loopback backends with the bench's routing (a header
+//! thread, `ambit-data`, per worker, each with its own listener, as the agent runs
+//! them; one worker by default) routing h2load's HTTP/1.1 keep-alive load to two loopback backends with the bench's routing (a header
 //! match, a RequestHeaderModifier, two backends weighted 50/50).
 //!
 //! ```sh
-//! cargo run --release -p ambit-proxy-core --example loopback_load -- [requests] [connections]
+//! cargo run --release -p ambit-proxy-core --example loopback_load -- [requests] [connections] [workers]
 //! perf record -g -- target/release/examples/loopback_load 400000 64   # then: perf report --comm ambit-data
 //! ```
 //!
-//! It prints the requests served, the proxy thread's CPU time per request and the heap
-//! allocations the proxy thread made per request. Only loopback addresses are used.
+//! It prints the requests served, the proxy threads' CPU time per request (user and
+//! kernel) and the heap allocations they made per request. Only loopback addresses are used.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -133,25 +133,24 @@ async fn serve_backend(listener: tokio::net::TcpListener) {
     }
 }
 
-/// utime + stime of this process's threads named `name`, in seconds.
-fn thread_cpu_seconds(name: &str) -> f64 {
+/// (utime, stime) of this process's threads named `name`, in seconds.
+fn thread_cpu_seconds(name: &str) -> (f64, f64) {
     let ticks = 100.0; // USER_HZ on Linux
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return (0.0, 0.0) };
     tasks
         .flatten()
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .filter_map(|stat| {
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+            Some((fields.get(11)?.parse::<f64>().ok()? / ticks, fields.get(12)?.parse::<f64>().ok()? / ticks))
         })
-        .sum::<f64>()
-        / ticks
+        .fold((0.0, 0.0), |(u, s), (u1, s1)| (u + u1, s + s1))
 }
 
-fn h2load(url: &str, requests: u64, connections: u64) -> Result<String, String> {
+fn h2load(url: &str, requests: u64, connections: u64, threads: usize) -> Result<String, String> {
     let output = Command::new("h2load")
-        .args(["--h1", "-t", "1", "-H", "x-bench: yes"])
+        .args(["--h1", "-t", &threads.to_string(), "-H", "x-bench: yes"])
         .args(["-n", &requests.to_string(), "-c", &connections.to_string(), url])
         .output()
         .map_err(|e| format!("h2load: {e}"))?;
@@ -162,13 +161,9 @@ fn h2load(url: &str, requests: u64, connections: u64) -> Result<String, String> 
     Ok(text)
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("numeric arguments"));
-    let requests = args.next().unwrap_or(200_000);
-    let connections = args.next().unwrap_or(64);
-    let (a, b) = start_backends();
-    // As the agent's data path under `--workers 1`: a current-thread runtime driven by
-    // a thread of its own (`agent/src/data_runtime.rs`).
+/// One data-path worker as the agent runs it (`agent/src/data_runtime.rs`): a
+/// current-thread runtime driven by a thread of its own, named `ambit-data`.
+fn worker() -> Arc<tokio::runtime::Runtime> {
     let runtime = Arc::new(tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"));
     let driver = runtime.clone();
     std::thread::Builder::new()
@@ -178,28 +173,54 @@ fn main() {
             driver.block_on(std::future::pending::<()>())
         })
         .expect("data-path thread");
+    runtime
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("numeric arguments"));
+    let requests = args.next().unwrap_or(200_000);
+    let connections = args.next().unwrap_or(64);
+    let workers = args.next().unwrap_or(1).max(1) as usize;
+    let (a, b) = start_backends();
+    let runtimes: Vec<_> = (0..workers).map(|_| worker()).collect();
     let metrics = std::env::var_os("NO_METRICS").is_none().then(|| {
         let mut registry = prometheus_client::registry::Registry::default();
         ProxyMetrics::register(&mut registry)
     });
     let shutdown = CancellationToken::new();
-    let addr = runtime.block_on(async {
+    let proxy = runtimes[0].block_on(async {
         let handle = ConfigHandle::new(config(a, b));
-        let proxy = Proxy::with_sockets(handle, Arc::new(FixedOrigin), ProxyOptions::default(), metrics, Arc::new(NodeSockets));
-        let listener = ambit_proxy_core::proxy::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(proxy.serve(listener, shutdown.clone(), Duration::from_secs(1)));
-        addr
+        Proxy::with_sockets(handle, Arc::new(FixedOrigin), ProxyOptions::default(), metrics, Arc::new(NodeSockets))
     });
+    // One listener per worker on one address, as the agent binds them (SO_REUSEPORT).
+    let first = ambit_proxy_core::proxy::bind_shared("127.0.0.1:0".parse().expect("addr"), 4096).expect("bind");
+    let addr = first.local_addr().expect("addr");
+    let listeners = std::iter::once(first).chain((1..workers).map(|_| ambit_proxy_core::proxy::bind_shared(addr, 4096).expect("bind")));
+    for (runtime, listener) in runtimes.iter().zip(listeners) {
+        let (proxy, shutdown) = (proxy.clone(), shutdown.clone());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            proxy.serve(listener, shutdown, Duration::from_secs(1)).await
+        });
+    }
     let url = format!("http://{addr}/bench");
-    h2load(&url, requests / 10, connections).expect("warm-up");
+    h2load(&url, requests / 10, connections, workers).expect("warm-up");
     let (cpu_before, allocs_before) = (thread_cpu_seconds("ambit-data"), ambit_alloc_count::counted_allocations());
-    let report = h2load(&url, requests, connections).expect("run");
-    let cpu = thread_cpu_seconds("ambit-data") - cpu_before;
+    let report = h2load(&url, requests, connections, workers).expect("run");
+    let cpu_after = thread_cpu_seconds("ambit-data");
+    let (user, system) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
     let allocs = ambit_alloc_count::counted_allocations() - allocs_before;
     let rps = report.lines().find(|l| l.starts_with("finished in")).unwrap_or("?");
+    let per_request = |seconds: f64| seconds * 1e6 / requests as f64;
     println!("{rps}");
-    println!("proxy CPU {cpu:.2} s: {:.1} µs per request, {:.0} requests per CPU-second", cpu * 1e6 / requests as f64, requests as f64 / cpu);
+    println!(
+        "proxy CPU {:.2} s ({workers} workers): {:.1} µs per request ({:.1} user, {:.1} kernel), {:.0} requests per CPU-second",
+        user + system,
+        per_request(user + system),
+        per_request(user),
+        per_request(system),
+        requests as f64 / (user + system)
+    );
     println!("proxy-thread allocations per request: {:.2}", allocs as f64 / requests as f64);
     shutdown.cancel();
 }
