@@ -82,7 +82,7 @@ pub struct RequestLabels {
 /// [`RequestLabels`] borrowed from the request's connection and route table: what a
 /// request's metrics are looked up with (see [`LabelKey`]). Its fields are
 /// hashed in the same order as [`RequestLabels`]'s.
-#[derive(Clone, Copy, Debug, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Hash)]
 pub struct RequestLabelsRef<'a> {
     pub caller_namespace: &'a str,
     pub caller_workload: &'a str,
@@ -111,13 +111,6 @@ impl RequestLabels {
 impl hashbrown::Equivalent<RequestLabels> for RequestLabelsRef<'_> {
     fn equivalent(&self, key: &RequestLabels) -> bool {
         *self == key.borrowed()
-    }
-}
-
-impl PartialEq for RequestLabelsRef<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.caller_namespace, self.caller_workload, self.service, self.route, self.rule, self.backend, self.status_class)
-            == (other.caller_namespace, other.caller_workload, other.service, other.route, other.rule, other.backend, other.status_class)
     }
 }
 
