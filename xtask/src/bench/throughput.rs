@@ -59,7 +59,10 @@ pub fn run_two_cores(world: &mut World, plan: &Plan, report: &mut Report, plot: 
          and the backends take CPU from the proxy: compare per-core figures, not throughput, with the one-core run",
     ));
     let ha = median(&per_core.haproxy);
-    let why = split_why(&user, &kernel);
+    let mut why = split_why(&user, &kernel);
+    if let (Some(one_user), Some(one_kernel)) = (find(report, USER_METRIC), find(report, KERNEL_METRIC)) {
+        why = format!("{why}; {}", growth_why((one_user, one_kernel), (&user, &kernel)));
+    }
     report.push(
         per_core
             .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
@@ -67,6 +70,29 @@ pub fn run_two_cores(world: &mut World, plan: &Plan, report: &mut Report, plot: 
             .why(why),
     );
     Ok(())
+}
+
+const USER_METRIC: &str = "proxy user-space CPU per request";
+const KERNEL_METRIC: &str = "proxy kernel CPU per request";
+
+/// The one-core run's figure `metric`, if it ran.
+fn find<'a>(report: &'a Report, metric: &str) -> Option<&'a Figure> {
+    report.figures.iter().find(|f| f.scenario == SCENARIO && f.metric == metric)
+}
+
+/// How each proxy's CPU per request changed from one core to two: (user, kernel) figures
+/// of the one-core run, then of the two-core run.
+fn growth_why(one: (&Figure, &Figure), two: (&Figure, &Figure)) -> String {
+    let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
+    let change = |pick: fn(&Figure) -> &[f64]| {
+        (m(pick(two.0)) - m(pick(one.0)), m(pick(two.1)) - m(pick(one.1)))
+    };
+    let (au, ak) = change(|f| &f.ambit);
+    let (hu, hk) = change(|f| &f.haproxy);
+    format!(
+        "from one core to two, Ambit's CPU per request changed by {au:+.1} µs in user space and {ak:+.1} µs in the kernel, \
+         HAProxy's by {hu:+.1} and {hk:+.1} µs"
+    )
 }
 
 /// Plot points (medians) of a run on `cores`.
@@ -99,8 +125,8 @@ fn measure(world: &World, haproxy_pid: i32, plan: &Plan, scenario: &str) -> Resu
     let mut m = Measured {
         rps: Figure::new(scenario, "throughput", "req/s", Better::Higher),
         per_core: Figure::new(scenario, "throughput per proxy core", "req/s per core-second", Better::Higher),
-        user: Figure::new(scenario, "proxy user-space CPU per request", "µs", Better::Lower),
-        kernel: Figure::new(scenario, "proxy kernel CPU per request", "µs", Better::Lower),
+        user: Figure::new(scenario, USER_METRIC, "µs", Better::Lower),
+        kernel: Figure::new(scenario, KERNEL_METRIC, "µs", Better::Lower),
     };
     // Warm-up: connections, pools, caches.
     for url in [&direct_url, &ambit_url, &haproxy_url] {
@@ -155,4 +181,32 @@ pub fn metrics_overhead(world: &mut World, plan: &Plan, report: &mut Report) -> 
         plan.reps
     )));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(metric: &str, ambit: &[f64], haproxy: &[f64]) -> Figure {
+        let mut f = Figure::new(SCENARIO, metric, "µs", Better::Lower);
+        f.ambit = ambit.to_vec();
+        f.haproxy = haproxy.to_vec();
+        f
+    }
+
+    #[test]
+    fn the_two_core_why_says_how_each_proxy_changed_from_one_core() {
+        let one = (figure(USER_METRIC, &[8.0, 8.6, 9.0], &[6.1, 6.0, 6.2]), figure(KERNEL_METRIC, &[15.5], &[16.1]));
+        let two = (figure(USER_METRIC, &[11.7], &[6.0]), figure(KERNEL_METRIC, &[17.0], &[13.7]));
+        let why = growth_why((&one.0, &one.1), (&two.0, &two.1));
+        assert_eq!(
+            why,
+            "from one core to two, Ambit's CPU per request changed by +3.1 µs in user space and +1.5 µs in the kernel, \
+             HAProxy's by -0.1 and -2.4 µs"
+        );
+        let mut report = Report::default();
+        assert!(find(&report, USER_METRIC).is_none());
+        report.push(one.0.clone());
+        assert_eq!(find(&report, USER_METRIC).map(|f| f.ambit.len()), Some(3));
+    }
 }
