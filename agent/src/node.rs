@@ -334,29 +334,43 @@ impl Node {
     fn start_serving(&self) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         let Listeners::Bound { proxy, hbone } = &mut *listeners else { return };
-        let workers = self.data_path.workers();
-        let mut tasks = Vec::new();
-        for (k, listener) in std::mem::take(proxy).into_iter().enumerate() {
-            let (proxy, shutdown, drain) = (self.proxy.clone(), self.shutdown.clone(), self.options.drain);
-            tasks.push(workers[k % workers.len()].spawn(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(listener) => proxy.serve(listener, shutdown, drain).await,
-                    Err(error) => tracing::error!(%error, "cannot serve a proxy listener"),
-                }
+        let (shutdown, drain) = (&self.shutdown, self.options.drain);
+        let mut tasks = self.serve_on_workers(std::mem::take(proxy), "proxy", |listener| {
+            self.proxy.clone().serve(listener, shutdown.clone(), drain)
+        });
+        if let Some(inbound) = self.proxy.hbone_inbound() {
+            tasks.extend(self.serve_on_workers(std::mem::take(hbone), "HBONE", |listener| {
+                inbound.clone().serve(listener, shutdown.clone())
             }));
         }
-        if let Some(inbound) = self.proxy.hbone_inbound() {
-            for (k, listener) in std::mem::take(hbone).into_iter().enumerate() {
-                let (inbound, shutdown) = (inbound.clone(), self.shutdown.clone());
-                tasks.push(workers[k % workers.len()].spawn(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => inbound.serve(listener, shutdown).await,
-                        Err(error) => tracing::error!(%error, "cannot serve an HBONE listener"),
-                    }
-                }));
-            }
-        }
         *listeners = Listeners::Serving(tasks);
+    }
+
+    /// Spawns `serve` for each listener on its worker (the k-th on worker k mod the number
+    /// of workers), the listener registered there.
+    fn serve_on_workers<F>(
+        &self,
+        listeners: Vec<std::net::TcpListener>,
+        what: &'static str,
+        serve: impl Fn(TcpListener) -> F,
+    ) -> Vec<tokio::task::JoinHandle<()>>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let workers = self.data_path.workers();
+        listeners
+            .into_iter()
+            .enumerate()
+            .map(|(k, listener)| {
+                let worker = &workers[k % workers.len()];
+                // From std on the worker itself, so its reactor owns the listener.
+                let _entered = worker.enter();
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => worker.spawn(serve(listener)),
+                    Err(error) => worker.spawn(async move { tracing::error!(%error, "cannot serve a {what} listener") }),
+                }
+            })
+            .collect()
     }
 
     /// Waits until the listeners stopped after shutdown and their connections drained
