@@ -169,6 +169,45 @@ async fn many_streams_share_one_tls_connection_until_the_servers_stream_limit() 
     assert_eq!(*accepted.lock().unwrap(), 29);
 }
 
+/// Two data-path workers (current-thread runtimes on their own threads) share one pool
+/// and take turns: each dials one connection and reuses it, never the other's (whose
+/// task runs on the other thread).
+#[test]
+fn each_worker_thread_dials_and_reuses_its_own_connection() {
+    let background = tokio::runtime::Runtime::new().unwrap();
+    let w = world();
+    let (pod, node) = background.block_on(async {
+        let (pod, _) = echo_pod("127.0.0.3").await;
+        (pod, callee(TestMeshTls::new(&w.ca, &[&w.server]), &[(pod.ip(), w.server.clone())], None, InboundOptions::default()).await)
+    });
+    let pool = background.block_on(async { pool(TestMeshTls::new(&w.ca, &[&w.caller]), PoolOptions::default()) });
+    let key = key(&w, node.addr);
+    let worker = || {
+        let (turn, mut turns) = tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<()>>();
+        let (pool, key) = (pool.clone(), key.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                while let Some(done) = turns.recv().await {
+                    let mut stream = pool.open(&key, pod, &CallContext::default()).await.unwrap();
+                    round_trip(&mut stream, b"ping").await;
+                    done.send(()).unwrap();
+                }
+            });
+        });
+        turn
+    };
+    let workers = [worker(), worker()];
+    for _round in 0..3 {
+        for worker in &workers {
+            let (done, finished) = std::sync::mpsc::channel();
+            worker.send(done).unwrap();
+            finished.recv_timeout(WAIT).expect("a worker's stream did not finish");
+        }
+    }
+    assert_eq!(pool.handshakes(), 2, "one connection per worker");
+}
+
 #[tokio::test]
 async fn a_server_presenting_another_identity_is_refused_before_anything_is_sent() {
     let w = world();

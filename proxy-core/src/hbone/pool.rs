@@ -1,7 +1,12 @@
 //! The outbound pool: one TLS connection per (source, caller identity, peer node,
-//! expected identity), shared by many CONNECT streams. A second connection opens when
-//! the first has as many streams as the server allows; closed connections are dropped
-//! and idle ones closed after the idle timeout.
+//! expected identity) and data-path thread, shared by many CONNECT streams. A second
+//! connection opens when the first has as many streams as the server allows; closed
+//! connections are dropped and idle ones closed after the idle timeout.
+//!
+//! Each thread keeps its own connections: a connection's task runs on the runtime of
+//! the thread that dialled it, and a stream used from another worker would cross
+//! threads for every chunk it carries (see `proxy::http1_pool`). With N workers a key
+//! has up to N connections, as a proxy with per-worker pools (Envoy) has.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
+use thread_local::ThreadLocal;
 
 use super::dial::{dial, Dialled};
 use super::error::TunnelError;
@@ -89,10 +95,32 @@ impl Pooled {
     }
 }
 
+impl ThreadPool {
+    fn reap(&self, idle: Duration) {
+        {
+            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, list| {
+                list.retain(|c| c.usable() && !c.idle_for(idle));
+                !list.is_empty()
+            });
+        }
+        let mut gates = self.dialling.lock().unwrap_or_else(|p| p.into_inner());
+        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+    }
+}
+
 impl Drop for Pooled {
     fn drop(&mut self) {
         self.dialled.shutdown.cancel();
     }
+}
+
+/// One thread's connections.
+#[derive(Default)]
+struct ThreadPool {
+    connections: Mutex<HashMap<TunnelKey, Vec<Arc<Pooled>>>>,
+    /// Serialises dialling per key, so concurrent first calls share one handshake.
+    dialling: Mutex<HashMap<TunnelKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Outbound HBONE connections of one node proxy.
@@ -100,9 +128,7 @@ pub struct HbonePool {
     tls: Arc<dyn MeshTls>,
     sockets: Arc<dyn SocketFactory>,
     options: PoolOptions,
-    connections: Mutex<HashMap<TunnelKey, Vec<Arc<Pooled>>>>,
-    /// Serialises dialling per key, so concurrent first calls share one handshake.
-    dialling: Mutex<HashMap<TunnelKey, Arc<tokio::sync::Mutex<()>>>>,
+    threads: ThreadLocal<ThreadPool>,
     metrics: Arc<HboneMetrics>,
     handshakes: AtomicU64,
     /// One warning per refusal reason every 10 s.
@@ -115,8 +141,7 @@ impl HbonePool {
             tls,
             sockets,
             options,
-            connections: Mutex::default(),
-            dialling: Mutex::default(),
+            threads: ThreadLocal::new(),
             metrics,
             handshakes: AtomicU64::new(0),
             refusal_log: KeyedRateLimitedLog::new(Duration::from_secs(10)),
@@ -130,10 +155,18 @@ impl HbonePool {
         self.handshakes.load(Ordering::Relaxed)
     }
 
-    /// Open pooled connections (all keys).
+    /// Open pooled connections (all keys and threads).
     pub fn open_connections(&self) -> usize {
-        let map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().flatten().filter(|c| c.usable()).count()
+        let open = |thread: &ThreadPool| {
+            let map = thread.connections.lock().unwrap_or_else(|p| p.into_inner());
+            map.values().flatten().filter(|c| c.usable()).count()
+        };
+        self.threads.iter().map(open).sum()
+    }
+
+    /// This thread's connections.
+    fn own(&self) -> &ThreadPool {
+        self.threads.get_or_default()
     }
 
     /// Opens a tunnel stream to `destination` (a pod address) through the connection
@@ -179,7 +212,7 @@ impl HbonePool {
             return Ok((sender, slot, true));
         }
         let gate = {
-            let mut gates = self.dialling.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gates = self.own().dialling.lock().unwrap_or_else(|p| p.into_inner());
             gates.entry(key.clone()).or_default().clone()
         };
         let _turn = gate.lock().await;
@@ -191,7 +224,7 @@ impl HbonePool {
     }
 
     fn pick(&self, key: &TunnelKey) -> Option<(SendRequest<Bytes>, StreamSlot)> {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.own().connections.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.get_mut(key)?;
         list.retain(|c| c.usable());
         list.iter().find(|c| c.has_room()).map(|c| c.checkout())
@@ -212,12 +245,12 @@ impl HbonePool {
         self.metrics.handshake();
         let pooled = Arc::new(Pooled { dialled, streams: Arc::default(), last_used: Mutex::new(Instant::now()) });
         let out = pooled.checkout();
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().push(pooled);
+        self.own().connections.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().push(pooled);
         Ok(out)
     }
 
     fn forget_closed(&self, key: &TunnelKey) {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.own().connections.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(key) {
             // The failed connection may not know it yet: drop every connection of the
             // key without streams, and closed ones.
@@ -239,17 +272,11 @@ impl HbonePool {
         });
     }
 
-    /// Drops closed and idle connections, and dialling gates nobody waits on.
+    /// Drops closed and idle connections, and dialling gates nobody waits on, on
+    /// every thread.
     fn reap(&self) {
-        let idle = self.options.idle_timeout;
-        {
-            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, list| {
-                list.retain(|c| c.usable() && !c.idle_for(idle));
-                !list.is_empty()
-            });
+        for thread in self.threads.iter() {
+            thread.reap(self.options.idle_timeout);
         }
-        let mut gates = self.dialling.lock().unwrap_or_else(|p| p.into_inner());
-        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
     }
 }

@@ -1,15 +1,19 @@
-//! Idle HTTP/1.1 upstream connections, sharded by data-path thread.
+//! Idle HTTP/1.1 upstream connections, one set per data-path thread.
 //!
-//! Each thread takes from and returns to its own shard first, so the lock it takes is
-//! (almost) never contended: the other threads and the reaper visit a shard only when
-//! their own has nothing for a key, or every few seconds. A connection goes back to the
-//! pool when its response body ends or is dropped (see [`Recycled`]), without a task of
-//! its own; whoever takes it next waits for it to be ready (an instant for a finished
-//! response; a connection that closed meanwhile is skipped).
+//! A connection is driven by a task on the runtime of the thread that opened it (each
+//! data-path worker is a current-thread runtime on its own thread). Used from another
+//! worker, every request would cross threads twice, the request to the connection's
+//! task and the response back, each crossing a wake-up of the other thread's event
+//! loop: on two workers that cost 25% more CPU per request than one worker
+//! (`examples/loopback_load.rs`, session 9). So a thread takes only the connections it
+//! pooled itself, and returns a connection to its own set; its lock is uncontended but
+//! for the reaper, which visits every set every few seconds. A connection goes back to
+//! the pool when its response body ends or is dropped (see [`Recycled`]), without a
+//! task of its own; whoever takes it next waits for it to be ready (an instant for a
+//! finished response; a connection that closed meanwhile is skipped).
 
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
+use thread_local::ThreadLocal;
 
 use super::body::Body;
 
@@ -24,58 +29,39 @@ use super::body::Body;
 /// times faster than the standard SipHash on these keys.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Most shards (beyond that, threads share them).
-const MAX_SHARDS: usize = 16;
-
 struct Idle {
     sender: SendRequest<Body>,
     since: Instant,
 }
 
+/// One thread's idle connections by key.
 type Shard<K> = Mutex<HashMap<K, Vec<Idle>>>;
 
-/// Idle connections by key, at most `max_idle` per key and shard.
-pub(super) struct Http1Pool<K> {
-    shards: Box<[Shard<K>]>,
+/// Idle connections by key, at most `max_idle` per key and thread.
+pub(super) struct Http1Pool<K: Send> {
+    shards: ThreadLocal<Shard<K>>,
     max_idle: usize,
     idle_timeout: Duration,
-}
-
-/// This thread's shard number (threads get consecutive numbers on first use).
-fn thread_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SHARD.with(|s| *s)
 }
 
 fn lock<K>(shard: &Shard<K>) -> MutexGuard<'_, HashMap<K, Vec<Idle>>> {
     shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<K: Clone + Eq + Hash> Http1Pool<K> {
+impl<K: Clone + Eq + Hash + Send> Http1Pool<K> {
     pub(super) fn new(max_idle: usize, idle_timeout: Duration) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = (0..threads.clamp(1, MAX_SHARDS)).map(|_| Mutex::default()).collect();
-        Self { shards, max_idle, idle_timeout }
+        Self { shards: ThreadLocal::new(), max_idle, idle_timeout }
     }
 
-    fn home(&self) -> usize {
-        thread_shard() % self.shards.len()
+    /// This thread's idle connections.
+    fn own(&self) -> &Shard<K> {
+        self.shards.get_or_default()
     }
 
-    /// An idle connection for `key` that is not past the idle timeout and not closed:
-    /// from this thread's shard, else from another's. The caller must await
-    /// `ready()` on it before sending.
+    /// An idle connection for `key`, pooled by this thread, that is not past the idle
+    /// timeout and not closed. The caller must await `ready()` on it before sending.
     pub(super) fn take(&self, key: &K) -> Option<SendRequest<Body>> {
-        let home = self.home();
-        let n = self.shards.len();
-        (0..n).find_map(|i| self.take_from(&self.shards[(home + i) % n], key))
-    }
-
-    fn take_from(&self, shard: &Shard<K>, key: &K) -> Option<SendRequest<Body>> {
-        let mut map = lock(shard);
+        let mut map = lock(self.own());
         let idle = map.get_mut(key)?;
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && !entry.sender.is_closed() {
@@ -85,13 +71,14 @@ impl<K: Clone + Eq + Hash> Http1Pool<K> {
         None
     }
 
-    /// Returns a connection whose last response is done with (closed ones are dropped;
-    /// beyond `max_idle` for its key, it is closed).
+    /// Returns a connection whose last response is done with to this thread's set
+    /// (closed ones are dropped; beyond `max_idle` for its key, it is closed). The
+    /// request's task, which returns it, runs on the thread that took or opened it.
     pub(super) fn put(&self, key: K, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
-        let mut map = lock(&self.shards[self.home()]);
+        let mut map = lock(self.own());
         let idle = map.entry(key).or_default();
         if idle.len() < self.max_idle {
             idle.push(Idle { sender, since: Instant::now() });
@@ -130,7 +117,7 @@ impl<K: Clone + Eq + Hash> Http1Pool<K> {
 }
 
 /// Where a connection goes once its response body is done with.
-struct Return<K: Clone + Eq + Hash> {
+struct Return<K: Clone + Eq + Hash + Send> {
     pool: Arc<Http1Pool<K>>,
     key: K,
     sender: SendRequest<Body>,
@@ -139,12 +126,12 @@ struct Return<K: Clone + Eq + Hash> {
 /// A response body from a pooled connection: when it ends or is dropped, the
 /// connection goes back to the pool. (A body dropped before its end makes hyper close
 /// the connection; the pool then skips it.)
-pub(super) struct Recycled<K: Clone + Eq + Hash> {
+pub(super) struct Recycled<K: Clone + Eq + Hash + Send> {
     body: Incoming,
     back: Option<Return<K>>,
 }
 
-impl<K: Clone + Eq + Hash> Recycled<K> {
+impl<K: Clone + Eq + Hash + Send> Recycled<K> {
     pub(super) fn new(body: Incoming, pool: Arc<Http1Pool<K>>, key: K, sender: SendRequest<Body>) -> Self {
         let mut recycled = Self { body, back: Some(Return { pool, key, sender }) };
         if recycled.body.is_end_stream() {
@@ -160,13 +147,13 @@ impl<K: Clone + Eq + Hash> Recycled<K> {
     }
 }
 
-impl<K: Clone + Eq + Hash> Drop for Recycled<K> {
+impl<K: Clone + Eq + Hash + Send> Drop for Recycled<K> {
     fn drop(&mut self) {
         self.give_back();
     }
 }
 
-impl<K: Clone + Eq + Hash + Unpin> hyper::body::Body for Recycled<K> {
+impl<K: Clone + Eq + Hash + Send + Unpin> hyper::body::Body for Recycled<K> {
     type Data = Bytes;
     type Error = hyper::Error;
 

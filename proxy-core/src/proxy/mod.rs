@@ -16,6 +16,7 @@ mod headers;
 mod http;
 mod http1_park;
 mod http1_pool;
+mod http2_pool;
 pub(crate) mod idle;
 mod in_flight;
 mod l4_route;

@@ -1,9 +1,8 @@
 //! Connections to backend endpoints: pooled HTTP/1.1 keep-alive connections and
-//! shared, multiplexed HTTP/2 connections.
+//! shared, multiplexed HTTP/2 connections, each pool kept per data-path thread.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -15,6 +14,7 @@ use tokio::net::TcpStream;
 use super::body::{self, Body};
 use super::caller::{Caller, CallerKey};
 use super::http1_pool::{Http1Pool, Recycled};
+use super::http2_pool::Http2Pool;
 use super::egress::{SocketFactory, Source};
 use super::mesh_path::MeshPath;
 use super::upstream_stream::UpstreamStream;
@@ -142,8 +142,7 @@ pub struct MeshUpstreams {
 /// Upstream connection pools, keyed by source and endpoint address.
 pub struct Upstreams {
     http1: Arc<Http1Pool<PoolKey>>,
-    /// Shared HTTP/2 connections (locked only to find or replace a connection).
-    http2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
+    http2: Http2Pool<PoolKey>,
     /// Connections opened for requests (pool misses).
     connects: UpstreamConnects,
     sockets: Arc<dyn SocketFactory>,
@@ -165,7 +164,7 @@ impl Upstreams {
     ) -> Self {
         Self {
             http1: Arc::new(Http1Pool::new(options.max_idle_per_endpoint, options.idle_timeout)),
-            http2: Mutex::default(),
+            http2: Http2Pool::new(),
             connects,
             sockets,
             config,
@@ -202,13 +201,8 @@ impl Upstreams {
     /// the connection), forgets closed ones and closed HTTP/2 connections, and removes
     /// endpoints left without connections.
     fn reap(&self) {
-        let (mut closed, endpoints) = self.http1.reap();
-        {
-            let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
-            let before = map.len();
-            map.retain(|_, sender| !sender.is_closed());
-            closed += before - map.len();
-        }
+        let (closed, endpoints) = self.http1.reap();
+        let closed = closed + self.http2.reap();
         if closed > 0 || endpoints > 0 {
             tracing::debug!(closed, endpoints, "reaped upstream pools");
         }
@@ -218,7 +212,7 @@ impl Upstreams {
     #[cfg(test)]
     fn pooled_endpoints(&self) -> (usize, usize) {
         let http1 = self.http1.keys();
-        let http2 = self.http2.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let http2 = self.http2.len();
         (http1, http2)
     }
 
@@ -405,14 +399,8 @@ impl Upstreams {
     }
 
     async fn http2_sender(&self, caller: &Caller, key: PoolKey) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        {
-            let mut map = self.http2.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(sender) = map.get(&key) {
-                if !sender.is_closed() {
-                    return Ok(sender.clone());
-                }
-                map.remove(&key);
-            }
+        if let Some(sender) = self.http2.get(&key) {
+            return Ok(sender);
         }
         // Boxed: rare, and inline its state would size every request's future.
         Box::pin(self.new_http2(caller, key)).await
@@ -434,7 +422,7 @@ impl Upstreams {
                 tracing::debug!(%endpoint, %error, "upstream HTTP/2 connection ended");
             }
         });
-        self.http2.lock().unwrap_or_else(|p| p.into_inner()).insert(key, sender.clone());
+        self.http2.insert(key, sender.clone());
         Ok(sender)
     }
 
@@ -557,6 +545,44 @@ mod tests {
             }
         }
         assert_eq!(connects.http1.get(), 4, "later rounds reuse the first round's connections");
+    }
+
+    /// Two data-path workers (current-thread runtimes on their own threads) sharing one
+    /// `Upstreams`, taking turns: each opens one connection per version and reuses it,
+    /// never the other's (whose task runs on the other thread).
+    #[test]
+    fn each_worker_thread_reuses_only_the_connections_it_opened() {
+        use http_body_util::BodyExt;
+        let backends = tokio::runtime::Runtime::new().unwrap();
+        let (addr, _closed) = backends.block_on(backend(None));
+        let connects = UpstreamConnects::default();
+        let pools = Arc::new(Upstreams::new(&ProxyOptions::default(), Arc::new(crate::proxy::NodeSockets), ConfigHandle::default(), None, connects.clone()));
+        let worker = |pools: Arc<Upstreams>| {
+            let (turn, mut turns) = tokio::sync::mpsc::unbounded_channel::<std::sync::mpsc::Sender<()>>();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    while let Some(done) = turns.recv().await {
+                        for (version, uri) in [(UpstreamVersion::Http1, "/"), (UpstreamVersion::Http2, "http://svc/")] {
+                            let request = Request::get(uri).body(body::empty()).unwrap();
+                            let response = pools.send(&ProxyConfig::default(), &Caller::node(), addr, version, request).await.unwrap();
+                            response.into_body().collect().await.unwrap();
+                        }
+                        done.send(()).unwrap();
+                    }
+                });
+            });
+            turn
+        };
+        let workers = [worker(pools.clone()), worker(pools.clone())];
+        for _round in 0..3 {
+            for worker in &workers {
+                let (done, finished) = std::sync::mpsc::channel();
+                worker.send(done).unwrap();
+                finished.recv_timeout(Duration::from_secs(10)).expect("a worker's requests did not finish");
+            }
+        }
+        assert_eq!((connects.http1.get(), connects.http2.get()), (2, 2), "one connection per worker and version");
     }
 
     #[tokio::test]
