@@ -2,7 +2,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-const HOP_BY_HOP: &[HeaderName] = &[
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -10,12 +10,24 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
+
+/// Whether a message has any hop-by-hop header: one pass over its names (a handful),
+/// so that the common message, which has none, costs no lookups. Headers named in
+/// Connection need a Connection header, which is one of them.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+}
 
 /// Removes connection-specific headers before a message is forwarded. `TE: trailers`
 /// is kept (gRPC needs it on HTTP/2); when `upgrade` is true the `Connection: upgrade`
 /// and `Upgrade` headers are kept so the upgrade can be forwarded.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
@@ -29,10 +41,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .flat_map(|s| s.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP) {
-        headers.remove(name);
-    }
-    for name in ["keep-alive", "proxy-connection"] {
+    for name in named.iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
     if te_trailers {
@@ -79,6 +88,24 @@ mod tests {
         assert!(h.get("x-private").is_none());
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_stripped_and_others_are_left() {
+        for name in ["connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "keep-alive", "proxy-connection", "Keep-Alive"] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{name} left: {h:?}");
+            assert_eq!(h.get("x-kept").unwrap(), "1");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("svc"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 
     #[test]
