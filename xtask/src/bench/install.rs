@@ -34,9 +34,10 @@ pub fn apt_install(package: &str) -> Result<()> {
     Ok(())
 }
 
-/// Installs HAProxy, nghttp2-client, util-linux and iproute2 if missing.
+/// Installs HAProxy, nghttp2-client, util-linux, iproute2 and linux-perf (the profile
+/// behind scenario 1's per-core explanation) if missing.
 pub fn prerequisites() -> Result<()> {
-    for p in ["iproute2", "util-linux", "haproxy", "nghttp2-client"] {
+    for p in ["iproute2", "util-linux", "haproxy", "nghttp2-client", "linux-perf"] {
         apt_install(p)?;
     }
     Ok(())

@@ -36,6 +36,17 @@ impl Run {
         (self.used.user_s + self.used.system_s) / self.used.voluntary_switches.max(1) as f64 * 1e6
     }
 
+    /// The proxy's (user, kernel) CPU per wake-up, µs.
+    fn split_per_wakeup_us(&self) -> (f64, f64) {
+        let per = |s: f64| s / self.used.voluntary_switches.max(1) as f64 * 1e6;
+        (per(self.used.user_s), per(self.used.system_s))
+    }
+
+    /// The proxy's CPU per request, µs.
+    fn cpu_per_request_us(&self) -> f64 {
+        (self.used.user_s + self.used.system_s) / self.requests.max(1) as f64 * 1e6
+    }
+
     /// How long the proxy's threads waited for a CPU per wake-up, µs (a mean: the
     /// scheduler keeps no percentiles).
     fn run_delay_per_wakeup_us(&self) -> f64 {
@@ -149,7 +160,8 @@ pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report, pl
             Targets::AddedP99(max) => {
                 let text = format!("≤ {max} µs and ≤ HAProxy's");
                 let added = added.target(&text, move |_, m| m <= max && m <= haproxy_added);
-                (p50, added.why(delay_why(&runs, haproxy_added)))
+                let p50_gap = median(&p50.ambit).unwrap_or(f64::NAN) - haproxy_p50;
+                (p50, added.why(delay_why(&runs, haproxy_added, p50_gap)))
             }
             Targets::P50OfHaproxy(factor) => {
                 let p50 = p50.target(&format!("≤ {factor}× HAProxy's"), move |_, m| m <= factor * haproxy_p50);
@@ -174,19 +186,27 @@ fn medians(runs: &[(Run, Run)], f: impl Fn(&Run) -> f64) -> (f64, f64) {
 fn wakeups_why(runs: &[(Run, Run)]) -> String {
     let (aw, hw) = medians(runs, Run::wakeups_per_request);
     let (ac, hc) = medians(runs, Run::cpu_per_wakeup_us);
+    let (au, hu) = medians(runs, |r| r.split_per_wakeup_us().0);
+    let (ak, hk) = medians(runs, |r| r.split_per_wakeup_us().1);
     format!(
         "Ambit's threads went to sleep and were woken {aw:.2} times per request, HAProxy's {hw:.2}; each wake-up cost \
-         Ambit {ac:.1} µs of CPU and HAProxy {hc:.1} µs (epoll, the socket calls of the requests it found, going back to \
-         sleep): at this rate few requests share a wake-up"
+         Ambit {ac:.1} µs of CPU ({au:.1} user, {ak:.1} kernel) and HAProxy {hc:.1} µs ({hu:.1} user, {hk:.1} kernel): \
+         epoll, the socket calls of the requests it found and going back to sleep, on caches gone cold since the last \
+         wake-up; at this rate few requests share a wake-up"
     )
 }
 
-/// What the added p99 is made of that the proxy does not control: waiting for a CPU.
-fn delay_why(runs: &[(Run, Run)], haproxy_added: f64) -> String {
+/// What the added p99 is made of: the proxy's own CPU time on each request's path
+/// (against HAProxy's, with the p50 gap beside it) and waiting for a CPU.
+fn delay_why(runs: &[(Run, Run)], haproxy_added: f64, p50_gap: f64) -> String {
     let (ad, hd) = medians(runs, Run::run_delay_per_wakeup_us);
+    let (ac, hc) = medians(runs, Run::cpu_per_request_us);
     format!(
-        "HAProxy added {haproxy_added:.0} µs to the p99 on the same machine in the same run; after a wake-up Ambit's \
-         threads waited {ad:.1} µs on average for a CPU (HAProxy's {hd:.1} µs), the scheduler's share of the tail"
+        "HAProxy added {haproxy_added:.0} µs to the p99 on the same machine in the same run; each request cost Ambit \
+         {ac:.0} µs of CPU at this rate and HAProxy {hc:.0} µs ({:+.0} µs, against a p50 {p50_gap:+.0} µs from HAProxy's): \
+         the proxy's own processing on cold caches is on every request's path; after a wake-up Ambit's threads waited \
+         {ad:.1} µs on average for a CPU (HAProxy's {hd:.1} µs), the scheduler's share of the tail",
+        ac - hc
     )
 }
 
@@ -199,4 +219,26 @@ fn busy_why(runs: &[(Run, Run)], rate: u64) -> String {
         "Ambit's CPU was {ab:.0}% busy and HAProxy's {hb:.0}%; after a wake-up Ambit's threads waited {ad:.1} µs on average \
          for a CPU (HAProxy's {hd:.1} µs): the closer to 100% busy, the longer requests queue"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of 1,000 requests with `user`/`kernel` CPU seconds over `switches` wake-ups.
+    fn run(user: f64, kernel: f64, switches: u64) -> Run {
+        let used = CpuUse { user_s: user, system_s: kernel, voluntary_switches: switches, run_s: 0.0, run_delay_s: 0.0005 };
+        Run { p50: 0.0, p99: 0.0, p999: 0.0, cpu_per_1k: 0.0, cores_per_krps: 0.0, used, requests: 1_000 }
+    }
+
+    #[test]
+    fn the_1k_whys_split_each_wake_up_and_compare_cpu_per_request() {
+        let runs = [(run(0.030, 0.062, 2_050), run(0.020, 0.058, 2_030))];
+        let why = wakeups_why(&runs);
+        assert!(why.contains("woken 2.05 times per request, HAProxy's 2.03"), "{why}");
+        assert!(why.contains("Ambit 44.9 µs of CPU (14.6 user, 30.2 kernel) and HAProxy 38.4 µs (9.9 user, 28.6 kernel)"), "{why}");
+        let why = delay_why(&runs, 231.0, 13.0);
+        assert!(why.contains("each request cost Ambit 92 µs of CPU at this rate and HAProxy 78 µs (+14 µs, against a p50 +13 µs"), "{why}");
+        assert!(why.contains("waited 0.2 µs on average for a CPU (HAProxy's 0.2 µs)"), "{why}");
+    }
 }

@@ -28,6 +28,7 @@ mod scale_cluster;
 mod soak;
 mod sysinfo;
 mod tcp;
+mod user_profile;
 mod throughput;
 mod world;
 

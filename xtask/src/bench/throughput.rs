@@ -8,6 +8,7 @@ use super::loadgen::h2load;
 use super::plot::{CorePoint, System};
 use super::procs::{cpu_use, CpuUse};
 use super::report::{median, Better, Figure, Report};
+use super::user_profile;
 use super::Plan;
 use super::world::{Cores, World};
 
@@ -20,7 +21,7 @@ pub fn run(world: &World, haproxy_pid: i32, plan: &Plan, report: &mut Report, pl
     plot.extend(points(Cores::One, &rps, &per_core));
     report.push(rps.note("h2load --h1 -c 64 -t 1; proxy on CPU 0 (one thread), h2load and the echo pods on CPU 1"));
     let ha = median(&per_core.haproxy);
-    let why = split_why(&user, &kernel);
+    let why = format!("{}; {}", split_why(&user, &kernel), profile_why(world, plan, &user));
     report.push(
         per_core
             .target("≥ HAProxy's", move |_, m| ha.is_some_and(|h| m >= h))
@@ -43,6 +44,27 @@ fn split_why(user: &Figure, kernel: &Figure) -> String {
         au - hu,
         ak - hk
     )
+}
+
+/// Where Ambit's user-space time per request goes, by code: a profiled run of its own
+/// (sampling costs a little CPU, so the measured runs are not profiled), its shares
+/// scaled to the median user time of the measured runs.
+fn profile_why(world: &World, plan: &Plan, user: &Figure) -> String {
+    let url = match world.service("echo", 80) {
+        Ok(addr) => format!("http://{addr}/"),
+        Err(error) => return format!("no profile of Ambit's user space: {error:#}"),
+    };
+    let file = std::env::temp_dir().join(format!("ambit-bench-user-{}.perf.data", std::process::id()));
+    let profile = user_profile::record(world.agent_pid, &file, || h2load(world, &url, plan.requests, 64, &["--h1"]).map(drop));
+    let _ = std::fs::remove_file(&file);
+    let user_us = median(&user.ambit).unwrap_or(f64::NAN);
+    match profile {
+        Ok(profile) => format!(
+            "Ambit's {user_us:.1} µs of user space per request by code (perf self time in a separate profiled run): {}",
+            profile.describe(user_us)
+        ),
+        Err(error) => format!("no profile of Ambit's user space: {error:#}"),
+    }
 }
 
 /// Two cores: the agent (`--workers 2`) and HAProxy (`nbthread 2`) restarted on CPUs
