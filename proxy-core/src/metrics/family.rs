@@ -79,6 +79,47 @@ impl<K, M> LockFreeFamily<K, M> {
     }
 }
 
+impl<K: Clone + Eq + Hash, M> LockFreeFamily<K, M> {
+    /// Runs `f` on the metric of the label set `key` borrows, if that label set exists
+    /// (nothing is created).
+    pub fn find_key<Q: LabelKey<K>, R>(&self, key: &Q, f: impl FnOnce(&M) -> R) -> Option<R> {
+        self.inner.metrics.load().get(key).map(|metric| f(metric))
+    }
+
+    /// The metric of exactly `labels` (not an overflow form), if it exists.
+    pub fn get_exact(&self, labels: &K) -> Option<Arc<M>> {
+        self.inner.metrics.load().get(labels).cloned()
+    }
+
+    /// Sets `metric` for `labels`, replacing the label set's metric if it exists; a new
+    /// label set is added only while the family holds fewer than `max`.
+    pub fn replace_below(&self, labels: K, metric: M, max: usize) {
+        let _guard = self.inner.insert.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.inner.metrics.load_full();
+        if current.len() < max || current.contains_key(&labels) {
+            self.publish(&current, labels, Arc::new(metric));
+        }
+    }
+
+    /// How many label sets exist.
+    pub fn len(&self) -> usize {
+        self.inner.metrics.load().len()
+    }
+
+    /// True before any label set was used.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Publishes a copy of `current` with `metric` for `labels` (insert lock held).
+    fn publish(&self, current: &Arc<HashMap<K, Arc<M>>>, labels: K, metric: Arc<M>) -> Arc<M> {
+        let mut next = HashMap::clone(current);
+        next.insert(labels, metric.clone());
+        self.inner.metrics.store(Arc::new(next));
+        metric
+    }
+}
+
 impl<K: Clone + Eq + Hash, M: Default> LockFreeFamily<K, M> {
     /// Runs `f` on the metric of `labels`, creating it on first use.
     pub fn with<R>(&self, labels: &K, f: impl FnOnce(&M) -> R) -> R {
@@ -107,34 +148,16 @@ impl<K: Clone + Eq + Hash, M: Default> LockFreeFamily<K, M> {
         }
         let overflow = self.inner.cap.as_ref().filter(|cap| current.len() >= cap.max);
         let Some(cap) = overflow else {
-            return self.publish(&current, labels.clone());
+            return self.publish(&current, labels.clone(), Arc::default());
         };
         cap.overflowed.inc();
         let bounded = (cap.overflow)(labels);
         match current.get(&bounded) {
             Some(metric) => metric.clone(),
-            None => self.publish(&current, bounded),
+            None => self.publish(&current, bounded, Arc::default()),
         }
     }
 
-    /// Publishes a copy of `current` with a new metric for `labels` (insert lock held).
-    fn publish(&self, current: &Arc<HashMap<K, Arc<M>>>, labels: K) -> Arc<M> {
-        let metric = Arc::new(M::default());
-        let mut next = HashMap::clone(current);
-        next.insert(labels, metric.clone());
-        self.inner.metrics.store(Arc::new(next));
-        metric
-    }
-
-    /// How many label sets exist.
-    pub fn len(&self) -> usize {
-        self.inner.metrics.load().len()
-    }
-
-    /// True before any label set was used.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl<K, M> EncodeMetric for LockFreeFamily<K, M>

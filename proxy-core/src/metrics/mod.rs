@@ -11,6 +11,7 @@ mod authz;
 mod certificates;
 mod family;
 mod histogram;
+mod request_handles;
 mod retries;
 mod upstream;
 
@@ -225,6 +226,10 @@ pub struct ProxyMetrics {
     requests: LockFreeFamily<RequestLabels, Counter>,
     request_duration: LockFreeFamily<LatencyLabels, LatencyHistogram>,
     backend_duration: LockFreeFamily<BackendLabels, LatencyHistogram>,
+    /// The three above, by request label set (not registered; see `request_handles`).
+    handles: LockFreeFamily<RequestLabels, request_handles::RequestHandles>,
+    /// Most label sets of a capped family (and of `handles`).
+    label_cap: usize,
     tcp_opened: LockFreeFamily<TcpLabels, Counter>,
     tcp_closed: LockFreeFamily<TcpLabels, Counter>,
     tcp_received: LockFreeFamily<TcpLabels, Counter>,
@@ -270,6 +275,8 @@ impl ProxyMetrics {
                 overflowed("ambit_request_duration_seconds"),
             ),
             backend_duration: LockFreeFamily::default(),
+            handles: LockFreeFamily::default(),
+            label_cap: max,
             tcp_opened: tcp("ambit_tcp_connections_opened_total"),
             tcp_closed: tcp("ambit_tcp_connections_closed_total"),
             tcp_received: tcp("ambit_tcp_received_bytes_total"),
@@ -350,6 +357,9 @@ impl ProxyMetrics {
     /// Records one finished HTTP request.
     pub fn request(&self, record: RequestRecord<'_>) {
         let RequestRecord { labels, duration_seconds, backend_seconds } = record;
+        if self.record_by_handles(&labels, duration_seconds, backend_seconds) {
+            return;
+        }
         if let Some(seconds) = backend_seconds {
             let backend = BackendKey { service: labels.service, backend: labels.backend };
             self.backend_duration.with_key(&backend, |h| h.observe(seconds));
@@ -361,6 +371,7 @@ impl ProxyMetrics {
         };
         self.request_duration.with_key(&latency, |h| h.observe(duration_seconds));
         self.requests.with_key(&labels, |c| c.inc());
+        self.keep_handles(&labels);
     }
 
     /// The counters of `ambit_upstream_connects_total`.
@@ -457,6 +468,43 @@ mod tests {
         assert!(text.contains(r#"ambit_tcp_connections_opened_total{caller_namespace="",caller_workload="",service="shop/db:5432"} 500"#));
         // The latency family's caller label is the namespace, which did not churn here.
         assert_eq!(metrics.request_duration.len(), 1);
+    }
+
+    #[test]
+    fn kept_handles_count_as_the_families_do_and_gain_the_backend_when_one_is_reached() {
+        let metrics = ProxyMetrics::default();
+        let record = |backend_seconds| {
+            metrics.request(RequestRecord { labels: labels(200).borrowed(), duration_seconds: 0.002, backend_seconds })
+        };
+        record(None); // a local reply first: no backend histogram yet
+        assert_eq!(metrics.handles.len(), 1, "handles kept after the first request");
+        assert_eq!(metrics.backend_duration.len(), 0);
+        for _ in 0..3 {
+            record(Some(0.001));
+        }
+        record(None);
+        assert_eq!(metrics.requests.with(&labels(200), |c| c.get()), 5);
+        let latency = LatencyLabels { caller_namespace: "a".into(), service: "shop/catalog:80".into(), status_class: "2xx" };
+        assert_eq!(metrics.request_duration.with(&latency, |h| h.count()), 5);
+        let backend = BackendLabels { service: "shop/catalog:80".into(), backend: "shop/catalog-v2:80".into() };
+        assert_eq!(metrics.backend_duration.with(&backend, |h| h.count()), 3);
+        assert!(metrics.handles.find_key(&labels(200).borrowed(), |h| h.has_backend()).unwrap());
+    }
+
+    #[test]
+    fn an_overflowed_label_set_counts_as_overflowed_on_every_update() {
+        let mut registry = Registry::default();
+        let metrics = ProxyMetrics::register_capped(&mut registry, 1);
+        metrics.request(RequestRecord { labels: labels(200).borrowed(), duration_seconds: 0.0, backend_seconds: None });
+        let mut other = labels(200);
+        other.caller_workload = "bare-pod".into();
+        for _ in 0..3 {
+            metrics.request(RequestRecord { labels: other.borrowed(), duration_seconds: 0.0, backend_seconds: None });
+        }
+        assert_eq!(metrics.handles.len(), 1, "only the label set with metrics of its own is kept");
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"ambit_metrics_label_overflow_total{family="ambit_requests_total"} 3"#), "{text}");
     }
 
     #[test]

@@ -18,7 +18,13 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// so that the common message, which has none, costs no lookups. Headers named in
 /// Connection need a Connection header, which is one of them.
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| HOP_BY_HOP.contains(name))
+    headers.keys().any(is_hop_by_hop)
+}
+
+/// Compares names only of a hop-by-hop name's length (2, 7, 10, 16–19 bytes): most
+/// names of a message (host, accept, content-length, …) are ruled out by that alone.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(name.as_str().len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.contains(name)
 }
 
 /// Removes connection-specific headers before a message is forwarded. `TE: trailers`
@@ -106,6 +112,14 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn the_length_filter_admits_every_hop_by_hop_name() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        assert!(!is_hop_by_hop(&header::USER_AGENT), "same length as connection, not hop-by-hop");
     }
 
     #[test]

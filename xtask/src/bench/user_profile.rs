@@ -149,7 +149,8 @@ pub fn record(pid: i32, file: &Path, run: impl FnOnce() -> Result<()>) -> Result
     unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
     let status = perf.wait().context("waiting for perf record")?;
     ran?;
-    if !status.success() && status.code() != Some(130) {
+    // perf writes the profile on SIGINT, then dies of the signal it got.
+    if !status.success() && std::os::unix::process::ExitStatusExt::signal(&status) != Some(libc::SIGINT) {
         bail!("perf record failed: {status}");
     }
     let out = Command::new("perf")
