@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::drain;
 use super::in_flight::{InFlight, InFlightBody};
 use super::request_framing::RequestFramingGuard;
+use super::wake_gate::WakeGated;
 
 /// How long a keep-alive connection has no request in flight before it is parked
 /// (noticed up to half of it late).
@@ -158,9 +159,12 @@ where
     // or bytes that woke it from parking).
     let since = in_flight.started();
     let mut parked = None;
+    // The watchers are polled only when they have news, not on each of the connection's
+    // wake-ups (see `wake_gate`).
     let result = tokio::select! {
+        biased;
         result = &mut conn => result,
-        _ = shutdown.cancelled() => {
+        _ = WakeGated::new(shutdown.cancelled()) => {
             match drain::until_pending_request(&mut conn, in_flight, since, timeouts.request_head).await {
                 Some(result) => result,
                 None => {
@@ -169,7 +173,7 @@ where
                 }
             }
         }
-        quiet = in_flight.quiet_for(PARK_AFTER.min(timeouts.http_idle)) => {
+        quiet = WakeGated::new(in_flight.quiet_for(PARK_AFTER.min(timeouts.http_idle))) => {
             Pin::new(&mut conn).graceful_shutdown();
             // Idle between two requests, hyper closes in this very poll; if it does
             // not, it is inside a message: let it finish and end the connection.

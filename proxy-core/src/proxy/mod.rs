@@ -31,6 +31,7 @@ mod retry;
 mod tcp;
 mod upstream;
 mod upstream_stream;
+mod wake_gate;
 
 pub use access_log::{AccessLog, InvalidSample};
 pub use caller::{Caller, CallerKey};
