@@ -421,10 +421,8 @@ impl RunningAgent {
 impl Drop for RunningAgent {
     fn drop(&mut self) {
         self.kill();
-        if !self.pin_dir.as_os_str().is_empty() {
-            if self.uninstall().is_err() {
-                let _ = std::fs::remove_dir_all(&self.pin_dir);
-            }
+        if !self.pin_dir.as_os_str().is_empty() && self.uninstall().is_err() {
+            let _ = std::fs::remove_dir_all(&self.pin_dir);
         }
     }
 }

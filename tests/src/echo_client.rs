@@ -544,7 +544,7 @@ async fn tls_connect(
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(plan.addr.ip().into()));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    Ok(connector.connect(name, stream).await.context("TLS handshake")?)
+    connector.connect(name, stream).await.context("TLS handshake")
 }
 
 /// Test-only verifier: the echo servers use throwaway self-signed certificates.

@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use super::profile::Profile;
+
 /// Groups of user-space code, in the order they are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
@@ -134,25 +136,11 @@ fn short(name: &str) -> String {
 /// Samples `pid` (all its threads, cpu-clock) while `run` runs, into `file`, and groups
 /// the user-space samples.
 pub fn record(pid: i32, file: &Path, run: impl FnOnce() -> Result<()>) -> Result<UserProfile> {
-    let mut perf = Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "2999", "-o"])
-        .arg(file)
-        .args(["-p", &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting perf record (Debian package linux-perf)")?;
-    // perf needs a moment to attach before the load starts.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let profile = Profile::record(file, &[pid], &["-e", "cpu-clock", "-F", "2999"])?;
     let ran = run();
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
-    unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
-    let status = perf.wait().context("waiting for perf record")?;
+    let stopped = profile.stop();
     ran?;
-    // perf writes the profile on SIGINT, then dies of the signal it got.
-    if !status.success() && std::os::unix::process::ExitStatusExt::signal(&status) != Some(libc::SIGINT) {
-        bail!("perf record failed: {status}");
-    }
+    stopped?;
     let out = Command::new("perf")
         .args(["report", "--stdio", "--no-children", "-F", "overhead,sym", "-i"])
         .arg(file)
