@@ -14,6 +14,7 @@ pub mod hbone;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+mod per_thread;
 pub mod proxy;
 pub mod rate_limited_log;
 pub mod routes;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use thread_local::ThreadLocal;
 
 use super::dial::{dial, Dialled};
 use super::error::TunnelError;
@@ -24,6 +23,7 @@ use super::metrics::HboneMetrics;
 use super::request::{connect_request, CallContext};
 use super::stream::{StreamSlot, TunnelStream};
 use crate::identity::SpiffeId;
+use crate::per_thread::PerThread;
 use crate::proxy::{SocketFactory, Source};
 use crate::rate_limited_log::KeyedRateLimitedLog;
 use crate::tls::{MeshTls, Refusal};
@@ -96,16 +96,12 @@ impl Pooled {
 }
 
 impl ThreadPool {
-    fn reap(&self, idle: Duration) {
-        {
-            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            map.retain(|_, list| {
-                list.retain(|c| c.usable() && !c.idle_for(idle));
-                !list.is_empty()
-            });
-        }
-        let mut gates = self.dialling.lock().unwrap_or_else(|p| p.into_inner());
-        gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+    fn reap(&mut self, idle: Duration) {
+        self.connections.retain(|_, list| {
+            list.retain(|c| c.usable() && !c.idle_for(idle));
+            !list.is_empty()
+        });
+        self.dialling.retain(|_, gate| Arc::strong_count(gate) > 1);
     }
 }
 
@@ -118,9 +114,9 @@ impl Drop for Pooled {
 /// One thread's connections.
 #[derive(Default)]
 struct ThreadPool {
-    connections: Mutex<HashMap<TunnelKey, Vec<Arc<Pooled>>>>,
+    connections: HashMap<TunnelKey, Vec<Arc<Pooled>>>,
     /// Serialises dialling per key, so concurrent first calls share one handshake.
-    dialling: Mutex<HashMap<TunnelKey, Arc<tokio::sync::Mutex<()>>>>,
+    dialling: HashMap<TunnelKey, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Outbound HBONE connections of one node proxy.
@@ -128,7 +124,7 @@ pub struct HbonePool {
     tls: Arc<dyn MeshTls>,
     sockets: Arc<dyn SocketFactory>,
     options: PoolOptions,
-    threads: ThreadLocal<ThreadPool>,
+    threads: PerThread<ThreadPool>,
     metrics: Arc<HboneMetrics>,
     handshakes: AtomicU64,
     /// One warning per refusal reason every 10 s.
@@ -141,7 +137,7 @@ impl HbonePool {
             tls,
             sockets,
             options,
-            threads: ThreadLocal::new(),
+            threads: PerThread::new(),
             metrics,
             handshakes: AtomicU64::new(0),
             refusal_log: KeyedRateLimitedLog::new(Duration::from_secs(10)),
@@ -157,16 +153,9 @@ impl HbonePool {
 
     /// Open pooled connections (all keys and threads).
     pub fn open_connections(&self) -> usize {
-        let open = |thread: &ThreadPool| {
-            let map = thread.connections.lock().unwrap_or_else(|p| p.into_inner());
-            map.values().flatten().filter(|c| c.usable()).count()
-        };
-        self.threads.iter().map(open).sum()
-    }
-
-    /// This thread's connections.
-    fn own(&self) -> &ThreadPool {
-        self.threads.get_or_default()
+        let mut open = 0;
+        self.threads.each(|thread| open += thread.connections.values().flatten().filter(|c| c.usable()).count());
+        open
     }
 
     /// Opens a tunnel stream to `destination` (a pod address) through the connection
@@ -212,8 +201,7 @@ impl HbonePool {
             return Ok((sender, slot, true));
         }
         let gate = {
-            let mut gates = self.own().dialling.lock().unwrap_or_else(|p| p.into_inner());
-            gates.entry(key.clone()).or_default().clone()
+            self.threads.own().dialling.entry(key.clone()).or_default().clone()
         };
         let _turn = gate.lock().await;
         if let Some((sender, slot)) = self.pick(key) {
@@ -224,8 +212,8 @@ impl HbonePool {
     }
 
     fn pick(&self, key: &TunnelKey) -> Option<(SendRequest<Bytes>, StreamSlot)> {
-        let mut map = self.own().connections.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.get_mut(key)?;
+        let mut thread = self.threads.own();
+        let list = thread.connections.get_mut(key)?;
         list.retain(|c| c.usable());
         list.iter().find(|c| c.has_room()).map(|c| c.checkout())
     }
@@ -245,13 +233,12 @@ impl HbonePool {
         self.metrics.handshake();
         let pooled = Arc::new(Pooled { dialled, streams: Arc::default(), last_used: Mutex::new(Instant::now()) });
         let out = pooled.checkout();
-        self.own().connections.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().push(pooled);
+        self.threads.own().connections.entry(key.clone()).or_default().push(pooled);
         Ok(out)
     }
 
     fn forget_closed(&self, key: &TunnelKey) {
-        let mut map = self.own().connections.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = map.get_mut(key) {
+        if let Some(list) = self.threads.own().connections.get_mut(key) {
             // The failed connection may not know it yet: drop every connection of the
             // key without streams, and closed ones.
             list.retain(|c| c.usable() && c.streams.load(Ordering::Acquire) > 0);
@@ -275,8 +262,6 @@ impl HbonePool {
     /// Drops closed and idle connections, and dialling gates nobody waits on, on
     /// every thread.
     fn reap(&self) {
-        for thread in self.threads.iter() {
-            thread.reap(self.options.idle_timeout);
-        }
+        self.threads.each(|thread| thread.reap(self.options.idle_timeout));
     }
 }

@@ -14,16 +14,16 @@
 
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
-use thread_local::ThreadLocal;
 
 use super::body::Body;
+use crate::per_thread::PerThread;
 
 /// Hashed twice per request (take and put): foldhash (seeded per process), several
 /// times faster than the standard SipHash on these keys.
@@ -34,34 +34,22 @@ struct Idle {
     since: Instant,
 }
 
-/// One thread's idle connections by key.
-type Shard<K> = Mutex<HashMap<K, Vec<Idle>>>;
-
 /// Idle connections by key, at most `max_idle` per key and thread.
 pub(super) struct Http1Pool<K: Send> {
-    shards: ThreadLocal<Shard<K>>,
+    shards: PerThread<HashMap<K, Vec<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
 
-fn lock<K>(shard: &Shard<K>) -> MutexGuard<'_, HashMap<K, Vec<Idle>>> {
-    shard.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl<K: Clone + Eq + Hash + Send> Http1Pool<K> {
     pub(super) fn new(max_idle: usize, idle_timeout: Duration) -> Self {
-        Self { shards: ThreadLocal::new(), max_idle, idle_timeout }
-    }
-
-    /// This thread's idle connections.
-    fn own(&self) -> &Shard<K> {
-        self.shards.get_or_default()
+        Self { shards: PerThread::new(), max_idle, idle_timeout }
     }
 
     /// An idle connection for `key`, pooled by this thread, that is not past the idle
     /// timeout and not closed. The caller must await `ready()` on it before sending.
     pub(super) fn take(&self, key: &K) -> Option<SendRequest<Body>> {
-        let mut map = lock(self.own());
+        let mut map = self.shards.own();
         let idle = map.get_mut(key)?;
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && !entry.sender.is_closed() {
@@ -78,7 +66,7 @@ impl<K: Clone + Eq + Hash + Send> Http1Pool<K> {
         if sender.is_closed() {
             return;
         }
-        let mut map = lock(self.own());
+        let mut map = self.shards.own();
         let idle = map.entry(key).or_default();
         if idle.len() < self.max_idle {
             idle.push(Idle { sender, since: Instant::now() });
@@ -89,15 +77,15 @@ impl<K: Clone + Eq + Hash + Send> Http1Pool<K> {
     /// left without any: (connections dropped, keys forgotten).
     pub(super) fn reap(&self) -> (usize, usize) {
         let (mut closed, mut keys) = (0, 0);
-        for shard in self.shards.iter() {
-            lock(shard).retain(|_, idle| {
+        self.shards.each(|map| {
+            map.retain(|_, idle| {
                 let before = idle.len();
                 idle.retain(|entry| entry.since.elapsed() < self.idle_timeout && !entry.sender.is_closed());
                 closed += before - idle.len();
                 keys += usize::from(idle.is_empty());
                 !idle.is_empty()
-            });
-        }
+            })
+        });
         (closed, keys)
     }
 
@@ -105,13 +93,13 @@ impl<K: Clone + Eq + Hash + Send> Http1Pool<K> {
     #[cfg(test)]
     pub(super) fn keys(&self) -> usize {
         let mut all: Vec<K> = Vec::new();
-        for shard in self.shards.iter() {
-            for key in lock(shard).keys() {
+        self.shards.each(|map| {
+            for key in map.keys() {
                 if !all.contains(key) {
                     all.push(key.clone());
                 }
             }
-        }
+        });
         all.len()
     }
 }

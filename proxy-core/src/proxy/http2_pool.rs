@@ -7,38 +7,27 @@
 //! for the reaper.
 
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard};
 
 use hyper::client::conn::http2::SendRequest;
-use thread_local::ThreadLocal;
 
 use super::body::Body;
+use crate::per_thread::PerThread;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-type Shard<K> = Mutex<HashMap<K, SendRequest<Body>>>;
-
 /// HTTP/2 connections by key, at most one per key and thread.
 pub(super) struct Http2Pool<K: Send> {
-    shards: ThreadLocal<Shard<K>>,
-}
-
-fn lock<K>(shard: &Shard<K>) -> MutexGuard<'_, HashMap<K, SendRequest<Body>>> {
-    shard.lock().unwrap_or_else(|p| p.into_inner())
+    shards: PerThread<HashMap<K, SendRequest<Body>>>,
 }
 
 impl<K: Clone + Eq + Hash + Send> Http2Pool<K> {
     pub(super) fn new() -> Self {
-        Self { shards: ThreadLocal::new() }
-    }
-
-    fn own(&self) -> &Shard<K> {
-        self.shards.get_or_default()
+        Self { shards: PerThread::new() }
     }
 
     /// This thread's open connection for `key` (a closed one is forgotten).
     pub(super) fn get(&self, key: &K) -> Option<SendRequest<Body>> {
-        let mut map = lock(self.own());
+        let mut map = self.shards.own();
         match map.get(key) {
             Some(sender) if !sender.is_closed() => Some(sender.clone()),
             Some(_) => {
@@ -51,25 +40,25 @@ impl<K: Clone + Eq + Hash + Send> Http2Pool<K> {
 
     /// Shares a connection this thread opened (replacing the one it had for `key`).
     pub(super) fn insert(&self, key: K, sender: SendRequest<Body>) {
-        lock(self.own()).insert(key, sender);
+        self.shards.own().insert(key, sender);
     }
 
     /// Forgets closed connections on every thread: how many.
     pub(super) fn reap(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let mut map = lock(shard);
-                let before = map.len();
-                map.retain(|_, sender| !sender.is_closed());
-                before - map.len()
-            })
-            .sum()
+        let mut closed = 0;
+        self.shards.each(|map| {
+            let before = map.len();
+            map.retain(|_, sender| !sender.is_closed());
+            closed += before - map.len();
+        });
+        closed
     }
 
     /// Connections held (all threads).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| lock(shard).len()).sum()
+        let mut len = 0;
+        self.shards.each(|map| len += map.len());
+        len
     }
 }
