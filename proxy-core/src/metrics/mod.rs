@@ -502,6 +502,10 @@ mod tests {
             metrics.request(RequestRecord { labels: other.borrowed(), duration_seconds: 0.0, backend_seconds: None });
         }
         assert_eq!(metrics.handles.len(), 1, "only the label set with metrics of its own is kept");
+        // The requests of a kept label set still count, the handles being full.
+        metrics.request(RequestRecord { labels: labels(200).borrowed(), duration_seconds: 0.0, backend_seconds: Some(0.001) });
+        assert_eq!(metrics.requests.with(&labels(200), |c| c.get()), 2);
+        assert!(metrics.handles.find_key(&labels(200).borrowed(), |h| h.has_backend()).unwrap(), "handles replaced when full");
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"ambit_metrics_label_overflow_total{family="ambit_requests_total"} 3"#), "{text}");

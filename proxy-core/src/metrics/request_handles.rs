@@ -67,9 +67,13 @@ impl ProxyMetrics {
     pub(super) fn keep_handles(&self, labels: &RequestLabelsRef<'_>) {
         let latency = LatencyKey { caller_namespace: labels.caller_namespace, service: labels.service, status_class: labels.status_class };
         let backend = BackendKey { service: labels.service, backend: labels.backend };
-        // Checked by the borrowed labels first: an overflowed label set (none of its own)
-        // costs no owned copy.
-        if self.requests.find_key(labels, |_| ()).is_none() || self.request_duration.find_key(&latency, |_| ()).is_none() {
+        // Checked by the borrowed labels first: an overflowed label set (none of its own),
+        // or a new one when the handles are full, costs no owned copy.
+        let known = self.handles.find_key(labels, |_| ()).is_some();
+        if (!known && self.handles.len() >= self.label_cap)
+            || self.requests.find_key(labels, |_| ()).is_none()
+            || self.request_duration.find_key(&latency, |_| ()).is_none()
+        {
             return;
         }
         let full = labels.to_labels();
