@@ -387,10 +387,21 @@ fn control_plane_in_process(root: &Path, plan: &Plan, report: &mut Report) -> Re
     let nums = |k: &str| -> Vec<f64> { v[k].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default() };
     let mut build = Figure::new(&scenario, "route table build (translate)", "ms", Better::Lower);
     build.ambit = nums("build_ms");
-    report.push(build.target("≤ 500 ms", |_, m| m <= 500.0).note(format!(
-        "from the parsed objects to the proxy configuration; parsing the YAML took {:.2} s more",
-        v["parse_s"].as_f64().unwrap_or(f64::NAN)
-    )));
+    let build_why = format!(
+        "the repetitions took {} ms; the same translation of the same state, made again interleaved with one-change \
+         rebuilds, took {:.0} ms (median)",
+        report::spread(&build.ambit),
+        report::median(&nums("change_full_ms")).unwrap_or(f64::NAN)
+    );
+    report.push(
+        build
+            .target("≤ 500 ms", |_, m| m <= 500.0)
+            .note(format!(
+                "from the parsed objects to the proxy configuration; parsing the YAML took {:.2} s more",
+                v["parse_s"].as_f64().unwrap_or(f64::NAN)
+            ))
+            .why(build_why),
+    );
     let mut change = Figure::new(&scenario, "route table rebuild after one HTTPRoute change", "ms", Better::Lower);
     change.ambit = nums("change_ms");
     report.push(change.note(format!(
