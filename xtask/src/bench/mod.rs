@@ -388,9 +388,9 @@ fn control_plane_in_process(root: &Path, plan: &Plan, report: &mut Report) -> Re
     let mut build = Figure::new(&scenario, "route table build (translate)", "ms", Better::Lower);
     build.ambit = nums("build_ms");
     let build_why = format!(
-        "the repetitions took {} ms; the same translation of the same state, made again interleaved with one-change \
+        "the repetitions took {}; the same translation of the same state, made again interleaved with one-change \
          rebuilds, took {:.0} ms (median)",
-        report::spread(&build.ambit),
+        report::spread(&build.ambit, "ms"),
         report::median(&nums("change_full_ms")).unwrap_or(f64::NAN)
     );
     report.push(

@@ -51,13 +51,13 @@ pub fn median(v: &[f64]) -> Option<f64> {
     Some(if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 })
 }
 
-/// Repetitions as the report prints them: each value, and how far apart they lie
-/// ((max − min) / median, in %), e.g. "449, 534, 512 (spread 17%)".
-pub fn spread(values: &[f64]) -> String {
+/// Repetitions as the report prints them: each value, then `unit`, and how far apart
+/// they lie ((max − min) / median, in %), e.g. "449, 534, 512 ms (spread 17%)".
+pub fn spread(values: &[f64], unit: &str) -> String {
     let listed: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
     let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let percent = median(values).map_or(f64::NAN, |m| (max - min) / m * 100.0);
-    format!("{} (spread {percent:.0}%)", listed.join(", "))
+    format!("{} {unit} (spread {percent:.0}%)", listed.join(", "))
 }
 
 impl Figure {
@@ -277,8 +277,8 @@ mod tests {
 
     #[test]
     fn spread_lists_the_repetitions_and_how_far_apart_they_lie() {
-        assert_eq!(spread(&[449.0, 534.0, 512.0]), "449, 534, 512 (spread 17%)");
-        assert_eq!(spread(&[100.0]), "100 (spread 0%)");
+        assert_eq!(spread(&[449.0, 534.0, 512.0], "ms"), "449, 534, 512 ms (spread 17%)");
+        assert_eq!(spread(&[100.0], "req/s"), "100 req/s (spread 0%)");
     }
 
     #[test]

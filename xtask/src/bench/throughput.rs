@@ -199,10 +199,10 @@ pub fn metrics_overhead(world: &mut World, plan: &Plan, report: &mut Report) -> 
     let mut loss = Figure::new(SCENARIO, "throughput lost to metrics", "%", Better::Lower);
     loss.ambit.push((1.0 - with / without) * 100.0);
     let why = format!(
-        "each run with metrics gave {} req/s, with --no-metrics {} req/s (alternating, the agent restarted for each): \
+        "each run with metrics gave {}, with --no-metrics {} (alternating, the agent restarted for each): \
          runs of the same setting lie that far apart",
-        spread(&on),
-        spread(&off)
+        spread(&on, "req/s"),
+        spread(&off, "req/s")
     );
     report.push(
         loss.target("≤ 3%", |_, m| m <= 3.0)
