@@ -8,6 +8,7 @@ mod check_ebpf;
 mod cmd;
 mod demo;
 mod demo_mesh;
+mod disk;
 mod ebpf;
 mod fuzz;
 mod image;

@@ -2,7 +2,8 @@
 //!
 //! 1. installs what a fresh machine lacks (`cargo xtask setup`; idempotent, seconds when
 //!    everything is present);
-//! 2. checks that the committed eBPF object matches its sources (`check-ebpf`);
+//! 2. checks that the committed eBPF object matches its sources (`check-ebpf`), and
+//!    that the disk has room for the builds ([`crate::disk`]);
 //! 3. builds every binary (the end-to-end tests run the real `ambit-agent` and
 //!    `ambit-pod`) and the agent's container image (`cargo xtask image`, which the
 //!    end-to-end test `image` runs as the node agent);
@@ -21,7 +22,17 @@ use std::process::Command;
 use anyhow::bail;
 
 use crate::cmd::run;
-use crate::{check_ebpf, fuzz, image, setup};
+use crate::{check_ebpf, disk, fuzz, image, setup};
+
+/// GiB a test run writes: a clean clone builds everything (about 8 GiB, measured in
+/// session 10), a built tree only what changed.
+fn needed_gib(root: &std::path::Path) -> u64 {
+    if root.join("target/debug").is_dir() {
+        4
+    } else {
+        12
+    }
+}
 
 /// Seconds each fuzz target runs in the test suite (`cargo xtask fuzz --seconds N` runs longer).
 pub const CI_FUZZ_SECONDS: u64 = 20;
@@ -50,6 +61,7 @@ pub fn run_tests(args: &Args) -> anyhow::Result<()> {
         bail!("the kernel and end-to-end tests need root (eBPF, cgroups, network namespaces); run as root");
     }
     let root = crate::ebpf::repo_root();
+    disk::require_free(&root, needed_gib(&root), "`cargo xtask test`")?;
     run(cargo().current_dir(&root).args(["build", "--workspace", "--bins"]))?;
     image::run_image(&image::Args::default())?;
     run(cargo().current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args.cargo_test_args))?;
