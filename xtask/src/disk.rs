@@ -23,7 +23,7 @@ pub fn available_bytes(path: &Path) -> anyhow::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `stats`.
     let stats = unsafe { stats.assume_init() };
-    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 /// Fails, saying how much is free and how much `what` needs, when the filesystem
