@@ -5,6 +5,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambit_proxy_core::config::{AppProtocol, RouteSet};
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 fn options(connections_per_caller: usize, requests_per_caller: usize) -> ProxyOptions {
     let limits = LimitOptions {
@@ -80,6 +83,62 @@ async fn over_its_request_cap_a_caller_gets_503_naming_the_cap() {
     wait_live(&proxy, Kind::Requests, 1).await;
     pending.abort();
     wait_live(&proxy, Kind::Requests, 0).await;
+}
+
+/// An HTTP/1.1 backend whose first answer sends its head and half its body, then the
+/// rest only once `release` is notified; later answers are whole.
+async fn half_body_backend(release: Arc<Notify>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first = Arc::new(AtomicBool::new(true));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let (release, first) = (release.clone(), first.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await.unwrap();
+                    if first.swap(false, Ordering::SeqCst) {
+                        release.notified().await;
+                    }
+                    stream.write_all(b"world").await.unwrap();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_request_keeps_its_unit_until_its_response_body_is_sent() {
+    let release = Arc::new(Notify::new());
+    let backend = half_body_backend(release.clone()).await;
+    let config = config_with(service_port(AppProtocol::Http, vec![backend], RouteSet::default()));
+    let running = start_proxy_with(config, options(0, 1)).await;
+    let proxy = running.proxy.clone();
+
+    let mut streaming = connect(running.addr).await;
+    let request = hyper::Request::get("/").body(Empty::new()).unwrap();
+    let response = streaming.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The head is through and the body is not: the unit is still taken.
+    assert_eq!(proxy.budgets().node().live(Kind::Requests), 1);
+    let mut other = connect(running.addr).await;
+    assert_eq!(get(&mut other, 0).await, (503, Some("caller_requests".to_owned())));
+
+    release.notify_one();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"helloworld");
+    wait_live(&proxy, Kind::Requests, 0).await;
+    assert_eq!(get(&mut other, 0).await, (200, None), "the unit came back with the body's end");
 }
 
 #[tokio::test]

@@ -188,13 +188,13 @@ async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream,
             let guard = in_flight.start();
             async move {
                 let http1 = request.version() < hyper::Version::HTTP_2;
-                let mut response = http::handle(proxy, ctx, request).await;
+                let http::Answer { mut response, permit } = http::handle(proxy, ctx, request).await;
                 if http1 && guard.draining() {
                     // This connection closes after the answer: say so, so that the
                     // client does not send another request on it.
                     response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
                 }
-                Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, guard)))
+                Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody::new(body, guard, permit)))
             }
         }
     });

@@ -24,6 +24,7 @@ use super::mirror_body::{self, BodyCopy, MIRROR_BODY_LIMIT};
 use super::upstream::{UpstreamError, UpstreamVersion};
 use super::Proxy;
 use crate::config::{AppProtocol, Decision, EndpointSet, ProxyConfig};
+use crate::limits::Permit;
 use crate::metrics::{ProxyMetrics, RequestLabelsRef, RequestRecord, StatusClass};
 use crate::routes::{
     normalize_path, BackendTarget, HeaderModifier, MatchedRule, RequestView, RetryPolicy, RuleAction, Timeouts,
@@ -62,7 +63,15 @@ impl Default for Routed<'_> {
     }
 }
 
-pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<Incoming>) -> Response<Body> {
+/// A request's answer, and the caller's request permit, which the connection keeps
+/// with the response body until the body is sent in full or dropped (so the permit
+/// rides in the connection's own body wrapper, not in a box of its own).
+pub struct Answer {
+    pub response: Response<Body>,
+    pub permit: Option<Permit>,
+}
+
+pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<Incoming>) -> Answer {
     let started = Instant::now();
     let grpc = is_grpc(request.headers());
     // Access-log facts are gathered only for the requests that will be logged.
@@ -74,17 +83,12 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
     // One snapshot of the configuration for the request head, borrowed.
     let config = proxy.config.current();
     let mut routed = Routed::default();
-    let response = match proxy.budgets.request(&ctx.budget) {
-        // The permit is held until the response body is done with.
-        Ok(permit) => {
-            let response = route(&proxy, &config, &ctx, request, grpc, &mut routed).await;
-            let (parts, body) = response.into_parts();
-            Response::from_parts(parts, body::holding(body, permit))
-        }
+    let (response, permit) = match proxy.budgets.request(&ctx.budget) {
+        Ok(permit) => (route(&proxy, &config, &ctx, request, grpc, &mut routed).await, Some(permit)),
         Err(limit) => {
             let namespace = ctx.caller.as_ref().map_or_else(|| Arc::from(""), |w| w.namespace.clone());
             proxy.refused(limit, &namespace, ctx.caller_name().as_deref().unwrap_or(""));
-            LocalReply::Limited(limit).response(grpc)
+            (LocalReply::Limited(limit).response(grpc), None)
         }
     };
     let head_elapsed = started.elapsed();
@@ -92,7 +96,7 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         record_metrics(metrics, &ctx, &routed, response.status().as_u16(), head_elapsed);
     }
     let Some((request_id, method, path, request_bytes)) = logged else {
-        return response;
+        return Answer { response, permit };
     };
     let caller = ctx.caller_of(&config);
     let mesh_path = routed.endpoint.map(|e| MeshPath::of(&config, e));
@@ -121,7 +125,7 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         started,
     };
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, body::boxed(LoggedBody::new(body, record)))
+    Answer { response: Response::from_parts(parts, body::boxed(LoggedBody::new(body, record))), permit }
 }
 
 /// Counts one request in the metrics (lock-free: see `crate::metrics`; the labels

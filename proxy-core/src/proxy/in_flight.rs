@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::body::{Body, BoxError};
+use crate::limits::Permit;
 
 /// How often [`InFlight::request_after`] looks.
 const STARTED_POLL: Duration = Duration::from_millis(5);
@@ -110,15 +111,17 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body that keeps its request counted until it is sent or dropped.
+/// A response body that keeps its request counted until it is sent or dropped, and
+/// with it the caller's request permit (none for a reply to a refused request).
 pub struct InFlightBody {
     inner: Body,
     _guard: InFlightGuard,
+    _permit: Option<Permit>,
 }
 
 impl InFlightBody {
-    pub fn new(inner: Body, guard: InFlightGuard) -> Self {
-        Self { inner, _guard: guard }
+    pub fn new(inner: Body, guard: InFlightGuard, permit: Option<Permit>) -> Self {
+        Self { inner, _guard: guard, _permit: permit }
     }
 }
 
