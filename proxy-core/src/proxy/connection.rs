@@ -174,7 +174,7 @@ fn upstream_caller(proxy: &Proxy, origin: Origin, peer: SocketAddr, caller: Opti
         service: Some(service.to_string()),
         service_host: None,
     };
-    Caller { source: proxy.upstream.source(origin.pod_cgroup), identity, call: Arc::new(call) }
+    Caller::new(proxy.upstream.source(origin.pod_cgroup), identity, Arc::new(call))
 }
 
 async fn serve_http(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, stream: TcpStream, shutdown: CancellationToken) {

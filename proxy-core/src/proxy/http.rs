@@ -115,7 +115,7 @@ pub async fn handle(proxy: Arc<Proxy>, ctx: Arc<ConnContext>, request: Request<I
         rule: routed.rule.to_string(),
         backend: routed.backend.to_string(),
         endpoint: routed.endpoint.map(|e| e.to_string()).unwrap_or_default(),
-        source_identity: ctx.source.identity.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        source_identity: ctx.source.identity().map(|id| id.to_string()).unwrap_or_default(),
         destination_identity: mesh_path.as_ref().and_then(|p| p.destination_identity()).map(|id| id.to_string()).unwrap_or_default(),
         tunnel: mesh_path.as_ref().map_or("none", |p| p.tunnel()),
         status: response.status().as_u16(),

@@ -62,7 +62,7 @@ pub async fn passthrough(proxy: &Proxy, ctx: &ConnContext, mut client: TcpStream
             service = %ctx.service_label(),
             dialled = %ctx.origin.destination,
             backend = %endpoint,
-            source_identity = %ctx.source.identity.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+            source_identity = %ctx.source.identity().map(|id| id.to_string()).unwrap_or_default(),
             destination_identity = %destination_identity,
             tunnel,
             bytes_sent = sent,

@@ -129,7 +129,7 @@ fn local_stream(mesh: &MeshUpstreams, admitted: &crate::hbone::InboundRequest, p
 
 /// A pool key: connections are shared only between requests with the same source
 /// (caller), identity, endpoint and path (plaintext, same-node or tunnelled).
-type PoolKey = (CallerKey, SocketAddr, MeshPath);
+type PoolKey = (Arc<CallerKey>, SocketAddr, MeshPath);
 
 /// The mesh side of the upstreams: tunnels to other nodes, the gate of this node's pods.
 pub struct MeshUpstreams {
@@ -238,7 +238,7 @@ impl Upstreams {
     /// plain pod connection, not served as HTTP by the inbound gate's filter.
     async fn connect_via(&self, caller: &Caller, endpoint: SocketAddr, path: &MeshPath, decided_by_caller: bool) -> Result<UpstreamStream, UpstreamError> {
         match path {
-            MeshPath::Plain => self.connect_tcp(caller.source, endpoint).await.map(UpstreamStream::Plain),
+            MeshPath::Plain => self.connect_tcp(caller.source(), endpoint).await.map(UpstreamStream::Plain),
             MeshPath::Local { guarded, .. } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
                 let claim = StreamClaim {
@@ -251,13 +251,13 @@ impl Upstreams {
                 let admitted = mesh.gate.admit(&claim).map_err(|denial| UpstreamError::Denied(endpoint, Box::new(denial)))?;
                 // A guarded (STRICT) pod accepts connections only from the node's own
                 // sockets (the kernel drops SYNs forwarded from a pod's namespace).
-                let source = if *guarded { Source::Node } else { caller.source };
+                let source = if *guarded { Source::Node } else { caller.source() };
                 let pod = self.connect_tcp(source, endpoint).await?;
                 Ok(local_stream(mesh, &admitted, pod, decided_by_caller))
             }
             MeshPath::Hbone { node, expected } => {
                 let (mesh, identity) = self.mesh_caller(caller, endpoint)?;
-                let key = TunnelKey { source: caller.source, identity: identity.clone(), node: *node, expected: expected.clone() };
+                let key = TunnelKey { source: caller.source(), identity: identity.clone(), node: *node, expected: expected.clone() };
                 let opened = mesh.pool.open(&key, endpoint, &caller.call).await;
                 let outcome = match &opened {
                     Ok(_) => "ok",
@@ -273,7 +273,7 @@ impl Upstreams {
 
     /// The mesh side and the caller's identity, or why a mesh pod cannot be reached.
     fn mesh_caller<'a>(&'a self, caller: &'a Caller, endpoint: SocketAddr) -> Result<(&'a MeshUpstreams, &'a crate::identity::SpiffeId), UpstreamError> {
-        match (&self.mesh, &caller.identity) {
+        match (&self.mesh, caller.identity()) {
             (Some(mesh), Some(identity)) => Ok((mesh, identity)),
             (Some(mesh), None) => {
                 mesh.gate.metrics().stream(&crate::hbone::StreamLabels {
@@ -338,7 +338,7 @@ impl Upstreams {
         path: &MeshPath,
         request: Request<Body>,
     ) -> Result<Request<Body>, UpstreamError> {
-        let (MeshPath::Local { .. }, Some(mesh), Some(identity)) = (path, &self.mesh, &caller.identity) else {
+        let (MeshPath::Local { .. }, Some(mesh), Some(identity)) = (path, &self.mesh, caller.identity()) else {
             return Ok(request);
         };
         super::local_authz::decide(&mesh.gate, &config.authorization, identity, endpoint, request)
