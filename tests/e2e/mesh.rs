@@ -127,12 +127,18 @@ fn cross_node_calls_are_encrypted_and_carry_the_callers_identity() {
     let inbound = inbound.unwrap_or_else(|| panic!("node 2 logged no inbound stream from the caller:\n{}", agents[1].log_tail(30)));
     assert!(inbound["destination_identity"].as_str().is_some_and(|d| d.starts_with(&spiffe("server", "echo"))), "{inbound}");
 
-    // Many calls share tunnel connections: no TLS handshake per application connection.
+    // Many calls share tunnel connections: no TLS handshake per call. The 20 calls go
+    // over the client's keep-alive connection(s); one of node 1's workers serves each
+    // client connection and keeps its own tunnels (ARCHITECTURE.md, "Threads"), one per
+    // callee identity (echo and echo-v2 both back `echo`): at most two handshakes per
+    // client connection, whichever worker serves it.
     let capture = bed.capture(Duration::from_secs(30)).unwrap();
     let out = client.run_client(&ClientRequest::http("http://echo.server/many").count(20).timeout(Duration::from_secs(5))).unwrap();
     let captured = capture.finish().unwrap();
     assert!(out.results.iter().all(|r| r.status == Some(200)), "{out:#?}");
-    assert!(captured.tls_client_hellos_to(HBONE_PORT) <= 1, "a TLS handshake per call: {}", captured.tls_client_hellos_to(HBONE_PORT));
+    let connections = out.results.iter().map(|r| r.connection).collect::<std::collections::BTreeSet<_>>().len();
+    let hellos = captured.tls_client_hellos_to(HBONE_PORT);
+    assert!(hellos <= 2 * connections, "a TLS handshake per call: {hellos} for 20 calls over {connections} connection(s)");
 }
 
 #[test]
